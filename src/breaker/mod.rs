@@ -1,0 +1,1 @@
+//! resilience4j's CircuitBreaker as pure data. (Stub: being written.)

@@ -1,0 +1,1 @@
+//! Durations as Spring Boot reads them. (Stub: being written.)

@@ -1,0 +1,1 @@
+//! The proxy-wasm host layer. (Stub: being written.)

@@ -1,0 +1,104 @@
+//! The validated runtime model a policy compiles to. Parsing lives in `parse`.
+
+use std::collections::BTreeMap;
+
+use crate::outcome::OutcomeMatcher;
+
+/// A whole, validated filter policy. Built only by [`crate::policy::Policy::from_json`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    /// resilience4j.circuitbreaker.instances, with configs/base-config/defaults resolved.
+    pub circuit_breakers: BTreeMap<String, BreakerConfig>,
+    /// resilience4j.retry.instances, resolved the same way.
+    pub retries: BTreeMap<String, RetryConfig>,
+    /// Filter key `upstreams`: Envoy cluster name -> instance name. Overrides the default mapping.
+    pub upstreams: BTreeMap<String, String>,
+    /// Filter key `fallbacks`: instance name -> response served while its circuit does not permit.
+    pub fallbacks: BTreeMap<String, Fallback>,
+    /// Non-fatal findings (e.g. Java exception classes that have no HTTP meaning), to be logged.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlidingWindowType {
+    CountBased,
+    TimeBased,
+}
+
+/// States an operator can pin a breaker to (resilience4j's transitionTo*State), via the
+/// filter's `initial-state` instance key. `Closed` is the normal, self-managing breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitialState {
+    Closed,
+    Disabled,
+    ForcedOpen,
+    MetricsOnly,
+}
+
+/// One circuit breaker instance, every field resolved (resilience4j defaults filled in).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakerConfig {
+    /// Percent in (0, 100]. Default 50.
+    pub failure_rate_threshold: f32,
+    /// Percent in (0, 100]. Default 100.
+    pub slow_call_rate_threshold: f32,
+    /// Default 60 s.
+    pub slow_call_duration_threshold_ms: u64,
+    /// Default COUNT_BASED.
+    pub sliding_window_type: SlidingWindowType,
+    /// Calls (COUNT_BASED) or seconds (TIME_BASED), >= 1. Default 100.
+    pub sliding_window_size: u32,
+    /// >= 1. Default 100. (Not yet clamped to the window size; the breaker does that.)
+    pub minimum_number_of_calls: u32,
+    /// Default 60 s.
+    pub wait_duration_in_open_state_ms: u64,
+    /// Default false.
+    pub automatic_transition_from_open_to_half_open_enabled: bool,
+    /// >= 1. Default 10.
+    pub permitted_number_of_calls_in_half_open_state: u32,
+    /// 0 = stay in HALF_OPEN until the permitted calls completed. Default 0.
+    pub max_wait_duration_in_half_open_state_ms: u64,
+    /// enable-exponential-backoff / exponential-backoff-multiplier: each re-open from HALF_OPEN
+    /// multiplies the open wait by this. 1.0 (the default) = constant wait.
+    pub open_wait_multiplier: f64,
+    /// exponential-max-wait-duration-in-open-state: cap on the grown open wait. None = uncapped.
+    pub open_wait_max_ms: Option<u64>,
+    /// Filter key `initial-state` (resilience4j's transitionTo*State). Default CLOSED.
+    pub initial_state: InitialState,
+    /// HTTP analogue of record-exceptions. Empty = the default: 5xx and every connection failure.
+    pub record: Vec<OutcomeMatcher>,
+    /// HTTP analogue of ignore-exceptions: matching calls count as neither success nor failure.
+    pub ignore: Vec<OutcomeMatcher>,
+}
+
+/// One retry instance, every field resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryConfig {
+    /// Includes the first call, >= 1. Default 3.
+    pub max_attempts: u32,
+    /// Default 500 ms.
+    pub wait_duration_ms: u64,
+    pub enable_exponential_backoff: bool,
+    /// > 1.0 when exponential. Default 1.5.
+    pub exponential_backoff_multiplier: f64,
+    /// Cap on the exponential wait; None = uncapped.
+    pub exponential_max_wait_duration_ms: Option<u64>,
+    pub enable_randomized_wait: bool,
+    /// In [0, 1). Default 0.5.
+    pub randomized_wait_factor: f64,
+    /// Default false.
+    pub fail_after_max_attempts: bool,
+    /// HTTP analogue of retry-exceptions. Empty = default: 5xx and every connection failure.
+    pub retry_on: Vec<OutcomeMatcher>,
+    /// HTTP analogue of ignore-exceptions: never retried.
+    pub ignore: Vec<OutcomeMatcher>,
+}
+
+/// The response served instead of calling an upstream whose circuit does not permit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fallback {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    /// None: the default JSON body naming upstream and state.
+    pub body: Option<String>,
+}
