@@ -5,9 +5,11 @@
 
 pub mod breaker;
 pub mod duration;
+pub mod events;
 pub mod fallback;
 pub mod outcome;
 pub mod policy;
+pub mod retry;
 
 #[cfg(target_os = "wasi")]
 mod host;

@@ -84,9 +84,58 @@ pub fn call_result_from_envoy(code: u16, flags: &str) -> CallResult {
     }
 }
 
+// Envoy's response flag bits (`response.flags`, CoreResponseFlag order in stream_info.h).
+const FLAG_NO_HEALTHY_UPSTREAM: u64 = 1 << 1; // UH
+const FLAG_UPSTREAM_REQUEST_TIMEOUT: u64 = 1 << 2; // UT
+const FLAG_LOCAL_RESET: u64 = 1 << 3; // LR
+const FLAG_UPSTREAM_REMOTE_RESET: u64 = 1 << 4; // UR
+const FLAG_UPSTREAM_CONNECTION_FAILURE: u64 = 1 << 5; // UF
+const FLAG_UPSTREAM_CONNECTION_TERMINATION: u64 = 1 << 6; // UC
+const FLAG_DOWNSTREAM_CONNECTION_TERMINATION: u64 = 1 << 14; // DC
+const FLAG_UPSTREAM_PROTOCOL_ERROR: u64 = 1 << 23; // UPE
+const FLAG_DOWNSTREAM_REMOTE_RESET: u64 = 1 << 28; // DR
+
+/// Like [`call_result_from_envoy`], from the flag bit set Envoy's `response.flags` returns.
+pub fn call_result_from_flag_bits(code: u16, bits: u64) -> CallResult {
+    if bits & (FLAG_UPSTREAM_CONNECTION_FAILURE | FLAG_NO_HEALTHY_UPSTREAM) != 0 {
+        CallResult::ConnectFailure
+    } else if bits & FLAG_UPSTREAM_REQUEST_TIMEOUT != 0 {
+        CallResult::Timeout
+    } else if bits
+        & (FLAG_UPSTREAM_REMOTE_RESET
+            | FLAG_UPSTREAM_CONNECTION_TERMINATION
+            | FLAG_LOCAL_RESET
+            | FLAG_UPSTREAM_PROTOCOL_ERROR)
+        != 0
+        || code == 0
+    {
+        CallResult::Reset
+    } else {
+        CallResult::Response(code)
+    }
+}
+
+/// The caller went away (DC, DR): a call cut short by the caller says nothing about the upstream.
+pub fn downstream_terminated(bits: u64) -> bool {
+    bits & (FLAG_DOWNSTREAM_CONNECTION_TERMINATION | FLAG_DOWNSTREAM_REMOTE_RESET) != 0
+}
+
 #[cfg(test)]
 mod tests {
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
+
+    #[test]
+    fn envoy_flag_bits_tell_calls_without_response() {
+        assert_eq!(call_result_from_flag_bits(503, 1 << 5), CallResult::ConnectFailure);
+        assert_eq!(call_result_from_flag_bits(504, 1 << 2), CallResult::Timeout);
+        assert_eq!(call_result_from_flag_bits(503, 1 << 4), CallResult::Reset);
+        assert_eq!(call_result_from_flag_bits(500, 0), CallResult::Response(500));
+        assert!(downstream_terminated(1 << 14));
+        assert!(!downstream_terminated(1 << 5));
+    }
 
     #[test]
     fn defaults_record_5xx_and_connection_failures_and_count_4xx_as_success() {

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::outcome::OutcomeMatcher;
+pub use crate::retry::budget::BudgetConfig;
 
 /// A whole, validated filter policy. Built only by [`crate::policy::Policy::from_json`].
 #[derive(Debug, Clone, PartialEq)]
@@ -15,6 +16,12 @@ pub struct Policy {
     pub upstreams: BTreeMap<String, String>,
     /// Filter key `fallbacks`: instance name -> response served while its circuit does not permit.
     pub fallbacks: BTreeMap<String, Fallback>,
+    /// Filter key `retry-options`: how the sidecar replays requests, per retry instance.
+    /// Every retry instance has an entry (defaults filled in).
+    pub retry_options: BTreeMap<String, RetryOptions>,
+    /// Filter key `events`: stamping of records produced through a Kafka HTTP bridge.
+    /// None: the filter leaves bridge traffic alone. See [`crate::events::config`].
+    pub events: Option<crate::events::EventsConfig>,
     /// Non-fatal findings (e.g. Java exception classes that have no HTTP meaning), to be logged.
     pub warnings: Vec<String>,
 }
@@ -101,4 +108,34 @@ pub struct Fallback {
     pub headers: Vec<(String, String)>,
     /// None: the default JSON body naming upstream and state.
     pub body: Option<String>,
+}
+
+/// The sidecar's own retry settings for one instance (no resilience4j equivalent: a Java
+/// client holds its request in memory, a sidecar must buffer it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryOptions {
+    /// Also replay POST and PATCH. Default false: only idempotent methods, or requests that
+    /// carry an `Idempotency-Key` header.
+    pub retry_non_idempotent: bool,
+    /// Request bodies up to this size are kept for replay; larger ones are not retried.
+    /// Default 65536.
+    pub max_body_bytes: u32,
+    /// Timeout of each retry attempt (the first attempt has the route's timeout). Default 5 s.
+    pub per_try_timeout_ms: u64,
+    /// No retry starts later than this after the request arrived. None: bounded only by
+    /// max-attempts × (wait + per-try-timeout). Default None.
+    pub overall_timeout_ms: Option<u64>,
+    pub budget: BudgetConfig,
+}
+
+impl Default for RetryOptions {
+    fn default() -> Self {
+        RetryOptions {
+            retry_non_idempotent: false,
+            max_body_bytes: 65536,
+            per_try_timeout_ms: 5000,
+            overall_timeout_ms: None,
+            budget: BudgetConfig::default(),
+        }
+    }
 }

@@ -1,0 +1,224 @@
+//! Host glue for event stamping: recognizes produce requests bound for a bridge cluster, holds
+//! their body until it is whole, has the core stamp it ([`crate::events::stamp`]) and forwards
+//! the stamped body, or answers the refusal itself so nothing reaches the bridge. Time comes
+//! from the host clock, id randomness from WASI `random_get`.
+//!
+//! Metrics (Envoy adds the `wasmcustom.` prefix; topic dots become `_`):
+//! `sidecar_events_records_stamped.topic.<topic>`, `sidecar_events_envelopes_kept.topic.<topic>`,
+//! `sidecar_events_sources_corrected.topic.<topic>`,
+//! `sidecar_events_requests_rejected.topic.<topic>.reason.<reason>`. At most
+//! [`MAX_METRIC_TOPICS`] topics per worker get their own; the rest count under `_other`.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+use proxy_wasm::types::Action;
+
+use crate::events::{self, EventsConfig, RejectReason, Rejection, StampInput, StampStats};
+
+use super::abi::{self, METRIC_COUNTER};
+
+pub const MAX_METRIC_TOPICS: usize = 64;
+const OTHER_TOPIC: &str = "_other";
+
+/// The `events` policy section as one worker runs it.
+pub struct Events {
+    config: EventsConfig,
+    /// This workload's identity, from node metadata through the template; fixed per config.
+    source: String,
+    metrics: RefCell<BTreeMap<String, TopicMetrics>>,
+}
+
+/// A produce request being held until its body is whole.
+pub struct Publish {
+    topic: String,
+    content_type: Option<String>,
+    traceparent: Option<String>,
+}
+
+pub enum HeadersStep {
+    /// Not a produce request to a bridge: the filter's other work goes on as usual.
+    NotOurs,
+    /// Refused and answered locally; the stream stops here.
+    Answered,
+    /// A produce request: hold the headers until the body is stamped.
+    Publish(Publish),
+}
+
+pub enum BodyStep {
+    /// Return this action (buffering, or the refusal was answered).
+    Hold(Action),
+    /// The body was replaced by this stamped one and `content-length` fixed; continue.
+    Stamped(Vec<u8>),
+}
+
+impl Events {
+    /// Reads the workload's identity from Envoy's node (Istio's `WORKLOAD_NAME`, `NAMESPACE`
+    /// metadata; the node id).
+    pub fn configure(config: Option<&EventsConfig>) -> Option<Events> {
+        let config = config?.clone();
+        let read = |path: &[&str]| abi::get_string_property(path).ok().flatten().filter(|s| !s.is_empty());
+        let workload = read(&["node", "metadata", "WORKLOAD_NAME"]);
+        let namespace = read(&["node", "metadata", "NAMESPACE"]);
+        let node_id = read(&["node", "id"]);
+        let source = config.source(workload.as_deref(), namespace.as_deref(), node_id.as_deref());
+        log::info!("events: stamping produce requests to {:?} as source \"{source}\"", config.bridges);
+        Some(Events { config, source, metrics: RefCell::new(BTreeMap::new()) })
+    }
+
+    fn count(&self, topic: &str, f: impl FnOnce(&TopicMetrics)) {
+        let mut metrics = self.metrics.borrow_mut();
+        let key = if metrics.contains_key(topic) || metrics.len() < MAX_METRIC_TOPICS {
+            topic
+        } else {
+            OTHER_TOPIC
+        };
+        let entry = metrics.entry(key.to_string()).or_insert_with(|| TopicMetrics::define(key));
+        f(entry);
+    }
+
+    fn reject(&self, topic: &str, rejection: &Rejection) -> Action {
+        self.count(topic, |m| m.rejected(rejection.reason));
+        log::info!("events: produce to '{topic}' refused ({}): {}", rejection.status(), rejection.message);
+        let headers = vec![("content-type".to_string(), "application/vnd.kafka.v2+json".to_string())];
+        match abi::send_local_response(rejection.status(), &headers, &rejection.body(), "events_rejected") {
+            Ok(()) => Action::Pause,
+            Err(e) => {
+                // Could not answer: pause anyway, an unstamped body must never be forwarded.
+                log::warn!("events: refusal not sent (host status {})", e.0);
+                Action::Pause
+            }
+        }
+    }
+}
+
+/// Request headers: is this a produce request to a bridge cluster? Refuses what can be
+/// refused before the body (content type, declared size, no body at all).
+pub fn request_headers(events: Option<&Events>, end_of_stream: bool) -> HeadersStep {
+    let Some(events) = events else { return HeadersStep::NotOurs };
+    let Ok(Some(cluster)) = abi::get_string_property(&["xds", "cluster_name"]) else {
+        return HeadersStep::NotOurs;
+    };
+    if !events.config.is_bridge(&cluster) {
+        return HeadersStep::NotOurs;
+    }
+    let Ok(headers) = abi::get_header_map(abi::MAP_REQUEST_HEADERS) else { return HeadersStep::NotOurs };
+    let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let Some(target) = events::produce_target(header(":method").unwrap_or(""), header(":path").unwrap_or(""))
+    else {
+        return HeadersStep::NotOurs;
+    };
+    let topic = target.topic;
+    let content_type = header("content-type").map(str::to_string);
+    if let Err(rejection) = events::format_of(content_type.as_deref()) {
+        events.reject(&topic, &rejection);
+        return HeadersStep::Answered;
+    }
+    let declared = header("content-length").and_then(|v| v.trim().parse::<usize>().ok());
+    if let Some(len) = declared.filter(|len| *len > events.config.max_body_bytes) {
+        events.reject(&topic, &events::too_large(len, events.config.max_body_bytes));
+        return HeadersStep::Answered;
+    }
+    let publish = Publish { topic, content_type, traceparent: header("traceparent").map(str::to_string) };
+    if end_of_stream {
+        // No body at all: the core explains what is missing.
+        return match stamp(events, &publish, &[]) {
+            Err(rejection) => {
+                events.reject(&publish.topic, &rejection);
+                HeadersStep::Answered
+            }
+            Ok(_) => HeadersStep::NotOurs,
+        };
+    }
+    HeadersStep::Publish(publish)
+}
+
+/// Request body: buffer until whole, then stamp and swap it in (or refuse).
+pub fn request_body(events: Option<&Events>, publish: &Publish, body_size: usize, end_of_stream: bool) -> BodyStep {
+    let Some(events) = events else { return BodyStep::Hold(Action::Continue) };
+    let max = events.config.max_body_bytes;
+    if body_size > max {
+        return BodyStep::Hold(events.reject(&publish.topic, &events::too_large(body_size, max)));
+    }
+    if !end_of_stream {
+        return BodyStep::Hold(Action::Pause);
+    }
+    let body = match abi::get_buffer(abi::BUFFER_REQUEST_BODY, 0, body_size) {
+        Ok(body) => body.unwrap_or_default(),
+        Err(e) => {
+            let rejection = Rejection::new(RejectReason::Unavailable, format!("request body unreadable (host status {})", e.0));
+            return BodyStep::Hold(events.reject(&publish.topic, &rejection));
+        }
+    };
+    let stamped = match stamp(events, publish, &body) {
+        Ok(stamped) => stamped,
+        Err(rejection) => return BodyStep::Hold(events.reject(&publish.topic, &rejection)),
+    };
+    let swapped = abi::set_buffer(abi::BUFFER_REQUEST_BODY, 0, body_size, &stamped.body).and_then(|()| {
+        abi::replace_header(abi::MAP_REQUEST_HEADERS, "content-length", &stamped.body.len().to_string())
+    });
+    if let Err(e) = swapped {
+        let rejection = Rejection::new(RejectReason::Unavailable, format!("stamped body could not be forwarded (host status {})", e.0));
+        return BodyStep::Hold(events.reject(&publish.topic, &rejection));
+    }
+    events.count(&publish.topic, |m| m.stamped(&stamped.stats));
+    BodyStep::Stamped(stamped.body)
+}
+
+fn stamp(events: &Events, publish: &Publish, body: &[u8]) -> Result<events::Stamped, Rejection> {
+    let input = StampInput {
+        config: &events.config,
+        topic: &publish.topic,
+        source: &events.source,
+        content_type: publish.content_type.as_deref(),
+        traceparent: publish.traceparent.as_deref(),
+        now_ms: abi::now_ms().unwrap_or(0),
+    };
+    events::stamp(&input, body, &mut || abi::random_bytes::<16>().ok())
+}
+
+/// Per-topic counters; a counter that cannot be defined is a no-op.
+struct TopicMetrics {
+    stamped: Option<u32>,
+    kept: Option<u32>,
+    corrected: Option<u32>,
+    rejected: [Option<u32>; RejectReason::ALL.len()],
+}
+
+impl TopicMetrics {
+    fn define(topic: &str) -> Self {
+        let t = topic.replace('.', "_");
+        let counter = |name: String| match abi::define_metric(METRIC_COUNTER, &name) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                log::warn!("metric {name} unavailable: host status {}", e.0);
+                None
+            }
+        };
+        TopicMetrics {
+            stamped: counter(format!("sidecar_events_records_stamped.topic.{t}")),
+            kept: counter(format!("sidecar_events_envelopes_kept.topic.{t}")),
+            corrected: counter(format!("sidecar_events_sources_corrected.topic.{t}")),
+            rejected: RejectReason::ALL
+                .map(|r| counter(format!("sidecar_events_requests_rejected.topic.{t}.reason.{}", r.as_str()))),
+        }
+    }
+
+    fn stamped(&self, stats: &StampStats) {
+        add(self.stamped, stats.records);
+        add(self.kept, stats.kept);
+        add(self.corrected, stats.corrected);
+    }
+
+    fn rejected(&self, reason: RejectReason) {
+        if let Some(i) = RejectReason::ALL.iter().position(|r| *r == reason) {
+            add(self.rejected[i], 1);
+        }
+    }
+}
+
+fn add(id: Option<u32>, n: u64) {
+    if let (Some(id), true) = (id, n > 0) {
+        let _ = abi::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
+    }
+}

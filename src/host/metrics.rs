@@ -1,0 +1,187 @@
+//! Envoy stats named after resilience4j's Micrometer metrics. Envoy has no tags on Wasm
+//! metrics, so tags are encoded in the name (`<metric>.name.<instance>.kind.<kind>`) and the
+//! bootstrap's `stats_tags` extract them back into Prometheus labels. A metric that cannot be
+//! defined degrades to a no-op: stats never fail a request.
+
+use crate::breaker::{RecordedKind, Snapshot, State, Transition};
+
+use super::abi::{self, METRIC_COUNTER, METRIC_GAUGE};
+
+const CALL_KINDS: [&str; 6] =
+    ["successful", "failed", "slow_successful", "slow_failed", "ignored", "not_permitted"];
+const STATES: [State; 6] = [
+    State::Closed,
+    State::Open,
+    State::HalfOpen,
+    State::Disabled,
+    State::ForcedOpen,
+    State::MetricsOnly,
+];
+const TRANSITIONS: [(State, State); 4] = [
+    (State::Closed, State::Open),
+    (State::Open, State::HalfOpen),
+    (State::HalfOpen, State::Open),
+    (State::HalfOpen, State::Closed),
+];
+
+#[derive(Debug, Default)]
+pub struct BreakerMetrics {
+    calls: [Option<u32>; 6],
+    state: [Option<u32>; 6],
+    transitions: [Option<u32>; 4],
+    failure_rate: Option<u32>,
+    slow_call_rate: Option<u32>,
+    buffered_calls: Option<u32>,
+    failed_calls: Option<u32>,
+}
+
+/// Stat-name segment for an instance: Envoy splits tags on dots.
+fn stat_segment(s: &str) -> String {
+    s.replace('.', "_")
+}
+
+fn define(kind: u32, name: String) -> Option<u32> {
+    match abi::define_metric(kind, &name) {
+        Ok(id) => Some(id),
+        Err(e) => {
+            log::warn!("metric {name} unavailable: host status {}", e.0);
+            None
+        }
+    }
+}
+
+fn state_segment(state: State) -> String {
+    state.as_str().to_ascii_lowercase()
+}
+
+impl BreakerMetrics {
+    pub fn define(instance: &str) -> Self {
+        let name = stat_segment(instance);
+        let counter = |metric: &str, tags: String| {
+            define(METRIC_COUNTER, format!("resilience4j_circuitbreaker_{metric}.name.{name}{tags}"))
+        };
+        let gauge = |metric: &str, tags: String| {
+            define(METRIC_GAUGE, format!("resilience4j_circuitbreaker_{metric}.name.{name}{tags}"))
+        };
+        BreakerMetrics {
+            calls: CALL_KINDS.map(|kind| counter("calls", format!(".kind.{kind}"))),
+            state: STATES.map(|s| gauge("state", format!(".state.{}", state_segment(s)))),
+            transitions: TRANSITIONS.map(|(from, to)| {
+                counter(
+                    "transitions",
+                    format!(".from.{}.to.{}", state_segment(from), state_segment(to)),
+                )
+            }),
+            failure_rate: gauge("failure_rate", String::new()),
+            slow_call_rate: gauge("slow_call_rate", String::new()),
+            buffered_calls: gauge("buffered_calls", String::new()),
+            failed_calls: gauge("failed_calls", String::new()),
+        }
+    }
+
+    pub fn count_call(&self, kind: RecordedKind) {
+        let index = match kind {
+            RecordedKind::Successful => 0,
+            RecordedKind::Failed => 1,
+            RecordedKind::SlowSuccessful => 2,
+            RecordedKind::SlowFailed => 3,
+            RecordedKind::Ignored => 4,
+        };
+        increment(self.calls[index]);
+    }
+
+    pub fn count_not_permitted(&self) {
+        increment(self.calls[5]);
+    }
+
+    pub fn count_transition(&self, transition: &Transition) {
+        if let Some(i) = TRANSITIONS
+            .iter()
+            .position(|(from, to)| *from == transition.from && *to == transition.to)
+        {
+            increment(self.transitions[i]);
+        }
+    }
+
+    /// Gauges: state as 0/1 per state (as Micrometer's), rates in whole percent (0 while the
+    /// window holds fewer than the minimum calls; `buffered_calls` tells), window counts.
+    pub fn publish(&self, snapshot: &Snapshot) {
+        for (i, state) in STATES.iter().enumerate() {
+            record(self.state[i], u64::from(*state == snapshot.state));
+        }
+        record(self.failure_rate, rate(snapshot.failure_rate));
+        record(self.slow_call_rate, rate(snapshot.slow_call_rate));
+        record(self.buffered_calls, u64::from(snapshot.buffered_calls));
+        record(self.failed_calls, u64::from(snapshot.failed_calls));
+    }
+}
+
+fn rate(percent: f32) -> u64 {
+    if percent.is_finite() && percent > 0.0 {
+        percent.round() as u64
+    } else {
+        0
+    }
+}
+
+fn increment(id: Option<u32>) {
+    if let Some(id) = id {
+        let _ = abi::increment_metric(id, 1);
+    }
+}
+
+fn record(id: Option<u32>, value: u64) {
+    if let Some(id) = id {
+        let _ = abi::record_metric(id, value);
+    }
+}
+
+const RETRY_KINDS: [&str; 4] =
+    ["successful_without_retry", "successful_with_retry", "failed_without_retry", "failed_with_retry"];
+
+/// resilience4j Retry's call kinds, plus the sidecar's own: attempts made by the filter
+/// (replays), retries refused by the budget, and requests too large to replay.
+#[derive(Debug, Default)]
+pub struct RetryMetrics {
+    calls: [Option<u32>; 4],
+    attempts: Option<u32>,
+    budget_exhausted: Option<u32>,
+    body_too_large: Option<u32>,
+}
+
+impl RetryMetrics {
+    pub fn define(instance: &str) -> Self {
+        let name = stat_segment(instance);
+        let counter = |metric: &str, tags: String| {
+            define(METRIC_COUNTER, format!("resilience4j_retry_{metric}.name.{name}{tags}"))
+        };
+        RetryMetrics {
+            calls: RETRY_KINDS.map(|kind| counter("calls", format!(".kind.{kind}"))),
+            attempts: counter("attempts", String::new()),
+            budget_exhausted: counter("budget_exhausted", String::new()),
+            body_too_large: counter("body_too_large", String::new()),
+        }
+    }
+
+    pub fn count_call(&self, successful: bool, retried: bool) {
+        let index = match (successful, retried) {
+            (true, false) => 0,
+            (true, true) => 1,
+            (false, false) => 2,
+            (false, true) => 3,
+        };
+        increment(self.calls[index]);
+    }
+
+    pub fn count_attempt(&self) {
+        increment(self.attempts);
+    }
+
+    pub fn count_budget_exhausted(&self) {
+        increment(self.budget_exhausted);
+    }
+
+    pub fn count_body_too_large(&self) {
+        increment(self.body_too_large);
+    }
+}

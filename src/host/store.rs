@@ -1,0 +1,113 @@
+//! Cross-worker state in proxy-wasm shared data: each instance's breaker and retry budget.
+//!
+//! Keys carry the plugin name (Istio sets no vm_id, so several plugins may share one data
+//! space): `<plugin>/cb/<instance>` and `<plugin>/rb/<instance>`; their number is bounded by
+//! the policy's instance count. Values are versioned encodings from the core. Updates are
+//! read-modify-write with the CAS token in a bounded retry loop (the istio local rate limit
+//! model): a lost race re-reads and re-applies, so no update is lost.
+
+use crate::breaker::{CircuitBreaker, DecodeError};
+use crate::policy::{BreakerConfig, BudgetConfig};
+use crate::retry::budget::RetryBudget;
+
+use super::abi::{self, HostError, SetOutcome};
+
+/// Beyond this many lost CAS races in one update we stop and fail open: a request must not
+/// spin. Two workers per Envoy rarely collide more than a few times.
+const MAX_CAS_ATTEMPTS: u32 = 64;
+
+#[derive(Debug)]
+pub enum StoreError {
+    Host(HostError),
+    /// Every CAS attempt lost to another worker.
+    Contended,
+    /// The stored breaker belongs to another config of this instance: a policy rollout is in
+    /// progress and this worker still runs the old (or already the new) policy. The worker
+    /// that configures the new policy resets the state; until then this worker leaves it.
+    ConfigChanged,
+}
+
+impl From<HostError> for StoreError {
+    fn from(e: HostError) -> Self {
+        StoreError::Host(e)
+    }
+}
+
+pub fn breaker_key(plugin_name: &str, instance: &str) -> String {
+    format!("{plugin_name}/cb/{instance}")
+}
+
+pub fn budget_key(plugin_name: &str, instance: &str) -> String {
+    format!("{plugin_name}/rb/{instance}")
+}
+
+/// The CAS loop. `op` sees the stored bytes (None: no such key) and returns the bytes to
+/// store (None: nothing changed) and a result; it runs once per attempt on fresh bytes.
+fn cas_update<R>(
+    key: &str,
+    mut op: impl FnMut(Option<&[u8]>) -> Result<(Option<Vec<u8>>, R), StoreError>,
+) -> Result<R, StoreError> {
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let (stored, cas) = match abi::get_shared_data(key)? {
+            Some((bytes, cas)) => (Some(bytes), cas),
+            None => (None, 0),
+        };
+        let (write, result) = op(stored.as_deref())?;
+        let Some(bytes) = write else { return Ok(result) };
+        if stored.as_deref() == Some(bytes.as_slice()) {
+            return Ok(result);
+        }
+        match abi::set_shared_data(key, &bytes, cas)? {
+            SetOutcome::Written => return Ok(result),
+            SetOutcome::CasMismatch => continue,
+        }
+    }
+    Err(StoreError::Contended)
+}
+
+/// Applies `op` to the instance's shared breaker and stores the result.
+pub fn update_breaker<R>(
+    key: &str,
+    config: &BreakerConfig,
+    now_ms: u64,
+    mut op: impl FnMut(&mut CircuitBreaker) -> R,
+) -> Result<R, StoreError> {
+    cas_update(key, |stored| {
+        let mut breaker = match stored.map(|b| CircuitBreaker::decode(b, config)) {
+            Some(Ok(breaker)) => breaker,
+            Some(Err(DecodeError::ConfigChanged)) => return Err(StoreError::ConfigChanged),
+            // Unreadable (another format version) or missing: start fresh, as resilience4j
+            // does for a new breaker. An old filter version's state is never misread.
+            Some(Err(_)) | None => CircuitBreaker::new(config, now_ms),
+        };
+        let result = op(&mut breaker);
+        Ok((Some(breaker.encode(config)), result))
+    })
+}
+
+/// On (re)configuration: keep the stored breaker when it was built for this very config
+/// (a change to another instance must not reset it), else start it fresh. True: reset.
+pub fn ensure_breaker(key: &str, config: &BreakerConfig, now_ms: u64) -> Result<bool, StoreError> {
+    cas_update(key, |stored| match stored.map(|b| CircuitBreaker::decode(b, config)) {
+        Some(Ok(_)) => Ok((None, false)),
+        _ => Ok((Some(CircuitBreaker::new(config, now_ms).encode(config)), true)),
+    })
+}
+
+/// Counts a request against the instance's retry budget.
+pub fn budget_record_request(key: &str, config: &BudgetConfig, now_ms: u64) -> Result<(), StoreError> {
+    cas_update(key, |stored| {
+        let mut budget = stored.map(RetryBudget::decode).unwrap_or_default();
+        budget.record_request(config, now_ms);
+        Ok((Some(budget.encode()), ()))
+    })
+}
+
+/// Takes one retry from the instance's budget; false: exhausted.
+pub fn budget_try_withdraw(key: &str, config: &BudgetConfig, now_ms: u64) -> Result<bool, StoreError> {
+    cas_update(key, |stored| {
+        let mut budget = stored.map(RetryBudget::decode).unwrap_or_default();
+        let allowed = budget.try_withdraw(config, now_ms);
+        Ok((allowed.then(|| budget.encode()), allowed))
+    })
+}
