@@ -1,0 +1,334 @@
+//! The circuit breaker in a real Envoy (`--concurrency 2`), on the seed policy with the open
+//! wait shortened: opening, fallbacks that never reach the upstream, half-open trials, closing
+//! and re-opening, independent instances, Istio cluster names, one window across workers.
+
+mod support;
+
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::*;
+
+const CB: &str = "resilience4j.circuitbreaker.instances";
+
+/// The seed's breakers without its retries (retries are tested in retry.rs), with the open
+/// wait shortened and two trial calls in HALF_OPEN.
+fn breaker_policy() -> Value {
+    let mut policy = seed_policy();
+    remove_path(&mut policy, "resilience4j.retry");
+    set_path(&mut policy, &format!("{CB}.user-service.wait-duration-in-open-state"), json!("1s"));
+    set_path(&mut policy, &format!("{CB}.user-service.permitted-number-of-calls-in-half-open-state"), json!(2));
+    set_path(&mut policy, &format!("{CB}.order-service.wait-duration-in-open-state"), json!("1s"));
+    policy
+}
+
+fn cb_stat(envoy: &Envoy, metric: &str, instance: &str, tags: &str) -> u64 {
+    envoy
+        .stat(&format!("wasmcustom.resilience4j_circuitbreaker_{metric}.name.{instance}{tags}"))
+        .unwrap_or(0)
+}
+
+fn calls(envoy: &Envoy, instance: &str, kind: &str) -> u64 {
+    cb_stat(envoy, "calls", instance, &format!(".kind.{kind}"))
+}
+
+fn state_is(envoy: &Envoy, instance: &str, state: &str) -> bool {
+    cb_stat(envoy, "state", instance, &format!(".state.{state}")) == 1
+}
+
+fn transitions(envoy: &Envoy, instance: &str, from: &str, to: &str) -> u64 {
+    cb_stat(envoy, "transitions", instance, &format!(".from.{from}.to.{to}"))
+}
+
+fn get_status(envoy: &Envoy, authority: &str) -> (u16, support::Response) {
+    let response = envoy.get(authority, "/users/42").expect("request through envoy");
+    (response.status, response)
+}
+
+#[test]
+fn user_service_opens_serves_fallbacks_half_opens_closes_and_reopens() {
+    let services = Services::start().unwrap();
+    let envoy = Envoy::start(&services, &breaker_policy()).unwrap();
+    let user = &services.user;
+
+    // Four failures: below minimum-number-of-calls (5), the circuit stays CLOSED.
+    user.push_n(5, Action::status(500));
+    for _ in 0..4 {
+        assert_eq!(get_status(&envoy, USER).0, 500);
+    }
+    assert!(state_is(&envoy, "user-service", "closed"));
+    // The fifth: 5 calls, 100 % failed ≥ 50 % → OPEN.
+    assert_eq!(get_status(&envoy, USER).0, 500);
+    assert!(state_is(&envoy, "user-service", "open"), "{:?}", envoy.stats());
+    assert_eq!(calls(&envoy, "user-service", "failed"), 5);
+    assert_eq!(transitions(&envoy, "user-service", "closed", "open"), 1);
+    assert_eq!(user.count(), 5);
+
+    // OPEN: the fallback at once, naming upstream and state, and the upstream sees nothing.
+    for _ in 0..3 {
+        let (status, response) = get_status(&envoy, USER);
+        assert_eq!(status, 503);
+        let body = response.json().unwrap();
+        assert_eq!(body["upstream"], "user-service");
+        assert_eq!(body["state"], "OPEN");
+        assert_eq!(response.header("retry-after"), Some("1"));
+        assert_eq!(response.header("x-circuit-breaker"), Some("user-service; state=OPEN"));
+    }
+    assert_eq!(user.count(), 5, "no call reaches an open circuit's upstream");
+    assert_eq!(calls(&envoy, "user-service", "not_permitted"), 3);
+
+    // After the wait: HALF_OPEN lets exactly the permitted 2 trial calls through. Four callers
+    // at once while the trials are slow: two reach the upstream, two get the fallback.
+    thread::sleep(Duration::from_millis(1100));
+    user.push_n(2, Action::delay(400, 200));
+    let port = envoy.port();
+    let callers: Vec<_> = (0..4)
+        .map(|i| {
+            thread::spawn(move || {
+                thread::sleep(Duration::from_millis(i * 50));
+                get(port, USER, "/users/42").map(|r| r.status)
+            })
+        })
+        .collect();
+    let mut statuses: Vec<u16> = callers.into_iter().map(|c| c.join().unwrap().unwrap()).collect();
+    statuses.sort();
+    assert_eq!(statuses, vec![200, 200, 503, 503]);
+    assert_eq!(user.count(), 7);
+    // Two successes of two trials: 0 % < 50 % → CLOSED.
+    assert!(state_is(&envoy, "user-service", "closed"), "{:?}", envoy.stats());
+    assert_eq!(transitions(&envoy, "user-service", "open", "half_open"), 1);
+    assert_eq!(transitions(&envoy, "user-service", "half_open", "closed"), 1);
+    assert_eq!(get_status(&envoy, USER).0, 200);
+
+    // Open it again (the fresh window holds that success: 4 of 5 failed), then fail the
+    // trials: HALF_OPEN → OPEN.
+    user.push_n(4, Action::status(503));
+    for _ in 0..4 {
+        assert_eq!(get_status(&envoy, USER).0, 503);
+    }
+    assert!(state_is(&envoy, "user-service", "open"));
+    assert_eq!(user.count(), 12);
+    thread::sleep(Duration::from_millis(1100));
+    user.push_n(2, Action::status(500));
+    assert_eq!(get_status(&envoy, USER).0, 500);
+    assert!(state_is(&envoy, "user-service", "half_open"));
+    assert_eq!(get_status(&envoy, USER).0, 500);
+    assert!(state_is(&envoy, "user-service", "open"), "{:?}", envoy.stats());
+    assert_eq!(transitions(&envoy, "user-service", "half_open", "open"), 1);
+    let before = user.count();
+    assert_eq!(get_status(&envoy, USER).0, 503);
+    assert_eq!(user.count(), before);
+}
+
+#[test]
+fn order_service_follows_its_own_60_percent_window_of_8() {
+    let services = Services::start().unwrap();
+    let envoy = Envoy::start(&services, &breaker_policy()).unwrap();
+    let order = &services.order;
+
+    // minimum-number-of-calls defaults to 100, clamped to the window (8). 4 of 8 failed = 50 %.
+    for status in [200, 500, 500, 500, 500, 200, 200, 200] {
+        order.push(Action::status(status));
+        assert_eq!(envoy.get(ORDER, "/orders").unwrap().status, status);
+    }
+    assert!(state_is(&envoy, "order-service", "closed"), "50 % < 60 %");
+    // One more failure pushes the oldest success out: 5 of 8 = 62.5 % ≥ 60 % → OPEN.
+    order.push(Action::status(500));
+    assert_eq!(envoy.get(ORDER, "/orders").unwrap().status, 500);
+    assert!(state_is(&envoy, "order-service", "open"), "{:?}", envoy.stats());
+    assert_eq!(envoy.get(ORDER, "/orders").unwrap().status, 503);
+    assert_eq!(order.count(), 9);
+
+    // user-service's circuit is another window: untouched, serving.
+    assert!(state_is(&envoy, "user-service", "closed"));
+    assert_eq!(envoy.get(USER, "/users/1").unwrap().status, 200);
+    assert_eq!(calls(&envoy, "user-service", "successful"), 1);
+    // 4xx are successes; a cluster with no instance passes through unguarded.
+    services.payment.push_n(10, Action::status(500));
+    for _ in 0..10 {
+        assert_eq!(envoy.get(PAYMENT, "/pay").unwrap().status, 500);
+    }
+    assert_eq!(services.payment.count(), 10);
+}
+
+#[test]
+fn istio_outbound_cluster_maps_to_its_instance() {
+    let services = Services::start().unwrap();
+    let envoy = Envoy::start(&services, &breaker_policy()).unwrap();
+
+    // Failures through `outbound|8080||user-service.default.svc.cluster.local` count for the
+    // `user-service` instance: one breaker guards the service under either name.
+    services.istio_user.push_n(5, Action::status(502));
+    for _ in 0..5 {
+        assert_eq!(envoy.get(ISTIO_USER, "/users/1").unwrap().status, 502);
+    }
+    assert!(state_is(&envoy, "user-service", "open"), "{:?}", envoy.stats());
+    let response = envoy.get(ISTIO_USER, "/users/1").unwrap();
+    assert_eq!(response.status, 503);
+    assert_eq!(response.json().unwrap()["upstream"], "user-service");
+    assert_eq!(services.istio_user.count(), 5);
+    assert_eq!(envoy.get(USER, "/users/1").unwrap().status, 503);
+    assert_eq!(services.user.count(), 0);
+}
+
+#[test]
+fn configured_fallback_and_record_lists_are_honoured() {
+    let services = Services::start().unwrap();
+    let mut policy = breaker_policy();
+    set_path(&mut policy, "fallbacks", json!({"user-service": {
+        "status": 200,
+        "headers": {"content-type": "application/json", "x-fallback": "cached"},
+        "body": {"id": "unknown", "name": "Guest"}}}));
+    // 429 counts as a failure, 503 is ignored (neither success nor failure).
+    set_path(&mut policy, &format!("{CB}.user-service.record-exceptions"), json!(["5xx", "429"]));
+    set_path(&mut policy, &format!("{CB}.user-service.ignore-exceptions"), json!(["503"]));
+    let envoy = Envoy::start(&services, &policy).unwrap();
+    let user = &services.user;
+
+    user.push_n(3, Action::status(503));
+    for _ in 0..3 {
+        assert_eq!(envoy.get(USER, "/u").unwrap().status, 503);
+    }
+    assert_eq!(calls(&envoy, "user-service", "ignored"), 3);
+    assert!(state_is(&envoy, "user-service", "closed"));
+    user.push_n(5, Action::status(429));
+    for _ in 0..5 {
+        assert_eq!(envoy.get(USER, "/u").unwrap().status, 429);
+    }
+    assert!(state_is(&envoy, "user-service", "open"), "{:?}", envoy.stats());
+    let response = envoy.get(USER, "/u").unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("x-fallback"), Some("cached"));
+    assert_eq!(response.json().unwrap(), json!({"id": "unknown", "name": "Guest"}));
+    assert_eq!(user.count(), 8);
+}
+
+#[test]
+fn connection_failures_and_timeouts_are_failures() {
+    let services = Services::start().unwrap();
+    let mut policy = breaker_policy();
+    set_path(&mut policy, &format!("{CB}.user-service.slow-call-duration-threshold"), json!("300ms"));
+    set_path(&mut policy, &format!("{CB}.user-service.slow-call-rate-threshold"), json!(100));
+    let envoy = Envoy::start(&services, &policy).unwrap();
+    let user = &services.user;
+
+    // Refused connections (Envoy flag UF), resets (UR/UC) and closes all count as failures.
+    user.refuse();
+    for _ in 0..2 {
+        assert_eq!(envoy.get(USER, "/u").unwrap().status, 503);
+    }
+    user.accept().unwrap();
+    user.push(Action::Reset);
+    user.push(Action::Close);
+    for _ in 0..2 {
+        assert_eq!(envoy.get(USER, "/u").unwrap().status, 503);
+    }
+    assert_eq!(calls(&envoy, "user-service", "failed"), 4, "{:?}", envoy.stats());
+    assert!(state_is(&envoy, "user-service", "closed"));
+    // A slow success is recorded as slow_successful (and one more call reaches the minimum).
+    user.push(Action::delay(400, 200));
+    assert_eq!(envoy.get(USER, "/u").unwrap().status, 200);
+    assert_eq!(calls(&envoy, "user-service", "slow_successful"), 1);
+    assert!(state_is(&envoy, "user-service", "open"), "4 of 5 failed: {:?}", envoy.stats());
+}
+
+#[test]
+fn forced_states_from_policy() {
+    let services = Services::start().unwrap();
+    let mut policy = breaker_policy();
+    set_path(&mut policy, &format!("{CB}.user-service.initial-state"), json!("FORCED_OPEN"));
+    set_path(&mut policy, &format!("{CB}.order-service.initial-state"), json!("DISABLED"));
+    let envoy = Envoy::start(&services, &policy).unwrap();
+
+    let response = envoy.get(USER, "/u").unwrap();
+    assert_eq!(response.status, 503);
+    assert_eq!(response.json().unwrap()["state"], "FORCED_OPEN");
+    assert_eq!(response.header("retry-after"), None);
+    assert_eq!(services.user.count(), 0);
+    services.order.push_n(20, Action::status(500));
+    for _ in 0..20 {
+        assert_eq!(envoy.get(ORDER, "/o").unwrap().status, 500);
+    }
+    assert_eq!(services.order.count(), 20, "DISABLED never rejects");
+    assert!(state_is(&envoy, "order-service", "disabled"));
+}
+
+/// Envoy's per-worker count of downstream connections on the listener.
+fn connections_per_worker(envoy: &Envoy) -> Vec<u64> {
+    let stats = envoy.stats().unwrap();
+    (0..2)
+        .map(|w| {
+            stats
+                .iter()
+                .filter(|(k, _)| k.starts_with("listener.127.0.0.1_") && k.ends_with(&format!("worker_{w}.downstream_cx_total")))
+                .filter_map(|(_, v)| v.parse::<u64>().ok())
+                .sum()
+        })
+        .collect()
+}
+
+#[test]
+fn one_window_across_workers_records_exactly_what_the_upstream_received() {
+    let services = Services::start().unwrap();
+    let mut policy = breaker_policy();
+    // A window the load cannot trip: every call must be counted, none rejected.
+    set_path(&mut policy, &format!("{CB}.order-service"), json!({"sliding-window-size": 1000, "failure-rate-threshold": 100}));
+    let envoy = Arc::new(Envoy::start(&services, &policy).unwrap());
+    services.order.set_default(Action::status(200));
+    for _ in 0..100 {
+        services.order.push(Action::status(500));
+        services.order.push(Action::status(200));
+    }
+    let port = envoy.port();
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            thread::spawn(move || {
+                let mut failures = 0;
+                for _ in 0..50 {
+                    match get(port, ORDER, "/o") {
+                        Ok(r) if r.status == 200 || r.status == 500 => {}
+                        _ => failures += 1,
+                    }
+                }
+                failures
+            })
+        })
+        .collect();
+    let failed: u32 = workers.into_iter().map(|w| w.join().unwrap()).sum();
+    assert_eq!(failed, 0);
+    let received = services.order.count() as u64;
+    assert_eq!(received, 400);
+    assert_eq!(calls(&envoy, "order-service", "failed"), 100);
+    let recorded: u64 = ["successful", "failed", "slow_successful", "slow_failed", "ignored"]
+        .iter()
+        .map(|k| calls(&envoy, "order-service", k))
+        .sum();
+    assert_eq!(recorded, received, "every call the upstream received is in the shared window");
+    let per_worker = connections_per_worker(&envoy);
+    assert!(per_worker.iter().all(|&n| n > 0), "both workers carried load: {per_worker:?}");
+    assert_eq!(cb_stat(&envoy, "buffered_calls", "order-service", ""), 400);
+}
+
+#[test]
+fn breaker_opens_after_exactly_the_policy_calls_whichever_worker_carried_them() {
+    let services = Services::start().unwrap();
+    let mut policy = breaker_policy();
+    set_path(&mut policy, &format!("{CB}.order-service"), json!({"sliding-window-size": 20, "minimum-number-of-calls": 20, "failure-rate-threshold": 50, "wait-duration-in-open-state": "60s"}));
+    let envoy = Envoy::start(&services, &policy).unwrap();
+    services.order.set_default(Action::status(500));
+    // Fresh connections: the kernel spreads them over both workers.
+    for n in 1..=19 {
+        assert_eq!(envoy.get(ORDER, "/o").unwrap().status, 500, "call {n}");
+    }
+    assert!(state_is(&envoy, "order-service", "closed"));
+    assert_eq!(envoy.get(ORDER, "/o").unwrap().status, 500);
+    assert!(state_is(&envoy, "order-service", "open"));
+    for _ in 0..10 {
+        assert_eq!(envoy.get(ORDER, "/o").unwrap().status, 503);
+    }
+    assert_eq!(services.order.count(), 20, "opened after exactly 20 calls");
+    let per_worker = connections_per_worker(&envoy);
+    assert!(per_worker.iter().all(|&n| n > 0), "both workers carried calls: {per_worker:?}");
+}

