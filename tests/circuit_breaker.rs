@@ -65,6 +65,15 @@ fn user_service_opens_serves_fallbacks_half_opens_closes_and_reopens() {
     assert_eq!(calls(&envoy, "user-service", "failed"), 5);
     assert_eq!(transitions(&envoy, "user-service", "closed", "open"), 1);
     assert_eq!(user.count(), 5);
+    // The same figures as Prometheus labels, named like resilience4j's Micrometer metrics.
+    let prometheus = envoy.admin_get("/stats/prometheus").unwrap();
+    for line in [
+        r#"resilience4j_circuitbreaker_calls{name="user-service",kind="failed"} 5"#,
+        r#"resilience4j_circuitbreaker_state{name="user-service",state="open"} 1"#,
+        r#"resilience4j_circuitbreaker_failure_rate{name="user-service"} 100"#,
+    ] {
+        assert!(prometheus.lines().any(|l| l == line), "{line} missing from /stats/prometheus");
+    }
 
     // OPEN: the fallback at once, naming upstream and state, and the upstream sees nothing.
     for _ in 0..3 {
