@@ -45,8 +45,15 @@ pub fn render(
         }
     }
     // Lets callers and access logs tell a fallback from a real upstream answer.
-    headers.push(("x-circuit-breaker".to_string(), format!("{instance}; state={state}")));
-    LocalResponse { status, headers, body: body.into_bytes() }
+    headers.push((
+        "x-circuit-breaker".to_string(),
+        format!("{instance}; state={state}"),
+    ));
+    LocalResponse {
+        status,
+        headers,
+        body: body.into_bytes(),
+    }
 }
 
 fn default_body(instance: &str, state: &str, retry_after_s: Option<u64>) -> String {
@@ -69,7 +76,10 @@ mod tests {
     use super::*;
 
     fn header<'a>(r: &'a LocalResponse, name: &str) -> Option<&'a str> {
-        r.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        r.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     #[test]
@@ -86,8 +96,14 @@ mod tests {
 
     #[test]
     fn retry_after_is_at_least_one_second_and_absent_when_unknown() {
-        assert_eq!(header(&render(None, "a", "OPEN", Some(1)), "retry-after"), Some("1"));
-        assert_eq!(header(&render(None, "a", "FORCED_OPEN", None), "retry-after"), None);
+        assert_eq!(
+            header(&render(None, "a", "OPEN", Some(1)), "retry-after"),
+            Some("1")
+        );
+        assert_eq!(
+            header(&render(None, "a", "FORCED_OPEN", None), "retry-after"),
+            None
+        );
     }
 
     #[test]
@@ -101,7 +117,10 @@ mod tests {
         assert_eq!(r.status, 200);
         assert_eq!(r.body, br#"{"id":"unknown","name":"Guest"}"#.to_vec());
         assert_eq!(header(&r, "retry-after"), Some("5"));
-        assert_eq!(header(&r, "x-circuit-breaker"), Some("user-service; state=OPEN"));
+        assert_eq!(
+            header(&r, "x-circuit-breaker"),
+            Some("user-service; state=OPEN")
+        );
     }
 
     #[test]
@@ -112,6 +131,12 @@ mod tests {
             body: None,
         };
         let r = render(Some(&fallback), "a", "OPEN", Some(5000));
-        assert_eq!(r.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case("retry-after")).count(), 1);
+        assert_eq!(
+            r.headers
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
+                .count(),
+            1
+        );
     }
 }

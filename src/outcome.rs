@@ -57,11 +57,19 @@ pub const DEFAULT_FAILURES: [OutcomeMatcher; 4] = [
 
 /// resilience4j order: ignore wins; then a call is a failure if it matches `record`
 /// (the default set when `record` is empty); anything else is a success.
-pub fn classify(record: &[OutcomeMatcher], ignore: &[OutcomeMatcher], result: CallResult) -> Outcome {
+pub fn classify(
+    record: &[OutcomeMatcher],
+    ignore: &[OutcomeMatcher],
+    result: CallResult,
+) -> Outcome {
     if ignore.iter().any(|m| m.matches(result)) {
         return Outcome::Ignored;
     }
-    let record = if record.is_empty() { &DEFAULT_FAILURES[..] } else { record };
+    let record = if record.is_empty() {
+        &DEFAULT_FAILURES[..]
+    } else {
+        record
+    };
     if record.iter().any(|m| m.matches(result)) {
         Outcome::Failure
     } else {
@@ -129,20 +137,38 @@ mod tests {
 
     #[test]
     fn envoy_flag_bits_tell_calls_without_response() {
-        assert_eq!(call_result_from_flag_bits(503, 1 << 5), CallResult::ConnectFailure);
+        assert_eq!(
+            call_result_from_flag_bits(503, 1 << 5),
+            CallResult::ConnectFailure
+        );
         assert_eq!(call_result_from_flag_bits(504, 1 << 2), CallResult::Timeout);
         assert_eq!(call_result_from_flag_bits(503, 1 << 4), CallResult::Reset);
-        assert_eq!(call_result_from_flag_bits(500, 0), CallResult::Response(500));
+        assert_eq!(
+            call_result_from_flag_bits(500, 0),
+            CallResult::Response(500)
+        );
         assert!(downstream_terminated(1 << 14));
         assert!(!downstream_terminated(1 << 5));
     }
 
     #[test]
     fn defaults_record_5xx_and_connection_failures_and_count_4xx_as_success() {
-        assert_eq!(classify(&[], &[], CallResult::Response(503)), Outcome::Failure);
-        assert_eq!(classify(&[], &[], CallResult::Response(404)), Outcome::Success);
-        assert_eq!(classify(&[], &[], CallResult::Response(200)), Outcome::Success);
-        assert_eq!(classify(&[], &[], CallResult::ConnectFailure), Outcome::Failure);
+        assert_eq!(
+            classify(&[], &[], CallResult::Response(503)),
+            Outcome::Failure
+        );
+        assert_eq!(
+            classify(&[], &[], CallResult::Response(404)),
+            Outcome::Success
+        );
+        assert_eq!(
+            classify(&[], &[], CallResult::Response(200)),
+            Outcome::Success
+        );
+        assert_eq!(
+            classify(&[], &[], CallResult::ConnectFailure),
+            Outcome::Failure
+        );
         assert_eq!(classify(&[], &[], CallResult::Reset), Outcome::Failure);
         assert_eq!(classify(&[], &[], CallResult::Timeout), Outcome::Failure);
     }
@@ -150,22 +176,43 @@ mod tests {
     #[test]
     fn ignore_wins_over_record() {
         let ignore = [OutcomeMatcher::Status(503)];
-        assert_eq!(classify(&[], &ignore, CallResult::Response(503)), Outcome::Ignored);
-        assert_eq!(classify(&[], &ignore, CallResult::Response(500)), Outcome::Failure);
+        assert_eq!(
+            classify(&[], &ignore, CallResult::Response(503)),
+            Outcome::Ignored
+        );
+        assert_eq!(
+            classify(&[], &ignore, CallResult::Response(500)),
+            Outcome::Failure
+        );
     }
 
     #[test]
     fn explicit_record_list_replaces_the_default() {
         let record = [OutcomeMatcher::Status(429), OutcomeMatcher::Timeout];
-        assert_eq!(classify(&record, &[], CallResult::Response(429)), Outcome::Failure);
-        assert_eq!(classify(&record, &[], CallResult::Response(500)), Outcome::Success);
-        assert_eq!(classify(&record, &[], CallResult::Timeout), Outcome::Failure);
+        assert_eq!(
+            classify(&record, &[], CallResult::Response(429)),
+            Outcome::Failure
+        );
+        assert_eq!(
+            classify(&record, &[], CallResult::Response(500)),
+            Outcome::Success
+        );
+        assert_eq!(
+            classify(&record, &[], CallResult::Timeout),
+            Outcome::Failure
+        );
     }
 
     #[test]
     fn envoy_flags_tell_calls_without_response() {
-        assert_eq!(call_result_from_envoy(503, "UF"), CallResult::ConnectFailure);
-        assert_eq!(call_result_from_envoy(503, "UH"), CallResult::ConnectFailure);
+        assert_eq!(
+            call_result_from_envoy(503, "UF"),
+            CallResult::ConnectFailure
+        );
+        assert_eq!(
+            call_result_from_envoy(503, "UH"),
+            CallResult::ConnectFailure
+        );
         assert_eq!(call_result_from_envoy(504, "UT"), CallResult::Timeout);
         assert_eq!(call_result_from_envoy(503, "UR"), CallResult::Reset);
         assert_eq!(call_result_from_envoy(503, "UC"), CallResult::Reset);

@@ -2,6 +2,9 @@
 //! wait shortened: opening, fallbacks that never reach the upstream, half-open trials, closing
 //! and re-opening, independent instances, Istio cluster names, one window across workers.
 
+// Test helpers outside #[test] fns may unwrap too: a failed step fails the test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use std::sync::Arc;
@@ -18,15 +21,29 @@ const CB: &str = "resilience4j.circuitbreaker.instances";
 fn breaker_policy() -> Value {
     let mut policy = seed_policy();
     remove_path(&mut policy, "resilience4j.retry");
-    set_path(&mut policy, &format!("{CB}.user-service.wait-duration-in-open-state"), json!("1s"));
-    set_path(&mut policy, &format!("{CB}.user-service.permitted-number-of-calls-in-half-open-state"), json!(2));
-    set_path(&mut policy, &format!("{CB}.order-service.wait-duration-in-open-state"), json!("1s"));
+    set_path(
+        &mut policy,
+        &format!("{CB}.user-service.wait-duration-in-open-state"),
+        json!("1s"),
+    );
+    set_path(
+        &mut policy,
+        &format!("{CB}.user-service.permitted-number-of-calls-in-half-open-state"),
+        json!(2),
+    );
+    set_path(
+        &mut policy,
+        &format!("{CB}.order-service.wait-duration-in-open-state"),
+        json!("1s"),
+    );
     policy
 }
 
 fn cb_stat(envoy: &Envoy, metric: &str, instance: &str, tags: &str) -> u64 {
     envoy
-        .stat(&format!("wasmcustom.resilience4j_circuitbreaker_{metric}.name.{instance}{tags}"))
+        .stat(&format!(
+            "wasmcustom.resilience4j_circuitbreaker_{metric}.name.{instance}{tags}"
+        ))
         .unwrap_or(0)
 }
 
@@ -39,11 +56,18 @@ fn state_is(envoy: &Envoy, instance: &str, state: &str) -> bool {
 }
 
 fn transitions(envoy: &Envoy, instance: &str, from: &str, to: &str) -> u64 {
-    cb_stat(envoy, "transitions", instance, &format!(".from.{from}.to.{to}"))
+    cb_stat(
+        envoy,
+        "transitions",
+        instance,
+        &format!(".from.{from}.to.{to}"),
+    )
 }
 
 fn get_status(envoy: &Envoy, authority: &str) -> (u16, support::Response) {
-    let response = envoy.get(authority, "/users/42").expect("request through envoy");
+    let response = envoy
+        .get(authority, "/users/42")
+        .expect("request through envoy");
     (response.status, response)
 }
 
@@ -61,7 +85,11 @@ fn user_service_opens_serves_fallbacks_half_opens_closes_and_reopens() {
     assert!(state_is(&envoy, "user-service", "closed"));
     // The fifth: 5 calls, 100 % failed ≥ 50 % → OPEN.
     assert_eq!(get_status(&envoy, USER).0, 500);
-    assert!(state_is(&envoy, "user-service", "open"), "{:?}", envoy.stats());
+    assert!(
+        state_is(&envoy, "user-service", "open"),
+        "{:?}",
+        envoy.stats()
+    );
     assert_eq!(calls(&envoy, "user-service", "failed"), 5);
     assert_eq!(transitions(&envoy, "user-service", "closed", "open"), 1);
     assert_eq!(user.count(), 5);
@@ -72,7 +100,10 @@ fn user_service_opens_serves_fallbacks_half_opens_closes_and_reopens() {
         r#"resilience4j_circuitbreaker_state{name="user-service",state="open"} 1"#,
         r#"resilience4j_circuitbreaker_failure_rate{name="user-service"} 100"#,
     ] {
-        assert!(prometheus.lines().any(|l| l == line), "{line} missing from /stats/prometheus");
+        assert!(
+            prometheus.lines().any(|l| l == line),
+            "{line} missing from /stats/prometheus"
+        );
     }
 
     // OPEN: the fallback at once, naming upstream and state, and the upstream sees nothing.
@@ -83,9 +114,16 @@ fn user_service_opens_serves_fallbacks_half_opens_closes_and_reopens() {
         assert_eq!(body["upstream"], "user-service");
         assert_eq!(body["state"], "OPEN");
         assert_eq!(response.header("retry-after"), Some("1"));
-        assert_eq!(response.header("x-circuit-breaker"), Some("user-service; state=OPEN"));
+        assert_eq!(
+            response.header("x-circuit-breaker"),
+            Some("user-service; state=OPEN")
+        );
     }
-    assert_eq!(user.count(), 5, "no call reaches an open circuit's upstream");
+    assert_eq!(
+        user.count(),
+        5,
+        "no call reaches an open circuit's upstream"
+    );
     assert_eq!(calls(&envoy, "user-service", "not_permitted"), 3);
 
     // After the wait: HALF_OPEN lets exactly the permitted 2 trial calls through. Four callers
@@ -101,14 +139,24 @@ fn user_service_opens_serves_fallbacks_half_opens_closes_and_reopens() {
             })
         })
         .collect();
-    let mut statuses: Vec<u16> = callers.into_iter().map(|c| c.join().unwrap().unwrap()).collect();
+    let mut statuses: Vec<u16> = callers
+        .into_iter()
+        .map(|c| c.join().unwrap().unwrap())
+        .collect();
     statuses.sort();
     assert_eq!(statuses, vec![200, 200, 503, 503]);
     assert_eq!(user.count(), 7);
     // Two successes of two trials: 0 % < 50 % → CLOSED.
-    assert!(state_is(&envoy, "user-service", "closed"), "{:?}", envoy.stats());
+    assert!(
+        state_is(&envoy, "user-service", "closed"),
+        "{:?}",
+        envoy.stats()
+    );
     assert_eq!(transitions(&envoy, "user-service", "open", "half_open"), 1);
-    assert_eq!(transitions(&envoy, "user-service", "half_open", "closed"), 1);
+    assert_eq!(
+        transitions(&envoy, "user-service", "half_open", "closed"),
+        1
+    );
     assert_eq!(get_status(&envoy, USER).0, 200);
 
     // Open it again (the fresh window holds that success: 4 of 5 failed), then fail the
@@ -124,7 +172,11 @@ fn user_service_opens_serves_fallbacks_half_opens_closes_and_reopens() {
     assert_eq!(get_status(&envoy, USER).0, 500);
     assert!(state_is(&envoy, "user-service", "half_open"));
     assert_eq!(get_status(&envoy, USER).0, 500);
-    assert!(state_is(&envoy, "user-service", "open"), "{:?}", envoy.stats());
+    assert!(
+        state_is(&envoy, "user-service", "open"),
+        "{:?}",
+        envoy.stats()
+    );
     assert_eq!(transitions(&envoy, "user-service", "half_open", "open"), 1);
     let before = user.count();
     assert_eq!(get_status(&envoy, USER).0, 503);
@@ -146,7 +198,11 @@ fn order_service_follows_its_own_60_percent_window_of_8() {
     // One more failure pushes the oldest success out: 5 of 8 = 62.5 % ≥ 60 % → OPEN.
     order.push(Action::status(500));
     assert_eq!(envoy.get(ORDER, "/orders").unwrap().status, 500);
-    assert!(state_is(&envoy, "order-service", "open"), "{:?}", envoy.stats());
+    assert!(
+        state_is(&envoy, "order-service", "open"),
+        "{:?}",
+        envoy.stats()
+    );
     assert_eq!(envoy.get(ORDER, "/orders").unwrap().status, 503);
     assert_eq!(order.count(), 9);
 
@@ -173,7 +229,11 @@ fn istio_outbound_cluster_maps_to_its_instance() {
     for _ in 0..5 {
         assert_eq!(envoy.get(ISTIO_USER, "/users/1").unwrap().status, 502);
     }
-    assert!(state_is(&envoy, "user-service", "open"), "{:?}", envoy.stats());
+    assert!(
+        state_is(&envoy, "user-service", "open"),
+        "{:?}",
+        envoy.stats()
+    );
     let response = envoy.get(ISTIO_USER, "/users/1").unwrap();
     assert_eq!(response.status, 503);
     assert_eq!(response.json().unwrap()["upstream"], "user-service");
@@ -186,13 +246,25 @@ fn istio_outbound_cluster_maps_to_its_instance() {
 fn configured_fallback_and_record_lists_are_honoured() {
     let services = Services::start().unwrap();
     let mut policy = breaker_policy();
-    set_path(&mut policy, "fallbacks", json!({"user-service": {
+    set_path(
+        &mut policy,
+        "fallbacks",
+        json!({"user-service": {
         "status": 200,
         "headers": {"content-type": "application/json", "x-fallback": "cached"},
-        "body": {"id": "unknown", "name": "Guest"}}}));
+        "body": {"id": "unknown", "name": "Guest"}}}),
+    );
     // 429 counts as a failure, 503 is ignored (neither success nor failure).
-    set_path(&mut policy, &format!("{CB}.user-service.record-exceptions"), json!(["5xx", "429"]));
-    set_path(&mut policy, &format!("{CB}.user-service.ignore-exceptions"), json!(["503"]));
+    set_path(
+        &mut policy,
+        &format!("{CB}.user-service.record-exceptions"),
+        json!(["5xx", "429"]),
+    );
+    set_path(
+        &mut policy,
+        &format!("{CB}.user-service.ignore-exceptions"),
+        json!(["503"]),
+    );
     let envoy = Envoy::start(&services, &policy).unwrap();
     let user = &services.user;
 
@@ -206,11 +278,18 @@ fn configured_fallback_and_record_lists_are_honoured() {
     for _ in 0..5 {
         assert_eq!(envoy.get(USER, "/u").unwrap().status, 429);
     }
-    assert!(state_is(&envoy, "user-service", "open"), "{:?}", envoy.stats());
+    assert!(
+        state_is(&envoy, "user-service", "open"),
+        "{:?}",
+        envoy.stats()
+    );
     let response = envoy.get(USER, "/u").unwrap();
     assert_eq!(response.status, 200);
     assert_eq!(response.header("x-fallback"), Some("cached"));
-    assert_eq!(response.json().unwrap(), json!({"id": "unknown", "name": "Guest"}));
+    assert_eq!(
+        response.json().unwrap(),
+        json!({"id": "unknown", "name": "Guest"})
+    );
     assert_eq!(user.count(), 8);
 }
 
@@ -218,8 +297,16 @@ fn configured_fallback_and_record_lists_are_honoured() {
 fn connection_failures_and_timeouts_are_failures() {
     let services = Services::start().unwrap();
     let mut policy = breaker_policy();
-    set_path(&mut policy, &format!("{CB}.user-service.slow-call-duration-threshold"), json!("300ms"));
-    set_path(&mut policy, &format!("{CB}.user-service.slow-call-rate-threshold"), json!(100));
+    set_path(
+        &mut policy,
+        &format!("{CB}.user-service.slow-call-duration-threshold"),
+        json!("300ms"),
+    );
+    set_path(
+        &mut policy,
+        &format!("{CB}.user-service.slow-call-rate-threshold"),
+        json!(100),
+    );
     let envoy = Envoy::start(&services, &policy).unwrap();
     let user = &services.user;
 
@@ -234,21 +321,38 @@ fn connection_failures_and_timeouts_are_failures() {
     for _ in 0..2 {
         assert_eq!(envoy.get(USER, "/u").unwrap().status, 503);
     }
-    assert_eq!(calls(&envoy, "user-service", "failed"), 4, "{:?}", envoy.stats());
+    assert_eq!(
+        calls(&envoy, "user-service", "failed"),
+        4,
+        "{:?}",
+        envoy.stats()
+    );
     assert!(state_is(&envoy, "user-service", "closed"));
     // A slow success is recorded as slow_successful (and one more call reaches the minimum).
     user.push(Action::delay(400, 200));
     assert_eq!(envoy.get(USER, "/u").unwrap().status, 200);
     assert_eq!(calls(&envoy, "user-service", "slow_successful"), 1);
-    assert!(state_is(&envoy, "user-service", "open"), "4 of 5 failed: {:?}", envoy.stats());
+    assert!(
+        state_is(&envoy, "user-service", "open"),
+        "4 of 5 failed: {:?}",
+        envoy.stats()
+    );
 }
 
 #[test]
 fn forced_states_from_policy() {
     let services = Services::start().unwrap();
     let mut policy = breaker_policy();
-    set_path(&mut policy, &format!("{CB}.user-service.initial-state"), json!("FORCED_OPEN"));
-    set_path(&mut policy, &format!("{CB}.order-service.initial-state"), json!("DISABLED"));
+    set_path(
+        &mut policy,
+        &format!("{CB}.user-service.initial-state"),
+        json!("FORCED_OPEN"),
+    );
+    set_path(
+        &mut policy,
+        &format!("{CB}.order-service.initial-state"),
+        json!("DISABLED"),
+    );
     let envoy = Envoy::start(&services, &policy).unwrap();
 
     let response = envoy.get(USER, "/u").unwrap();
@@ -271,7 +375,10 @@ fn connections_per_worker(envoy: &Envoy) -> Vec<u64> {
         .map(|w| {
             stats
                 .iter()
-                .filter(|(k, _)| k.starts_with("listener.127.0.0.1_") && k.ends_with(&format!("worker_{w}.downstream_cx_total")))
+                .filter(|(k, _)| {
+                    k.starts_with("listener.127.0.0.1_")
+                        && k.ends_with(&format!("worker_{w}.downstream_cx_total"))
+                })
                 .filter_map(|(_, v)| v.parse::<u64>().ok())
                 .sum()
         })
@@ -283,7 +390,11 @@ fn one_window_across_workers_records_exactly_what_the_upstream_received() {
     let services = Services::start().unwrap();
     let mut policy = breaker_policy();
     // A window the load cannot trip: every call must be counted, none rejected.
-    set_path(&mut policy, &format!("{CB}.order-service"), json!({"sliding-window-size": 1000, "failure-rate-threshold": 100}));
+    set_path(
+        &mut policy,
+        &format!("{CB}.order-service"),
+        json!({"sliding-window-size": 1000, "failure-rate-threshold": 100}),
+    );
     let envoy = Arc::new(Envoy::start(&services, &policy).unwrap());
     services.order.set_default(Action::status(200));
     for _ in 0..100 {
@@ -310,13 +421,25 @@ fn one_window_across_workers_records_exactly_what_the_upstream_received() {
     let received = services.order.count() as u64;
     assert_eq!(received, 400);
     assert_eq!(calls(&envoy, "order-service", "failed"), 100);
-    let recorded: u64 = ["successful", "failed", "slow_successful", "slow_failed", "ignored"]
-        .iter()
-        .map(|k| calls(&envoy, "order-service", k))
-        .sum();
-    assert_eq!(recorded, received, "every call the upstream received is in the shared window");
+    let recorded: u64 = [
+        "successful",
+        "failed",
+        "slow_successful",
+        "slow_failed",
+        "ignored",
+    ]
+    .iter()
+    .map(|k| calls(&envoy, "order-service", k))
+    .sum();
+    assert_eq!(
+        recorded, received,
+        "every call the upstream received is in the shared window"
+    );
     let per_worker = connections_per_worker(&envoy);
-    assert!(per_worker.iter().all(|&n| n > 0), "both workers carried load: {per_worker:?}");
+    assert!(
+        per_worker.iter().all(|&n| n > 0),
+        "both workers carried load: {per_worker:?}"
+    );
     assert_eq!(cb_stat(&envoy, "buffered_calls", "order-service", ""), 400);
 }
 
@@ -324,7 +447,11 @@ fn one_window_across_workers_records_exactly_what_the_upstream_received() {
 fn breaker_opens_after_exactly_the_policy_calls_whichever_worker_carried_them() {
     let services = Services::start().unwrap();
     let mut policy = breaker_policy();
-    set_path(&mut policy, &format!("{CB}.order-service"), json!({"sliding-window-size": 20, "minimum-number-of-calls": 20, "failure-rate-threshold": 50, "wait-duration-in-open-state": "60s"}));
+    set_path(
+        &mut policy,
+        &format!("{CB}.order-service"),
+        json!({"sliding-window-size": 20, "minimum-number-of-calls": 20, "failure-rate-threshold": 50, "wait-duration-in-open-state": "60s"}),
+    );
     let envoy = Envoy::start(&services, &policy).unwrap();
     services.order.set_default(Action::status(500));
     // Fresh connections: the kernel spreads them over both workers.
@@ -339,5 +466,8 @@ fn breaker_opens_after_exactly_the_policy_calls_whichever_worker_carried_them() 
     }
     assert_eq!(services.order.count(), 20, "opened after exactly 20 calls");
     let per_worker = connections_per_worker(&envoy);
-    assert!(per_worker.iter().all(|&n| n > 0), "both workers carried calls: {per_worker:?}");
+    assert!(
+        per_worker.iter().all(|&n| n > 0),
+        "both workers carried calls: {per_worker:?}"
+    );
 }

@@ -2,6 +2,9 @@
 //! measured at the upstream, safe-by-default methods, composition with the breaker, the retry
 //! budget, and no way for a client to switch retries on with headers.
 
+// Test helpers outside #[test] fns may unwrap too: a failed step fails the test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use std::time::Duration;
@@ -16,30 +19,52 @@ const CB: &str = "resilience4j.circuitbreaker.instances";
 /// are the seed's (user-service opens only after 5 calls at ≥ 50 %).
 fn retry_policy() -> Value {
     let mut policy = seed_policy();
-    set_path(&mut policy, &format!("{RETRY}.user-service.wait-duration"), json!("200ms"));
-    set_path(&mut policy, &format!("{RETRY}.order-service.wait-duration"), json!("200ms"));
+    set_path(
+        &mut policy,
+        &format!("{RETRY}.user-service.wait-duration"),
+        json!("200ms"),
+    );
+    set_path(
+        &mut policy,
+        &format!("{RETRY}.order-service.wait-duration"),
+        json!("200ms"),
+    );
     policy
 }
 
 fn retry_stat(envoy: &Envoy, metric: &str, instance: &str) -> u64 {
-    envoy.stat(&format!("wasmcustom.resilience4j_retry_{metric}.name.{instance}")).unwrap_or(0)
+    envoy
+        .stat(&format!(
+            "wasmcustom.resilience4j_retry_{metric}.name.{instance}"
+        ))
+        .unwrap_or(0)
 }
 
 fn retry_calls(envoy: &Envoy, instance: &str, kind: &str) -> u64 {
-    envoy.stat(&format!("wasmcustom.resilience4j_retry_calls.name.{instance}.kind.{kind}")).unwrap_or(0)
+    envoy
+        .stat(&format!(
+            "wasmcustom.resilience4j_retry_calls.name.{instance}.kind.{kind}"
+        ))
+        .unwrap_or(0)
 }
 
 /// Gaps between consecutive arrivals at the upstream.
 fn gaps(upstream: &Upstream) -> Vec<Duration> {
     let received = upstream.requests();
-    received.windows(2).map(|w| w[1].at.duration_since(w[0].at)).collect()
+    received
+        .windows(2)
+        .map(|w| w[1].at.duration_since(w[0].at))
+        .collect()
 }
 
 /// Wide enough for a loaded 2-core machine, narrow enough to tell a 200 ms wait from none.
 fn assert_waited_about(gap: Duration, wait_ms: u64) {
     let low = Duration::from_millis(wait_ms * 3 / 4);
     let high = Duration::from_millis(wait_ms * 5);
-    assert!(gap >= low && gap <= high, "gap {gap:?} not within [{low:?}, {high:?}]");
+    assert!(
+        gap >= low && gap <= high,
+        "gap {gap:?} not within [{low:?}, {high:?}]"
+    );
 }
 
 #[test]
@@ -55,14 +80,23 @@ fn a_flaky_upstream_is_rescued_after_the_wait_schedule() {
     assert_eq!(response.status, 200);
     assert_eq!(response.text(), "attempt 3");
     assert_eq!(response.header("x-attempt"), Some("3"));
-    assert_eq!(user.count(), 3, "k = 2 failures, then the success: k + 1 attempts");
+    assert_eq!(
+        user.count(),
+        3,
+        "k = 2 failures, then the success: k + 1 attempts"
+    );
     for gap in gaps(user) {
         assert_waited_about(gap, 200);
     }
     // Every replay is the same request.
     let received = user.requests();
-    assert!(received.iter().all(|r| r.method == "GET" && r.path == "/users/7"));
-    assert_eq!(retry_calls(&envoy, "user-service", "successful_with_retry"), 1);
+    assert!(received
+        .iter()
+        .all(|r| r.method == "GET" && r.path == "/users/7"));
+    assert_eq!(
+        retry_calls(&envoy, "user-service", "successful_with_retry"),
+        1
+    );
     assert_eq!(retry_stat(&envoy, "attempts", "user-service"), 2);
     // The breaker recorded every attempt: 2 failures, 1 success.
     assert_eq!(
@@ -90,7 +124,10 @@ fn exhausted_attempts_return_the_last_failure() {
     order.push(Action::status(404));
     assert_eq!(envoy.get(ORDER, "/orders/2").unwrap().status, 404);
     assert_eq!(order.count(), 3);
-    assert_eq!(retry_calls(&envoy, "order-service", "successful_without_retry"), 1);
+    assert_eq!(
+        retry_calls(&envoy, "order-service", "successful_without_retry"),
+        1
+    );
 }
 
 #[test]
@@ -112,14 +149,31 @@ fn post_is_not_retried_without_permission() {
     let user = &services.user;
 
     user.push(Action::status(500));
-    let response = envoy.request("POST", USER, "/users", &[("content-type", "application/json")], br#"{"name":"a"}"#).unwrap();
+    let response = envoy
+        .request(
+            "POST",
+            USER,
+            "/users",
+            &[("content-type", "application/json")],
+            br#"{"name":"a"}"#,
+        )
+        .unwrap();
     assert_eq!(response.status, 500);
     assert_eq!(user.count(), 1, "POST is not idempotent: no retry");
 
     // An Idempotency-Key makes it safe: replayed with the same body.
     user.push(Action::status(500));
     let response = envoy
-        .request("POST", USER, "/users", &[("idempotency-key", "k-1"), ("content-type", "application/json")], br#"{"name":"b"}"#)
+        .request(
+            "POST",
+            USER,
+            "/users",
+            &[
+                ("idempotency-key", "k-1"),
+                ("content-type", "application/json"),
+            ],
+            br#"{"name":"b"}"#,
+        )
         .unwrap();
     assert_eq!(response.status, 200);
     let received = user.requests();
@@ -133,12 +187,18 @@ fn post_is_not_retried_without_permission() {
 fn post_is_retried_when_the_instance_allows_it_and_large_bodies_are_not() {
     let services = Services::start().unwrap();
     let mut policy = retry_policy();
-    set_path(&mut policy, "retry-options", json!({"user-service": {"retry-non-idempotent": true, "max-body-bytes": 64}}));
+    set_path(
+        &mut policy,
+        "retry-options",
+        json!({"user-service": {"retry-non-idempotent": true, "max-body-bytes": 64}}),
+    );
     let envoy = Envoy::start(&services, &policy).unwrap();
     let user = &services.user;
 
     user.push(Action::status(503));
-    let response = envoy.request("POST", USER, "/users", &[], b"small body").unwrap();
+    let response = envoy
+        .request("POST", USER, "/users", &[], b"small body")
+        .unwrap();
     assert_eq!(response.status, 200);
     assert_eq!(user.count(), 2);
     assert_eq!(user.last().unwrap().text(), "small body");
@@ -147,7 +207,11 @@ fn post_is_retried_when_the_instance_allows_it_and_large_bodies_are_not() {
     let big = vec![b'x'; 1000];
     let response = envoy.request("PUT", USER, "/users/1", &[], &big).unwrap();
     assert_eq!(response.status, 503);
-    assert_eq!(user.count(), 3, "a body over max-body-bytes is not replayed");
+    assert_eq!(
+        user.count(),
+        3,
+        "a body over max-body-bytes is not replayed"
+    );
     assert_eq!(retry_stat(&envoy, "body_too_large", "user-service"), 1);
 }
 
@@ -155,9 +219,21 @@ fn post_is_retried_when_the_instance_allows_it_and_large_bodies_are_not() {
 fn a_breaker_opening_mid_sequence_stops_the_attempts_with_the_fallback() {
     let services = Services::start().unwrap();
     let mut policy = retry_policy();
-    set_path(&mut policy, &format!("{RETRY}.user-service.max-attempts"), json!(5));
-    set_path(&mut policy, &format!("{CB}.user-service.minimum-number-of-calls"), json!(2));
-    set_path(&mut policy, &format!("{CB}.user-service.sliding-window-size"), json!(2));
+    set_path(
+        &mut policy,
+        &format!("{RETRY}.user-service.max-attempts"),
+        json!(5),
+    );
+    set_path(
+        &mut policy,
+        &format!("{CB}.user-service.minimum-number-of-calls"),
+        json!(2),
+    );
+    set_path(
+        &mut policy,
+        &format!("{CB}.user-service.sliding-window-size"),
+        json!(2),
+    );
     let envoy = Envoy::start(&services, &policy).unwrap();
     let user = &services.user;
     user.set_default(Action::status(500));
@@ -169,21 +245,38 @@ fn a_breaker_opening_mid_sequence_stops_the_attempts_with_the_fallback() {
     assert_eq!(response.status, 503);
     assert_eq!(response.json().unwrap()["state"], "OPEN");
     assert_eq!(user.count(), 2);
-    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
 fn clients_cannot_switch_retries_on_with_headers() {
     let services = Services::start().unwrap();
     let mut policy = retry_policy();
-    set_path(&mut policy, &format!("{RETRY}.order-service.max-attempts"), json!(1));
+    set_path(
+        &mut policy,
+        &format!("{RETRY}.order-service.max-attempts"),
+        json!(1),
+    );
     let envoy = Envoy::start(&services, &policy).unwrap();
     let order = &services.order;
     order.push(Action::status(503));
     let response = envoy
-        .request("GET", ORDER, "/orders", &[("x-envoy-retry-on", "5xx"), ("x-envoy-max-retries", "3")], b"")
+        .request(
+            "GET",
+            ORDER,
+            "/orders",
+            &[("x-envoy-retry-on", "5xx"), ("x-envoy-max-retries", "3")],
+            b"",
+        )
         .unwrap();
-    assert_eq!(response.status, 503, "Envoy's router must not retry on the client's say-so");
+    assert_eq!(
+        response.status, 503,
+        "Envoy's router must not retry on the client's say-so"
+    );
     assert_eq!(order.count(), 1);
     assert_eq!(order.last().unwrap().header("x-envoy-retry-on"), None);
 }
@@ -192,7 +285,11 @@ fn clients_cannot_switch_retries_on_with_headers() {
 fn the_retry_budget_stops_retry_storms() {
     let services = Services::start().unwrap();
     let mut policy = retry_policy();
-    set_path(&mut policy, "retry-options", json!({"order-service": {"budget": {"retry-ratio": 0, "min-retries-per-second": 0}}}));
+    set_path(
+        &mut policy,
+        "retry-options",
+        json!({"order-service": {"budget": {"retry-ratio": 0, "min-retries-per-second": 0}}}),
+    );
     let envoy = Envoy::start(&services, &policy).unwrap();
     let order = &services.order;
     order.push(Action::status(503));

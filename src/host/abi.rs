@@ -90,9 +90,8 @@ pub fn get_property(path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
     let mut data: *mut u8 = null_mut();
     let mut size: usize = 0;
     // SAFETY: the pointers are valid for the call; the returned buffer is owned by us.
-    let status = unsafe {
-        proxy_get_property(serialized.as_ptr(), serialized.len(), &mut data, &mut size)
-    };
+    let status =
+        unsafe { proxy_get_property(serialized.as_ptr(), serialized.len(), &mut data, &mut size) };
     match status {
         OK => Ok(unsafe { take_host_buffer(data, size) }),
         NOT_FOUND => Ok(None),
@@ -121,7 +120,10 @@ pub fn get_shared_data(key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
     let status =
         unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) };
     match status {
-        OK => Ok(Some((unsafe { take_host_buffer(data, size) }.unwrap_or_default(), cas))),
+        OK => Ok(Some((
+            unsafe { take_host_buffer(data, size) }.unwrap_or_default(),
+            cas,
+        ))),
         NOT_FOUND => Ok(None),
         other => Err(HostError(other)),
     }
@@ -135,9 +137,8 @@ pub enum SetOutcome {
 /// Writes a shared-data value if its CAS token is still `cas` (0: unconditionally).
 pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> Result<SetOutcome, HostError> {
     // SAFETY: the pointers are valid for the call.
-    let status = unsafe {
-        proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas)
-    };
+    let status =
+        unsafe { proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas) };
     match status {
         OK => Ok(SetOutcome::Written),
         CAS_MISMATCH => Ok(SetOutcome::CasMismatch),
@@ -159,7 +160,11 @@ pub fn send_local_response(
             u32::from(status),
             details.as_ptr(),
             details.len(),
-            if body.is_empty() { null() } else { body.as_ptr() },
+            if body.is_empty() {
+                null()
+            } else {
+                body.as_ptr()
+            },
             body.len(),
             serialized.as_ptr(),
             serialized.len(),
@@ -224,11 +229,16 @@ extern "C" {
 pub const BUFFER_PLUGIN_CONFIGURATION: u32 = 7;
 
 /// Reads up to `max_size` bytes of a host buffer. Ok(None): the buffer is empty or absent.
-pub fn get_buffer(buffer_type: u32, start: usize, max_size: usize) -> Result<Option<Vec<u8>>, HostError> {
+pub fn get_buffer(
+    buffer_type: u32,
+    start: usize,
+    max_size: usize,
+) -> Result<Option<Vec<u8>>, HostError> {
     let mut data: *mut u8 = null_mut();
     let mut size: usize = 0;
     // SAFETY: as in get_property.
-    let status = unsafe { proxy_get_buffer_bytes(buffer_type, start, max_size, &mut data, &mut size) };
+    let status =
+        unsafe { proxy_get_buffer_bytes(buffer_type, start, max_size, &mut data, &mut size) };
     match status {
         OK => Ok(unsafe { take_host_buffer(data, size) }),
         NOT_FOUND => Ok(None),
@@ -326,7 +336,9 @@ fn deserialize_map(bytes: &[u8]) -> Vec<(String, String)> {
         Some(u32::from_le_bytes(b) as usize)
     };
     let mut pairs = Vec::new();
-    let Some(count) = read_u32(0) else { return pairs };
+    let Some(count) = read_u32(0) else {
+        return pairs;
+    };
     let mut sizes_at = 4;
     let mut data_at = 4 + count.saturating_mul(8);
     for _ in 0..count {
@@ -357,7 +369,10 @@ pub fn dispatch_http_call(
     body: &[u8],
     timeout_ms: u64,
 ) -> Result<u32, HostError> {
-    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let body = if body.is_empty() { None } else { Some(body) };
     proxy_wasm::hostcalls::dispatch_http_call(
         cluster,
@@ -371,13 +386,6 @@ pub fn dispatch_http_call(
 
 #[link(wasm_import_module = "env")]
 extern "C" {
-    fn proxy_replace_header_map_value(
-        map_type: u32,
-        key_data: *const u8,
-        key_size: usize,
-        value_data: *const u8,
-        value_size: usize,
-    ) -> u32;
     fn proxy_set_buffer_bytes(
         buffer_type: u32,
         start: usize,
@@ -387,17 +395,14 @@ extern "C" {
     ) -> u32;
 }
 
-/// Sets a header (replacing every value it had). Used by the events stamping.
-pub fn replace_header(map_type: u32, name: &str, value: &str) -> Result<(), HostError> {
-    // SAFETY: the pointers are valid for the call.
-    check(unsafe {
-        proxy_replace_header_map_value(map_type, name.as_ptr(), name.len(), value.as_ptr(), value.len())
-    })
-}
-
 /// Replaces bytes `start..start + size` of a host buffer with `data` (the whole buffered
 /// request body: start 0, size = its length).
-pub fn set_buffer(buffer_type: u32, start: usize, size: usize, data: &[u8]) -> Result<(), HostError> {
+pub fn set_buffer(
+    buffer_type: u32,
+    start: usize,
+    size: usize,
+    data: &[u8],
+) -> Result<(), HostError> {
     // SAFETY: the pointers are valid for the call.
     check(unsafe { proxy_set_buffer_bytes(buffer_type, start, size, data.as_ptr(), data.len()) })
 }

@@ -7,8 +7,14 @@ use crate::breaker::{RecordedKind, Snapshot, State, Transition};
 
 use super::abi::{self, METRIC_COUNTER, METRIC_GAUGE};
 
-const CALL_KINDS: [&str; 6] =
-    ["successful", "failed", "slow_successful", "slow_failed", "ignored", "not_permitted"];
+const CALL_KINDS: [&str; 6] = [
+    "successful",
+    "failed",
+    "slow_successful",
+    "slow_failed",
+    "ignored",
+    "not_permitted",
+];
 const STATES: [State; 6] = [
     State::Closed,
     State::Open,
@@ -58,10 +64,16 @@ impl BreakerMetrics {
     pub fn define(instance: &str) -> Self {
         let name = stat_segment(instance);
         let counter = |metric: &str, tags: String| {
-            define(METRIC_COUNTER, format!("resilience4j_circuitbreaker_{metric}.name.{name}{tags}"))
+            define(
+                METRIC_COUNTER,
+                format!("resilience4j_circuitbreaker_{metric}.name.{name}{tags}"),
+            )
         };
         let gauge = |metric: &str, tags: String| {
-            define(METRIC_GAUGE, format!("resilience4j_circuitbreaker_{metric}.name.{name}{tags}"))
+            define(
+                METRIC_GAUGE,
+                format!("resilience4j_circuitbreaker_{metric}.name.{name}{tags}"),
+            )
         };
         BreakerMetrics {
             calls: CALL_KINDS.map(|kind| counter("calls", format!(".kind.{kind}"))),
@@ -136,8 +148,12 @@ fn record(id: Option<u32>, value: u64) {
     }
 }
 
-const RETRY_KINDS: [&str; 4] =
-    ["successful_without_retry", "successful_with_retry", "failed_without_retry", "failed_with_retry"];
+const RETRY_KINDS: [&str; 4] = [
+    "successful_without_retry",
+    "successful_with_retry",
+    "failed_without_retry",
+    "failed_with_retry",
+];
 
 /// resilience4j Retry's call kinds, plus the sidecar's own: attempts made by the filter
 /// (replays), retries refused by the budget, and requests too large to replay.
@@ -153,7 +169,10 @@ impl RetryMetrics {
     pub fn define(instance: &str) -> Self {
         let name = stat_segment(instance);
         let counter = |metric: &str, tags: String| {
-            define(METRIC_COUNTER, format!("resilience4j_retry_{metric}.name.{name}{tags}"))
+            define(
+                METRIC_COUNTER,
+                format!("resilience4j_retry_{metric}.name.{name}{tags}"),
+            )
         };
         RetryMetrics {
             calls: RETRY_KINDS.map(|kind| counter("calls", format!(".kind.{kind}"))),

@@ -27,6 +27,18 @@ pub enum StoreError {
     ConfigChanged,
 }
 
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Host(e) => write!(f, "shared data host status {}", e.0),
+            StoreError::Contended => {
+                write!(f, "{MAX_CAS_ATTEMPTS} CAS attempts lost to other workers")
+            }
+            StoreError::ConfigChanged => write!(f, "stored state belongs to another config"),
+        }
+    }
+}
+
 impl From<HostError> for StoreError {
     fn from(e: HostError) -> Self {
         StoreError::Host(e)
@@ -53,7 +65,9 @@ fn cas_update<R>(
             None => (None, 0),
         };
         let (write, result) = op(stored.as_deref())?;
-        let Some(bytes) = write else { return Ok(result) };
+        let Some(bytes) = write else {
+            return Ok(result);
+        };
         if stored.as_deref() == Some(bytes.as_slice()) {
             return Ok(result);
         }
@@ -88,14 +102,23 @@ pub fn update_breaker<R>(
 /// On (re)configuration: keep the stored breaker when it was built for this very config
 /// (a change to another instance must not reset it), else start it fresh. True: reset.
 pub fn ensure_breaker(key: &str, config: &BreakerConfig, now_ms: u64) -> Result<bool, StoreError> {
-    cas_update(key, |stored| match stored.map(|b| CircuitBreaker::decode(b, config)) {
-        Some(Ok(_)) => Ok((None, false)),
-        _ => Ok((Some(CircuitBreaker::new(config, now_ms).encode(config)), true)),
+    cas_update(key, |stored| {
+        match stored.map(|b| CircuitBreaker::decode(b, config)) {
+            Some(Ok(_)) => Ok((None, false)),
+            _ => Ok((
+                Some(CircuitBreaker::new(config, now_ms).encode(config)),
+                true,
+            )),
+        }
     })
 }
 
 /// Counts a request against the instance's retry budget.
-pub fn budget_record_request(key: &str, config: &BudgetConfig, now_ms: u64) -> Result<(), StoreError> {
+pub fn budget_record_request(
+    key: &str,
+    config: &BudgetConfig,
+    now_ms: u64,
+) -> Result<(), StoreError> {
     cas_update(key, |stored| {
         let mut budget = stored.map(RetryBudget::decode).unwrap_or_default();
         budget.record_request(config, now_ms);
@@ -104,7 +127,11 @@ pub fn budget_record_request(key: &str, config: &BudgetConfig, now_ms: u64) -> R
 }
 
 /// Takes one retry from the instance's budget; false: exhausted.
-pub fn budget_try_withdraw(key: &str, config: &BudgetConfig, now_ms: u64) -> Result<bool, StoreError> {
+pub fn budget_try_withdraw(
+    key: &str,
+    config: &BudgetConfig,
+    now_ms: u64,
+) -> Result<bool, StoreError> {
     cas_update(key, |stored| {
         let mut budget = stored.map(RetryBudget::decode).unwrap_or_default();
         let allowed = budget.try_withdraw(config, now_ms);

@@ -13,7 +13,10 @@ pub fn wait_before_retry(config: &RetryConfig, retry: u32, random01: f64) -> u64
     } else {
         base
     };
-    if let Some(max) = config.exponential_max_wait_duration_ms.filter(|_| config.enable_exponential_backoff) {
+    if let Some(max) = config
+        .exponential_max_wait_duration_ms
+        .filter(|_| config.enable_exponential_backoff)
+    {
         interval = interval.min(max as f64);
     }
     if config.enable_randomized_wait {

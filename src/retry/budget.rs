@@ -16,7 +16,11 @@ pub struct BudgetConfig {
 
 impl Default for BudgetConfig {
     fn default() -> Self {
-        BudgetConfig { retry_ratio: 0.2, min_retries_per_second: 10, window_s: 10 }
+        BudgetConfig {
+            retry_ratio: 0.2,
+            min_retries_per_second: 10,
+            window_s: 10,
+        }
     }
 }
 
@@ -65,7 +69,8 @@ impl RetryBudget {
     fn expire(&mut self, config: &BudgetConfig, now_ms: u64) {
         let now_s = now_ms / 1000;
         let window = u64::from(config.window_s.max(1));
-        self.buckets.retain(|b| b.second + window > now_s && b.second <= now_s);
+        self.buckets
+            .retain(|b| b.second + window > now_s && b.second <= now_s);
     }
 
     fn bucket(&mut self, config: &BudgetConfig, now_ms: u64) -> &mut Bucket {
@@ -74,7 +79,10 @@ impl RetryBudget {
         let index = match self.buckets.iter().position(|b| b.second == now_s) {
             Some(i) => i,
             None => {
-                self.buckets.push(Bucket { second: now_s, ..Bucket::default() });
+                self.buckets.push(Bucket {
+                    second: now_s,
+                    ..Bucket::default()
+                });
                 self.buckets.len() - 1
             }
         };
@@ -125,7 +133,11 @@ mod tests {
     use super::*;
 
     fn strict() -> BudgetConfig {
-        BudgetConfig { retry_ratio: 0.5, min_retries_per_second: 0, window_s: 10 }
+        BudgetConfig {
+            retry_ratio: 0.5,
+            min_retries_per_second: 0,
+            window_s: 10,
+        }
     }
 
     #[test]
@@ -142,7 +154,11 @@ mod tests {
 
     #[test]
     fn the_floor_allows_retries_without_traffic() {
-        let c = BudgetConfig { retry_ratio: 0.0, min_retries_per_second: 1, window_s: 3 };
+        let c = BudgetConfig {
+            retry_ratio: 0.0,
+            min_retries_per_second: 1,
+            window_s: 3,
+        };
         let mut b = RetryBudget::default();
         assert!(b.try_withdraw(&c, 0));
         assert!(b.try_withdraw(&c, 0));

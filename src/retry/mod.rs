@@ -15,7 +15,11 @@ pub fn is_retryable(config: &RetryConfig, result: CallResult) -> bool {
     if config.ignore.iter().any(|m| m.matches(result)) {
         return false;
     }
-    let retry_on = if config.retry_on.is_empty() { &DEFAULT_FAILURES[..] } else { &config.retry_on };
+    let retry_on = if config.retry_on.is_empty() {
+        &DEFAULT_FAILURES[..]
+    } else {
+        &config.retry_on
+    };
     retry_on.iter().any(|m| m.matches(result))
 }
 
@@ -51,7 +55,9 @@ pub fn decide(config: &RetryConfig, attempt: u32, result: CallResult, random01: 
     if attempt >= config.max_attempts {
         return Decision::Exhausted;
     }
-    Decision::RetryAfter { wait_ms: backoff::wait_before_retry(config, attempt, random01) }
+    Decision::RetryAfter {
+        wait_ms: backoff::wait_before_retry(config, attempt, random01),
+    }
 }
 
 #[cfg(test)]
@@ -115,10 +121,19 @@ pub(crate) mod tests {
     fn max_attempts_includes_the_first_call() {
         let c = config();
         let fail = CallResult::Response(500);
-        assert_eq!(decide(&c, 1, fail, 0.0), Decision::RetryAfter { wait_ms: 500 });
-        assert_eq!(decide(&c, 2, fail, 0.0), Decision::RetryAfter { wait_ms: 500 });
+        assert_eq!(
+            decide(&c, 1, fail, 0.0),
+            Decision::RetryAfter { wait_ms: 500 }
+        );
+        assert_eq!(
+            decide(&c, 2, fail, 0.0),
+            Decision::RetryAfter { wait_ms: 500 }
+        );
         assert_eq!(decide(&c, 3, fail, 0.0), Decision::Exhausted);
-        assert_eq!(decide(&c, 1, CallResult::Response(200), 0.0), Decision::Done);
+        assert_eq!(
+            decide(&c, 1, CallResult::Response(200), 0.0),
+            Decision::Done
+        );
         let mut once = config();
         once.max_attempts = 1;
         assert_eq!(decide(&once, 1, fail, 0.0), Decision::Exhausted);
