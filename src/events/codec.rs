@@ -8,7 +8,11 @@ const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 pub fn base64_encode(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -105,7 +109,8 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 /// A producer's own timestamp is kept only when it is one.
 pub fn is_rfc3339(s: &str) -> bool {
     let b = s.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|x| x.iter().all(u8::is_ascii_digit));
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|x| x.iter().all(u8::is_ascii_digit));
     if b.len() < 20
         || !digits(0..4)
         || b[4] != b'-'
@@ -121,8 +126,14 @@ pub fn is_rfc3339(s: &str) -> bool {
     {
         return false;
     }
-    let num = |r: std::ops::Range<usize>| s.get(r).and_then(|x| x.parse::<u32>().ok()).unwrap_or(99);
-    if !(1..=12).contains(&num(5..7)) || !(1..=31).contains(&num(8..10)) || num(11..13) > 23 || num(14..16) > 59 || num(17..19) > 60 {
+    let num =
+        |r: std::ops::Range<usize>| s.get(r).and_then(|x| x.parse::<u32>().ok()).unwrap_or(99);
+    if !(1..=12).contains(&num(5..7))
+        || !(1..=31).contains(&num(8..10))
+        || num(11..13) > 23
+        || num(14..16) > 59
+        || num(17..19) > 60
+    {
         return false;
     }
     let mut i = 19;
@@ -147,7 +158,9 @@ pub fn is_rfc3339(s: &str) -> bool {
 /// Anything else is not propagated: a malformed header must not travel into every consumer.
 pub fn is_traceparent(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
-    let hex = |p: &str, n: usize| p.len() == n && p.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+    let hex = |p: &str, n: usize| {
+        p.len() == n && p.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+    };
     parts.len() == 4
         && hex(parts[0], 2)
         && parts[0] != "ff"
@@ -167,14 +180,25 @@ mod tests {
 
     #[test]
     fn base64_round_trips_every_length_and_matches_rfc4648_vectors() {
-        let vectors = [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("fooba", "Zm9vYmE="), ("foobar", "Zm9vYmFy")];
+        let vectors = [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ];
         for (plain, encoded) in vectors {
             assert_eq!(base64_encode(plain.as_bytes()), encoded);
             assert_eq!(base64_decode(encoded).as_deref(), Some(plain.as_bytes()));
         }
         let all: Vec<u8> = (0..=255u8).collect();
         for n in 0..all.len() {
-            assert_eq!(base64_decode(&base64_encode(&all[..n])).as_deref(), Some(&all[..n]));
+            assert_eq!(
+                base64_decode(&base64_encode(&all[..n])).as_deref(),
+                Some(&all[..n])
+            );
         }
     }
 
@@ -201,7 +225,10 @@ mod tests {
     fn timestamps_are_rfc3339_utc_with_milliseconds() {
         assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339_millis(951_782_400_123), "2000-02-29T00:00:00.123Z");
-        assert_eq!(rfc3339_millis(1_714_566_896_789), "2024-05-01T12:34:56.789Z");
+        assert_eq!(
+            rfc3339_millis(1_714_566_896_789),
+            "2024-05-01T12:34:56.789Z"
+        );
         assert!(is_rfc3339(&rfc3339_millis(1_714_566_896_789)));
     }
 
@@ -217,9 +244,15 @@ mod tests {
 
     #[test]
     fn traceparent_validation() {
-        assert!(is_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
-        assert!(!is_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01"));
-        assert!(!is_traceparent("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"));
+        assert!(is_traceparent(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        ));
+        assert!(!is_traceparent(
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01"
+        ));
+        assert!(!is_traceparent(
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"
+        ));
         assert!(!is_traceparent("garbage"));
     }
 }

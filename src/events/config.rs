@@ -110,14 +110,21 @@ impl EventsConfig {
 
     /// The workload's identity from the template. Placeholders whose value is unknown make
     /// the identity the node id (or `unknown` when Envoy has no node id either).
-    pub fn source(&self, workload: Option<&str>, namespace: Option<&str>, node_id: Option<&str>) -> String {
+    pub fn source(
+        &self,
+        workload: Option<&str>,
+        namespace: Option<&str>,
+        node_id: Option<&str>,
+    ) -> String {
         let node = node_id.filter(|s| !s.is_empty());
         let fallback = || node.unwrap_or("unknown").to_string();
         let mut out = String::new();
         let mut rest = self.source_template.as_str();
         while let Some(open) = rest.find('{') {
             out.push_str(&rest[..open]);
-            let Some(close) = rest[open..].find('}') else { break };
+            let Some(close) = rest[open..].find('}') else {
+                break;
+            };
             let name = &rest[open + 1..open + close];
             let value = match name {
                 "workload" => workload,
@@ -149,7 +156,10 @@ impl std::fmt::Display for ConfigError {
 }
 
 fn err(path: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError { path: path.to_string(), message: message.into() }
+    ConfigError {
+        path: path.to_string(),
+        message: message.into(),
+    }
 }
 
 /// `parent.key`, with dots inside the key escaped so the path stays unambiguous.
@@ -174,11 +184,15 @@ fn kebab(key: &str) -> String {
 }
 
 fn object<'a>(value: &'a Value, path: &str) -> Result<&'a Map<String, Value>, ConfigError> {
-    value.as_object().ok_or_else(|| err(path, format!("must be an object, got {}", kind(value))))
+    value
+        .as_object()
+        .ok_or_else(|| err(path, format!("must be an object, got {}", kind(value))))
 }
 
 fn string<'a>(value: &'a Value, path: &str) -> Result<&'a str, ConfigError> {
-    value.as_str().ok_or_else(|| err(path, format!("must be a string, got {}", kind(value))))
+    value
+        .as_str()
+        .ok_or_else(|| err(path, format!("must be a string, got {}", kind(value))))
 }
 
 fn kind(value: &Value) -> &'static str {
@@ -210,7 +224,8 @@ pub fn is_topic_name(s: &str) -> bool {
         && s.len() <= 249
         && s != "."
         && s != ".."
-        && s.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
 }
 
 /// Parses the `events` section; `path` is where it sits (`events`).
@@ -269,13 +284,19 @@ pub fn parse(value: &Value, path: &str) -> Result<EventsConfig, ConfigError> {
         }
     }
     if !saw_bridges {
-        return Err(err(&child(path, "bridges"), "is required: the Envoy cluster name(s) of the Kafka HTTP bridge"));
+        return Err(err(
+            &child(path, "bridges"),
+            "is required: the Envoy cluster name(s) of the Kafka HTTP bridge",
+        ));
     }
     if let Some((value, p)) = topics {
         for (topic, settings) in object(value, &p)? {
             let tp = child(&p, topic);
             if !is_topic_name(topic) {
-                return Err(err(&tp, "not a Kafka topic name (1 to 249 of a-z A-Z 0-9 . _ -)"));
+                return Err(err(
+                    &tp,
+                    "not a Kafka topic name (1 to 249 of a-z A-Z 0-9 . _ -)",
+                ));
             }
             let parsed = parse_topic(settings, &tp, config.default_mode)?;
             config.topics.insert(topic.clone(), parsed);
@@ -285,7 +306,11 @@ pub fn parse(value: &Value, path: &str) -> Result<EventsConfig, ConfigError> {
 }
 
 fn parse_topic(value: &Value, path: &str, default_mode: Mode) -> Result<TopicConfig, ConfigError> {
-    let mut topic = TopicConfig { mode: default_mode, event_type: None, partition_key: None };
+    let mut topic = TopicConfig {
+        mode: default_mode,
+        event_type: None,
+        partition_key: None,
+    };
     for (key, value) in object(value, path)? {
         let p = child(path, key);
         match kebab(key).as_str() {
@@ -324,7 +349,12 @@ fn validate_template(template: &str, path: &str) -> Result<(), ConfigError> {
         };
         let name = &rest[open + 1..open + close];
         if !matches!(name, "workload" | "namespace" | "node") {
-            return Err(err(path, format!("unknown placeholder {{{name}}} (known: {{workload}}, {{namespace}}, {{node}})")));
+            return Err(err(
+                path,
+                format!(
+                    "unknown placeholder {{{name}}} (known: {{workload}}, {{namespace}}, {{node}})"
+                ),
+            ));
         }
         rest = &rest[open + close + 1..];
     }
@@ -356,7 +386,14 @@ mod tests {
         assert_eq!(c.max_body_bytes, 1 << 20);
         assert_eq!(c.default_mode, Mode::Envelope);
         let t = c.topic("order.created");
-        assert_eq!(t, TopicConfig { mode: Mode::Envelope, event_type: None, partition_key: None });
+        assert_eq!(
+            t,
+            TopicConfig {
+                mode: Mode::Envelope,
+                event_type: None,
+                partition_key: None
+            }
+        );
         assert!(c.is_bridge("kafka-bridge"));
         assert!(!c.is_bridge("user-service"));
     }
@@ -377,7 +414,11 @@ mod tests {
         assert_eq!(c.spoofed_source, SpoofedSource::Reject);
         assert_eq!(c.max_body_bytes, 4096);
         let oc = c.topic("order.created");
-        assert_eq!(oc.mode, Mode::CloudEventsStructured, "topics inherit the section's mode");
+        assert_eq!(
+            oc.mode,
+            Mode::CloudEventsStructured,
+            "topics inherit the section's mode"
+        );
         assert_eq!(oc.event_type.as_deref(), Some("com.example.order.created"));
         assert_eq!(oc.partition_key.as_deref(), Some("/orderId"));
         assert_eq!(c.topic("payment.completed").mode, Mode::CloudEventsBinary);
@@ -387,38 +428,88 @@ mod tests {
     #[test]
     fn source_comes_from_node_metadata_through_the_template() {
         let c = parse_ok(json!({"bridges": ["b"]}));
-        assert_eq!(c.source(Some("order-service"), Some("shop"), Some("sidecar~10.0.0.1~x")), "order-service.shop");
-        assert_eq!(c.source(None, Some("shop"), Some("sidecar~node")), "sidecar~node", "no workload: the node id");
+        assert_eq!(
+            c.source(
+                Some("order-service"),
+                Some("shop"),
+                Some("sidecar~10.0.0.1~x")
+            ),
+            "order-service.shop"
+        );
+        assert_eq!(
+            c.source(None, Some("shop"), Some("sidecar~node")),
+            "sidecar~node",
+            "no workload: the node id"
+        );
         assert_eq!(c.source(None, None, None), "unknown");
         let c = parse_ok(json!({"bridges": ["b"], "source": "//{namespace}/{workload}"}));
-        assert_eq!(c.source(Some("order-service"), Some("shop"), None), "//shop/order-service");
+        assert_eq!(
+            c.source(Some("order-service"), Some("shop"), None),
+            "//shop/order-service"
+        );
     }
 
     #[test]
     fn errors_name_the_full_path() {
-        assert_eq!(parse_err(json!({})), "events.bridges: is required: the Envoy cluster name(s) of the Kafka HTTP bridge");
-        assert_eq!(parse_err(json!({"bridges": []})), "events.bridges: must name at least one Envoy cluster");
-        assert_eq!(parse_err(json!({"bridges": "b"})), "events.bridges: must be an array of Envoy cluster names, got a string");
-        assert_eq!(parse_err(json!({"bridges": ["b", 3]})), "events.bridges[1]: must be a string, got a number");
+        assert_eq!(
+            parse_err(json!({})),
+            "events.bridges: is required: the Envoy cluster name(s) of the Kafka HTTP bridge"
+        );
+        assert_eq!(
+            parse_err(json!({"bridges": []})),
+            "events.bridges: must name at least one Envoy cluster"
+        );
+        assert_eq!(
+            parse_err(json!({"bridges": "b"})),
+            "events.bridges: must be an array of Envoy cluster names, got a string"
+        );
+        assert_eq!(
+            parse_err(json!({"bridges": ["b", 3]})),
+            "events.bridges[1]: must be a string, got a number"
+        );
         assert_eq!(
             parse_err(json!({"bridges": ["b"], "topics": {"order.created": {"mode": "avro"}}})),
             "events.topics.order\\.created.mode: must be one of envelope, cloudevents-structured, cloudevents-binary, got \"avro\""
         );
         assert_eq!(
-            parse_err(json!({"bridges": ["b"], "topics": {"order.created": {"modes": "envelope"}}})),
+            parse_err(
+                json!({"bridges": ["b"], "topics": {"order.created": {"modes": "envelope"}}})
+            ),
             "events.topics.order\\.created.modes: unknown key (known: mode, type, partition-key)"
         );
         assert_eq!(
             parse_err(json!({"bridges": ["b"], "topics": {"order.created": {"partition-key": "orderId"}}})),
             "events.topics.order\\.created.partition-key: must be a JSON pointer into the data such as \"/orderId\", got \"orderId\""
         );
-        assert_eq!(parse_err(json!({"bridges": ["b"], "topics": {"bad topic": {}}})), "events.topics.bad topic: not a Kafka topic name (1 to 249 of a-z A-Z 0-9 . _ -)");
-        assert_eq!(parse_err(json!({"bridges": ["b"], "max-body-bytes": 0})), "events.max-body-bytes: must be an integer in [1, 67108864], got 0");
-        assert_eq!(parse_err(json!({"bridges": ["b"], "max-body-bytes": "1MB"})), "events.max-body-bytes: must be an integer in [1, 67108864], got \"1MB\"");
-        assert_eq!(parse_err(json!({"bridges": ["b"], "spoofed-source": "ignore"})), "events.spoofed-source: must be correct or reject, got \"ignore\"");
-        assert_eq!(parse_err(json!({"bridges": ["b"], "source": "{pod}"})), "events.source: unknown placeholder {pod} (known: {workload}, {namespace}, {node})");
-        assert_eq!(parse_err(json!({"bridges": ["b"], "source": "{workload"})), "events.source: unbalanced '{'");
-        assert!(parse_err(json!({"bridges": ["b"], "colour": 1})).starts_with("events.colour: unknown key"));
-        assert_eq!(parse_err(json!([])), "events: must be an object, got an array");
+        assert_eq!(
+            parse_err(json!({"bridges": ["b"], "topics": {"bad topic": {}}})),
+            "events.topics.bad topic: not a Kafka topic name (1 to 249 of a-z A-Z 0-9 . _ -)"
+        );
+        assert_eq!(
+            parse_err(json!({"bridges": ["b"], "max-body-bytes": 0})),
+            "events.max-body-bytes: must be an integer in [1, 67108864], got 0"
+        );
+        assert_eq!(
+            parse_err(json!({"bridges": ["b"], "max-body-bytes": "1MB"})),
+            "events.max-body-bytes: must be an integer in [1, 67108864], got \"1MB\""
+        );
+        assert_eq!(
+            parse_err(json!({"bridges": ["b"], "spoofed-source": "ignore"})),
+            "events.spoofed-source: must be correct or reject, got \"ignore\""
+        );
+        assert_eq!(
+            parse_err(json!({"bridges": ["b"], "source": "{pod}"})),
+            "events.source: unknown placeholder {pod} (known: {workload}, {namespace}, {node})"
+        );
+        assert_eq!(
+            parse_err(json!({"bridges": ["b"], "source": "{workload"})),
+            "events.source: unbalanced '{'"
+        );
+        assert!(parse_err(json!({"bridges": ["b"], "colour": 1}))
+            .starts_with("events.colour: unknown key"));
+        assert_eq!(
+            parse_err(json!([])),
+            "events: must be an object, got an array"
+        );
     }
 }

@@ -6,10 +6,12 @@ pub mod codec;
 pub mod config;
 pub mod produce;
 
-pub use config::{parse as parse_config, ConfigError, EventsConfig, Mode, SpoofedSource, TopicConfig};
+pub use config::{
+    parse as parse_config, ConfigError, EventsConfig, Mode, SpoofedSource, TopicConfig,
+};
 pub use produce::{
-    format_of, produce_target, stamp, too_large, Format, ProduceTarget, RejectReason, Rejection, StampInput,
-    StampStats, Stamped,
+    format_of, produce_target, stamp, too_large, Format, ProduceTarget, RejectReason, Rejection,
+    StampInput, StampStats, Stamped,
 };
 
 #[cfg(test)]

@@ -8,7 +8,9 @@
 
 use serde_json::{json, Map, Value};
 
-use super::codec::{base64_decode, base64_encode, is_rfc3339, is_traceparent, rfc3339_millis, uuid_v4};
+use super::codec::{
+    base64_decode, base64_encode, is_rfc3339, is_traceparent, rfc3339_millis, uuid_v4,
+};
 use super::config::{is_topic_name, EventsConfig, Mode, SpoofedSource, TopicConfig};
 
 /// The produce endpoint a request targets.
@@ -34,12 +36,17 @@ pub fn produce_target(method: &str, path: &str) -> Option<ProduceTarget> {
     }
     let partition = match (parts.next(), parts.next(), parts.next()) {
         (None, _, _) => None,
-        (Some("partitions"), Some(p), None) if !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()) => {
+        (Some("partitions"), Some(p), None)
+            if !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()) =>
+        {
             Some(p.parse().ok()?)
         }
         _ => return None,
     };
-    Some(ProduceTarget { topic: topic.to_string(), partition })
+    Some(ProduceTarget {
+        topic: topic.to_string(),
+        partition,
+    })
 }
 
 /// The embedded format named by the request's Content-Type.
@@ -59,7 +66,13 @@ pub const TEXT_V2: &str = "application/vnd.kafka.text.v2+json";
 
 /// Parses the Content-Type (parameters such as `charset` are ignored).
 pub fn format_of(content_type: Option<&str>) -> Result<Format, Rejection> {
-    let media = content_type.unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let media = content_type
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match media.as_str() {
         JSON_V2 => Ok(Format::Json),
         BINARY_V2 => Ok(Format::Binary),
@@ -132,7 +145,10 @@ pub struct Rejection {
 
 impl Rejection {
     pub fn new(reason: RejectReason, message: impl Into<String>) -> Self {
-        Rejection { reason, message: message.into() }
+        Rejection {
+            reason,
+            message: message.into(),
+        }
     }
 
     pub fn status(&self) -> u16 {
@@ -142,7 +158,9 @@ impl Rejection {
     /// The bridge's own error shape, so clients handle both alike:
     /// `{"error_code": 400, "message": "..."}`.
     pub fn body(&self) -> Vec<u8> {
-        json!({"error_code": self.status(), "message": self.message}).to_string().into_bytes()
+        json!({"error_code": self.status(), "message": self.message})
+            .to_string()
+            .into_bytes()
     }
 }
 
@@ -179,24 +197,43 @@ pub struct StampInput<'a> {
 /// 16 random bytes per call (a UUID's worth), None when the host has no random source.
 pub type RandomSource<'a> = dyn FnMut() -> Option<[u8; 16]> + 'a;
 
-const ENVELOPE_KEYS: [&str; 9] =
-    ["id", "type", "source", "timestamp", "data", "version", "datacontenttype", "dataencoding", "traceparent"];
+const ENVELOPE_KEYS: [&str; 9] = [
+    "id",
+    "type",
+    "source",
+    "timestamp",
+    "data",
+    "version",
+    "datacontenttype",
+    "dataencoding",
+    "traceparent",
+];
 
 const CE_HEADERS: [&str; 5] = ["ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time"];
 
 /// Stamps a whole produce request body, or refuses it whole.
-pub fn stamp(input: &StampInput<'_>, body: &[u8], random: &mut RandomSource<'_>) -> Result<Stamped, Rejection> {
+pub fn stamp(
+    input: &StampInput<'_>,
+    body: &[u8],
+    random: &mut RandomSource<'_>,
+) -> Result<Stamped, Rejection> {
     if body.len() > input.config.max_body_bytes {
         return Err(too_large(body.len(), input.config.max_body_bytes));
     }
     let format = format_of(input.content_type)?;
-    let parsed: Value = serde_json::from_slice(body)
-        .map_err(|e| Rejection::new(RejectReason::InvalidJson, format!("body is not valid JSON: {e}")))?;
+    let parsed: Value = serde_json::from_slice(body).map_err(|e| {
+        Rejection::new(
+            RejectReason::InvalidJson,
+            format!("body is not valid JSON: {e}"),
+        )
+    })?;
     let Value::Object(mut top) = parsed else {
         return Err(shape("body must be an object {\"records\": [...]}"));
     };
     if let Some(key) = top.keys().find(|k| k.as_str() != "records") {
-        return Err(shape(format!("unknown key \"{key}\": the body must be {{\"records\": [...]}}")));
+        return Err(shape(format!(
+            "unknown key \"{key}\": the body must be {{\"records\": [...]}}"
+        )));
     }
     let Some(Value::Array(records)) = top.remove("records") else {
         return Err(shape("records: required, an array of records"));
@@ -205,8 +242,16 @@ pub fn stamp(input: &StampInput<'_>, body: &[u8], random: &mut RandomSource<'_>)
         return Err(shape("records: must not be empty"));
     }
     let topic = input.config.topic(input.topic);
-    let traceparent = input.traceparent.map(str::trim).filter(|t| is_traceparent(t));
-    let ctx = RecordContext { input, topic: &topic, format, traceparent };
+    let traceparent = input
+        .traceparent
+        .map(str::trim)
+        .filter(|t| is_traceparent(t));
+    let ctx = RecordContext {
+        input,
+        topic: &topic,
+        format,
+        traceparent,
+    };
     let mut stats = StampStats::default();
     let mut out = Vec::with_capacity(records.len());
     for (i, record) in records.into_iter().enumerate() {
@@ -218,7 +263,10 @@ pub fn stamp(input: &StampInput<'_>, body: &[u8], random: &mut RandomSource<'_>)
 }
 
 pub fn too_large(size: usize, max: usize) -> Rejection {
-    Rejection::new(RejectReason::TooLarge, format!("body is {size} bytes, over the limit of {max} bytes (events.max-body-bytes)"))
+    Rejection::new(
+        RejectReason::TooLarge,
+        format!("body is {size} bytes, over the limit of {max} bytes (events.max-body-bytes)"),
+    )
 }
 
 fn shape(message: impl Into<String>) -> Rejection {
@@ -242,12 +290,18 @@ struct RecordContext<'a> {
 
 impl RecordContext<'_> {
     fn event_type(&self) -> String {
-        self.topic.event_type.clone().unwrap_or_else(|| self.input.topic.to_string())
+        self.topic
+            .event_type
+            .clone()
+            .unwrap_or_else(|| self.input.topic.to_string())
     }
 
     fn new_id(&self, random: &mut RandomSource<'_>) -> Result<String, Rejection> {
         random().map(uuid_v4).ok_or_else(|| {
-            Rejection::new(RejectReason::Unavailable, "no random source for event ids; nothing was published")
+            Rejection::new(
+                RejectReason::Unavailable,
+                "no random source for event ids; nothing was published",
+            )
         })
     }
 
@@ -264,7 +318,10 @@ impl RecordContext<'_> {
         };
         if let Some(p) = record.get("partition") {
             if !p.is_u64() && !p.is_null() {
-                return Err(shape(format!("{}: must be a non-negative integer", at(".partition"))));
+                return Err(shape(format!(
+                    "{}: must be a non-negative integer",
+                    at(".partition")
+                )));
             }
         }
         let mut headers = decode_headers(record.remove("headers"), &at(".headers"))?;
@@ -278,16 +335,31 @@ impl RecordContext<'_> {
                 (self.encode_value(&data), data_json)
             }
             Mode::Envelope | Mode::CloudEventsStructured => {
-                let (event, data_json) = self.stamp_structured(&data, &headers, random, stats, i)?;
+                let (event, data_json) =
+                    self.stamp_structured(&data, &headers, random, stats, i)?;
                 if self.topic.mode == Mode::CloudEventsStructured {
-                    set_header(&mut headers, "content-type", b"application/cloudevents+json".to_vec());
+                    set_header(
+                        &mut headers,
+                        "content-type",
+                        b"application/cloudevents+json".to_vec(),
+                    );
                 }
-                (self.encode_value(&Data::Json(Value::Object(event))), data_json)
+                (
+                    self.encode_value(&Data::Json(Value::Object(event))),
+                    data_json,
+                )
             }
         };
         record.insert("value".into(), value);
-        if let (Some(pointer), true) = (&self.topic.partition_key, record.get("key").is_none_or(Value::is_null)) {
-            if let Some(key) = data_json.as_ref().and_then(|d| d.pointer(pointer)).and_then(|k| self.encode_key(k)) {
+        if let (Some(pointer), true) = (
+            &self.topic.partition_key,
+            record.get("key").is_none_or(Value::is_null),
+        ) {
+            if let Some(key) = data_json
+                .as_ref()
+                .and_then(|d| d.pointer(pointer))
+                .and_then(|k| self.encode_key(k))
+            {
                 record.insert("key".into(), key);
             }
         }
@@ -306,11 +378,15 @@ impl RecordContext<'_> {
             (_, None | Some(Value::Null)) => Ok(Data::Null),
             (Format::Json, Some(v)) => Ok(Data::Json(v)),
             (Format::Text, Some(Value::String(s))) => Ok(Data::Text(s)),
-            (Format::Binary, Some(Value::String(s))) => base64_decode(&s).map(Data::Bytes).ok_or_else(|| {
-                shape(format!("{at}: not base64, as {BINARY_V2} requires"))
-            }),
-            (Format::Text, Some(_)) => Err(shape(format!("{at}: must be a string, as {TEXT_V2} requires"))),
-            (Format::Binary, Some(_)) => Err(shape(format!("{at}: must be a base64 string, as {BINARY_V2} requires"))),
+            (Format::Binary, Some(Value::String(s))) => base64_decode(&s)
+                .map(Data::Bytes)
+                .ok_or_else(|| shape(format!("{at}: not base64, as {BINARY_V2} requires"))),
+            (Format::Text, Some(_)) => Err(shape(format!(
+                "{at}: must be a string, as {TEXT_V2} requires"
+            ))),
+            (Format::Binary, Some(_)) => Err(shape(format!(
+                "{at}: must be a base64 string, as {BINARY_V2} requires"
+            ))),
         }
     }
 
@@ -319,8 +395,12 @@ impl RecordContext<'_> {
             (_, None | Some(Value::Null)) | (Format::Json, _) => Ok(()),
             (Format::Text, Some(Value::String(_))) => Ok(()),
             (Format::Binary, Some(Value::String(s))) if base64_decode(s).is_some() => Ok(()),
-            (Format::Text, Some(_)) => Err(shape(format!("{at}: must be a string, as {TEXT_V2} requires"))),
-            (Format::Binary, Some(_)) => Err(shape(format!("{at}: must be a base64 string, as {BINARY_V2} requires"))),
+            (Format::Text, Some(_)) => Err(shape(format!(
+                "{at}: must be a string, as {TEXT_V2} requires"
+            ))),
+            (Format::Binary, Some(_)) => Err(shape(format!(
+                "{at}: must be a base64 string, as {BINARY_V2} requires"
+            ))),
         }
     }
 
@@ -361,7 +441,9 @@ impl RecordContext<'_> {
             Format::Text => "text/plain",
             Format::Binary => {
                 // The producer may say what its bytes are with a `content-type` record header.
-                let said = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+                let said = headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("content-type"));
                 match said.map(|(_, v)| String::from_utf8_lossy(v).into_owned()) {
                     Some(ct) if ct.contains("json") => "application/json",
                     Some(ct) if ct.starts_with("text/") => "text/plain",
@@ -381,7 +463,11 @@ impl RecordContext<'_> {
         i: usize,
     ) -> Result<(Map<String, Value>, Option<Value>), Rejection> {
         let structured = self.topic.mode == Mode::CloudEventsStructured;
-        let (id_key, time_key) = if structured { ("id", "time") } else { ("id", "timestamp") };
+        let (id_key, time_key) = if structured {
+            ("id", "time")
+        } else {
+            ("id", "timestamp")
+        };
         let prior = data_as_json(data).and_then(|v| match v {
             Value::Object(m) if is_prior_event(&m, structured) => Some(m),
             _ => None,
@@ -401,15 +487,25 @@ impl RecordContext<'_> {
                         prior.insert(id_key.into(), Value::String(self.new_id(random)?));
                     }
                 }
-                if !prior.get(time_key).and_then(Value::as_str).is_some_and(is_rfc3339) {
-                    prior.insert(time_key.into(), Value::String(rfc3339_millis(self.input.now_ms)));
+                if !prior
+                    .get(time_key)
+                    .and_then(Value::as_str)
+                    .is_some_and(is_rfc3339)
+                {
+                    prior.insert(
+                        time_key.into(),
+                        Value::String(rfc3339_millis(self.input.now_ms)),
+                    );
                 }
                 prior
             }
             None => {
                 let mut event = Map::new();
                 event.insert(id_key.into(), Value::String(self.new_id(random)?));
-                event.insert(time_key.into(), Value::String(rfc3339_millis(self.input.now_ms)));
+                event.insert(
+                    time_key.into(),
+                    Value::String(rfc3339_millis(self.input.now_ms)),
+                );
                 let ct = self.data_content_type(headers);
                 match (data, structured) {
                     (Data::Bytes(b), true) => {
@@ -474,7 +570,10 @@ impl RecordContext<'_> {
         i: usize,
     ) -> Result<(), Rejection> {
         let get = |headers: &[(String, Vec<u8>)], name: &str| {
-            headers.iter().find(|(k, _)| k == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
         };
         if let Some(claimed) = get(headers, "ce_source") {
             if claimed != self.input.source {
@@ -498,11 +597,19 @@ impl RecordContext<'_> {
         headers.push(("ce_source".into(), self.input.source.as_bytes().to_vec()));
         headers.push(("ce_type".into(), self.event_type().into_bytes()));
         headers.push(("ce_time".into(), time.into_bytes()));
-        let has_content_type = headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+        let has_content_type = headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
         if !has_content_type && !matches!(data, Data::Null | Data::Bytes(_)) {
-            headers.push(("content-type".into(), self.data_content_type(&[]).as_bytes().to_vec()));
+            headers.push((
+                "content-type".into(),
+                self.data_content_type(&[]).as_bytes().to_vec(),
+            ));
         }
-        if let (Some(tp), false) = (self.traceparent, headers.iter().any(|(k, _)| k == "traceparent")) {
+        if let (Some(tp), false) = (
+            self.traceparent,
+            headers.iter().any(|(k, _)| k == "traceparent"),
+        ) {
             headers.push(("traceparent".into(), tp.as_bytes().to_vec()));
         }
         Ok(())
@@ -548,15 +655,26 @@ fn decode_headers(headers: Option<Value>, at: &str) -> Result<Vec<(String, Vec<u
     let list = match headers {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Array(list)) => list,
-        Some(_) => return Err(shape(format!("{at}: must be an array of {{\"key\", \"value\"}}"))),
+        Some(_) => {
+            return Err(shape(format!(
+                "{at}: must be an array of {{\"key\", \"value\"}}"
+            )))
+        }
     };
     let mut out = Vec::with_capacity(list.len());
     for (j, h) in list.iter().enumerate() {
         let key = h.get("key").and_then(Value::as_str);
-        let value = h.get("value").and_then(Value::as_str).and_then(base64_decode);
+        let value = h
+            .get("value")
+            .and_then(Value::as_str)
+            .and_then(base64_decode);
         match (key, value) {
             (Some(k), Some(v)) => out.push((k.to_string(), v)),
-            _ => return Err(shape(format!("{at}[{j}]: must be {{\"key\": string, \"value\": base64 string}}"))),
+            _ => {
+                return Err(shape(format!(
+                    "{at}[{j}]: must be {{\"key\": string, \"value\": base64 string}}"
+                )))
+            }
         }
     }
     Ok(out)

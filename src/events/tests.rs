@@ -44,7 +44,12 @@ struct Call<'a> {
 
 impl<'a> Call<'a> {
     fn json(topic: &'a str) -> Self {
-        Call { config: config(json!({})), topic, content_type: produce::JSON_V2, traceparent: None }
+        Call {
+            config: config(json!({})),
+            topic,
+            content_type: produce::JSON_V2,
+            traceparent: None,
+        }
     }
     fn with(mut self, extra: Value) -> Self {
         self.config = config(extra);
@@ -73,19 +78,47 @@ impl<'a> Call<'a> {
 }
 
 fn header(record: &Value, name: &str) -> Option<String> {
-    record["headers"].as_array()?.iter().find(|h| h["key"] == name).map(|h| {
-        String::from_utf8(base64_decode(h["value"].as_str().unwrap()).unwrap()).unwrap()
-    })
+    record["headers"]
+        .as_array()?
+        .iter()
+        .find(|h| h["key"] == name)
+        .map(|h| String::from_utf8(base64_decode(h["value"].as_str().unwrap()).unwrap()).unwrap())
 }
 
 #[test]
 fn produce_endpoints_are_post_topics_and_post_topic_partitions() {
     let t = |m, p| produce_target(m, p);
-    assert_eq!(t("POST", "/topics/order.created"), Some(ProduceTarget { topic: "order.created".into(), partition: None }));
-    assert_eq!(t("POST", "/topics/order.created?x=1"), Some(ProduceTarget { topic: "order.created".into(), partition: None }));
-    assert_eq!(t("POST", "/topics/order.created/partitions/2"), Some(ProduceTarget { topic: "order.created".into(), partition: Some(2) }));
-    assert_eq!(t("GET", "/topics/order.created"), None, "reads pass untouched");
-    assert_eq!(t("POST", "/consumers/order-processor-group"), None, "the consumer API passes untouched");
+    assert_eq!(
+        t("POST", "/topics/order.created"),
+        Some(ProduceTarget {
+            topic: "order.created".into(),
+            partition: None
+        })
+    );
+    assert_eq!(
+        t("POST", "/topics/order.created?x=1"),
+        Some(ProduceTarget {
+            topic: "order.created".into(),
+            partition: None
+        })
+    );
+    assert_eq!(
+        t("POST", "/topics/order.created/partitions/2"),
+        Some(ProduceTarget {
+            topic: "order.created".into(),
+            partition: Some(2)
+        })
+    );
+    assert_eq!(
+        t("GET", "/topics/order.created"),
+        None,
+        "reads pass untouched"
+    );
+    assert_eq!(
+        t("POST", "/consumers/order-processor-group"),
+        None,
+        "the consumer API passes untouched"
+    );
     assert_eq!(t("POST", "/topics/order.created/partitions"), None);
     assert_eq!(t("POST", "/topics/order.created/partitions/x"), None);
     assert_eq!(t("POST", "/topics/"), None);
@@ -94,13 +127,31 @@ fn produce_endpoints_are_post_topics_and_post_topic_partitions() {
 
 #[test]
 fn content_types_are_the_bridge_v2_formats() {
-    assert_eq!(format_of(Some("application/vnd.kafka.json.v2+json")), Ok(Format::Json));
-    assert_eq!(format_of(Some("application/vnd.kafka.binary.v2+json; charset=utf-8")), Ok(Format::Binary));
-    assert_eq!(format_of(Some("Application/Vnd.Kafka.Text.V2+Json")), Ok(Format::Text));
+    assert_eq!(
+        format_of(Some("application/vnd.kafka.json.v2+json")),
+        Ok(Format::Json)
+    );
+    assert_eq!(
+        format_of(Some("application/vnd.kafka.binary.v2+json; charset=utf-8")),
+        Ok(Format::Binary)
+    );
+    assert_eq!(
+        format_of(Some("Application/Vnd.Kafka.Text.V2+Json")),
+        Ok(Format::Text)
+    );
     let e = format_of(Some("application/json")).unwrap_err();
     assert_eq!(e.status(), 415);
-    assert!(e.message.ends_with("got \"application/json\""), "{}", e.message);
-    assert_eq!(format_of(Some("application/vnd.kafka.avro.v2+json")).unwrap_err().status(), 415);
+    assert!(
+        e.message.ends_with("got \"application/json\""),
+        "{}",
+        e.message
+    );
+    assert_eq!(
+        format_of(Some("application/vnd.kafka.avro.v2+json"))
+            .unwrap_err()
+            .status(),
+        415
+    );
     assert_eq!(format_of(None).unwrap_err().status(), 415);
 }
 
@@ -116,7 +167,14 @@ fn a_plain_json_value_becomes_the_seed_envelope() {
             "timestamp": TIME, "data": {"orderId": "o-1", "total": 42}, "version": "1.0"
         }}]})
     );
-    assert_eq!(stats, StampStats { records: 1, kept: 0, corrected: 0 });
+    assert_eq!(
+        stats,
+        StampStats {
+            records: 1,
+            kept: 0,
+            corrected: 0
+        }
+    );
 }
 
 #[test]
@@ -138,23 +196,49 @@ fn every_record_gets_its_own_id_and_partition_and_headers_are_kept() {
 
 #[test]
 fn the_type_comes_from_the_topic_mapping_never_from_the_producer() {
-    let call = Call::json("order.created").with(json!({"topics": {"order.created": {"type": "com.example.order.created"}}}));
-    let (out, _) = call.run(&json!({"records": [{"value": {"a": 1}}]})).unwrap();
-    assert_eq!(out["records"][0]["value"]["type"], "com.example.order.created");
-    let mislabeled = json!({"id": "e-1", "type": "payment.completed", "data": {}, "version": "1.0"});
-    let (out, _) = call.run(&json!({"records": [{"value": mislabeled}]})).unwrap();
-    assert_eq!(out["records"][0]["value"]["type"], "com.example.order.created");
+    let call = Call::json("order.created")
+        .with(json!({"topics": {"order.created": {"type": "com.example.order.created"}}}));
+    let (out, _) = call
+        .run(&json!({"records": [{"value": {"a": 1}}]}))
+        .unwrap();
+    assert_eq!(
+        out["records"][0]["value"]["type"],
+        "com.example.order.created"
+    );
+    let mislabeled =
+        json!({"id": "e-1", "type": "payment.completed", "data": {}, "version": "1.0"});
+    let (out, _) = call
+        .run(&json!({"records": [{"value": mislabeled}]}))
+        .unwrap();
+    assert_eq!(
+        out["records"][0]["value"]["type"],
+        "com.example.order.created"
+    );
 }
 
 #[test]
 fn an_already_enveloped_record_keeps_its_id_and_timestamp() {
     let prior = json!({"id": "evt-7", "type": "order.created", "source": "order-service.shop",
                        "timestamp": "2024-01-01T00:00:00.000Z", "data": {"orderId": "o-7"}, "version": "1.0"});
-    let (out, stats) = Call::json("order.created").run(&json!({"records": [{"value": prior}]})).unwrap();
-    assert_eq!(out["records"][0]["value"], prior, "stamping is idempotent: a retried publish keeps its id");
-    assert_eq!(stats, StampStats { records: 1, kept: 1, corrected: 0 });
+    let (out, stats) = Call::json("order.created")
+        .run(&json!({"records": [{"value": prior}]}))
+        .unwrap();
+    assert_eq!(
+        out["records"][0]["value"], prior,
+        "stamping is idempotent: a retried publish keeps its id"
+    );
+    assert_eq!(
+        stats,
+        StampStats {
+            records: 1,
+            kept: 1,
+            corrected: 0
+        }
+    );
     // The output of a stamp, stamped again (a retry by anyone), is unchanged.
-    let (once, _) = Call::json("order.created").run(&json!({"records": [{"value": {"x": 1}}]})).unwrap();
+    let (once, _) = Call::json("order.created")
+        .run(&json!({"records": [{"value": {"x": 1}}]}))
+        .unwrap();
     let (twice, _) = Call::json("order.created").run(&once).unwrap();
     assert_eq!(once, twice);
 }
@@ -162,7 +246,9 @@ fn an_already_enveloped_record_keeps_its_id_and_timestamp() {
 #[test]
 fn a_bad_producer_timestamp_is_replaced_by_the_host_clock() {
     let prior = json!({"id": "evt-7", "timestamp": "yesterday", "data": 1});
-    let (out, _) = Call::json("order.created").run(&json!({"records": [{"value": prior}]})).unwrap();
+    let (out, _) = Call::json("order.created")
+        .run(&json!({"records": [{"value": prior}]}))
+        .unwrap();
     assert_eq!(out["records"][0]["value"]["timestamp"], TIME);
     assert_eq!(out["records"][0]["value"]["id"], "evt-7");
 }
@@ -170,7 +256,9 @@ fn a_bad_producer_timestamp_is_replaced_by_the_host_clock() {
 #[test]
 fn an_object_with_other_fields_is_data_not_an_envelope() {
     let payload = json!({"id": "o-1", "data": "x", "customer": "c-1"});
-    let (out, stats) = Call::json("order.created").run(&json!({"records": [{"value": payload}]})).unwrap();
+    let (out, stats) = Call::json("order.created")
+        .run(&json!({"records": [{"value": payload}]}))
+        .unwrap();
     assert_eq!(out["records"][0]["value"]["data"], payload);
     assert_eq!(out["records"][0]["value"]["id"], id(1));
     assert_eq!(stats.kept, 0);
@@ -179,7 +267,9 @@ fn an_object_with_other_fields_is_data_not_an_envelope() {
 #[test]
 fn a_record_claiming_another_source_is_corrected_and_counted() {
     let spoof = json!({"id": "evt-1", "source": "payment-service.shop", "data": {}});
-    let (out, stats) = Call::json("order.created").run(&json!({"records": [{"value": spoof}]})).unwrap();
+    let (out, stats) = Call::json("order.created")
+        .run(&json!({"records": [{"value": spoof}]}))
+        .unwrap();
     assert_eq!(out["records"][0]["value"]["source"], "order-service.shop");
     assert_eq!(stats.corrected, 1);
 }
@@ -188,10 +278,17 @@ fn a_record_claiming_another_source_is_corrected_and_counted() {
 fn a_record_claiming_another_source_is_rejected_when_the_policy_says_so() {
     let call = Call::json("order.created").with(json!({"spoofed-source": "reject"}));
     let spoof = json!({"id": "evt-1", "source": "payment-service.shop", "data": {}});
-    let e = call.run(&json!({"records": [{"value": 1}, {"value": spoof}]})).unwrap_err();
+    let e = call
+        .run(&json!({"records": [{"value": 1}, {"value": spoof}]}))
+        .unwrap_err();
     assert_eq!(e.status(), 403);
     assert_eq!(e.reason, RejectReason::SpoofedSource);
-    assert!(e.message.starts_with("records[1]: claims source \"payment-service.shop\""), "{}", e.message);
+    assert!(
+        e.message
+            .starts_with("records[1]: claims source \"payment-service.shop\""),
+        "{}",
+        e.message
+    );
     // Its own source is no spoof.
     let own = json!({"id": "evt-1", "source": "order-service.shop", "data": {}});
     assert!(call.run(&json!({"records": [{"value": own}]})).is_ok());
@@ -201,13 +298,19 @@ fn a_record_claiming_another_source_is_rejected_when_the_policy_says_so() {
 fn binary_values_keep_their_bytes_as_base64_with_the_content_type_said() {
     let bytes: Vec<u8> = (0..=255u8).collect();
     let call = Call::json("order.created").content_type(produce::BINARY_V2);
-    let (out, _) = call.run(&json!({"records": [{"key": base64_encode(b"k"), "value": base64_encode(&bytes)}]})).unwrap();
+    let (out, _) = call
+        .run(&json!({"records": [{"key": base64_encode(b"k"), "value": base64_encode(&bytes)}]}))
+        .unwrap();
     let record = &out["records"][0];
     assert_eq!(record["key"], base64_encode(b"k"));
-    let envelope: Value = serde_json::from_slice(&base64_decode(record["value"].as_str().unwrap()).unwrap()).unwrap();
+    let envelope: Value =
+        serde_json::from_slice(&base64_decode(record["value"].as_str().unwrap()).unwrap()).unwrap();
     assert_eq!(envelope["datacontenttype"], "application/octet-stream");
     assert_eq!(envelope["dataencoding"], "base64");
-    assert_eq!(base64_decode(envelope["data"].as_str().unwrap()).unwrap(), bytes);
+    assert_eq!(
+        base64_decode(envelope["data"].as_str().unwrap()).unwrap(),
+        bytes
+    );
     assert_eq!(envelope["id"], id(1));
 }
 
@@ -215,10 +318,13 @@ fn binary_values_keep_their_bytes_as_base64_with_the_content_type_said() {
 fn binary_json_bytes_that_are_an_envelope_keep_their_id() {
     let prior = json!({"id": "evt-9", "data": {"a": 1}, "version": "1.0"});
     let call = Call::json("order.created").content_type(produce::BINARY_V2);
-    let (out, stats) =
-        call.run(&json!({"records": [{"value": base64_encode(prior.to_string().as_bytes())}]})).unwrap();
-    let envelope: Value =
-        serde_json::from_slice(&base64_decode(out["records"][0]["value"].as_str().unwrap()).unwrap()).unwrap();
+    let (out, stats) = call
+        .run(&json!({"records": [{"value": base64_encode(prior.to_string().as_bytes())}]}))
+        .unwrap();
+    let envelope: Value = serde_json::from_slice(
+        &base64_decode(out["records"][0]["value"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
     assert_eq!(envelope["id"], "evt-9");
     assert_eq!(stats.kept, 1);
 }
@@ -226,8 +332,11 @@ fn binary_json_bytes_that_are_an_envelope_keep_their_id() {
 #[test]
 fn text_values_are_wrapped_and_stay_strings() {
     let call = Call::json("order.created").content_type(produce::TEXT_V2);
-    let (out, _) = call.run(&json!({"records": [{"key": "o-1", "value": "hello"}]})).unwrap();
-    let envelope: Value = serde_json::from_str(out["records"][0]["value"].as_str().unwrap()).unwrap();
+    let (out, _) = call
+        .run(&json!({"records": [{"key": "o-1", "value": "hello"}]}))
+        .unwrap();
+    let envelope: Value =
+        serde_json::from_str(out["records"][0]["value"].as_str().unwrap()).unwrap();
     assert_eq!(envelope["data"], "hello");
     assert_eq!(envelope["datacontenttype"], "text/plain");
     assert_eq!(out["records"][0]["key"], "o-1");
@@ -235,41 +344,65 @@ fn text_values_are_wrapped_and_stay_strings() {
 
 #[test]
 fn cloudevents_structured_mode() {
-    let mut call = Call::json("order.created").with(json!({"topics": {"order.created": {"mode": "cloudevents-structured"}}}));
+    let mut call = Call::json("order.created")
+        .with(json!({"topics": {"order.created": {"mode": "cloudevents-structured"}}}));
     call.traceparent = Some(TP);
-    let (out, _) = call.run(&json!({"records": [{"value": {"orderId": "o-1"}}]})).unwrap();
+    let (out, _) = call
+        .run(&json!({"records": [{"value": {"orderId": "o-1"}}]}))
+        .unwrap();
     let record = &out["records"][0];
     assert_eq!(
         record["value"],
         json!({"specversion": "1.0", "id": id(1), "source": "order-service.shop", "type": "order.created",
                "time": TIME, "datacontenttype": "application/json", "data": {"orderId": "o-1"}, "traceparent": TP})
     );
-    assert_eq!(header(record, "content-type").as_deref(), Some("application/cloudevents+json"));
+    assert_eq!(
+        header(record, "content-type").as_deref(),
+        Some("application/cloudevents+json")
+    );
 }
 
 #[test]
 fn cloudevents_structured_binary_data_goes_to_data_base64() {
-    let call = Call::json("t").with(json!({"mode": "cloudevents-structured"})).content_type(produce::BINARY_V2);
-    let (out, _) = call.run(&json!({"records": [{"value": base64_encode(&[0, 159, 146, 150])}]})).unwrap();
-    let event: Value =
-        serde_json::from_slice(&base64_decode(out["records"][0]["value"].as_str().unwrap()).unwrap()).unwrap();
+    let call = Call::json("t")
+        .with(json!({"mode": "cloudevents-structured"}))
+        .content_type(produce::BINARY_V2);
+    let (out, _) = call
+        .run(&json!({"records": [{"value": base64_encode(&[0, 159, 146, 150])}]}))
+        .unwrap();
+    let event: Value = serde_json::from_slice(
+        &base64_decode(out["records"][0]["value"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
     assert_eq!(event["data_base64"], base64_encode(&[0, 159, 146, 150]));
     assert!(event.get("data").is_none());
 }
 
 #[test]
 fn cloudevents_binary_mode_leaves_the_value_and_adds_ce_headers() {
-    let mut call = Call::json("payment.completed").with(json!({"topics": {"payment.completed": {"mode": "cloudevents-binary"}}}));
+    let mut call = Call::json("payment.completed")
+        .with(json!({"topics": {"payment.completed": {"mode": "cloudevents-binary"}}}));
     call.traceparent = Some(TP);
-    let (out, _) = call.run(&json!({"records": [{"value": {"paymentId": "p-1"}}]})).unwrap();
+    let (out, _) = call
+        .run(&json!({"records": [{"value": {"paymentId": "p-1"}}]}))
+        .unwrap();
     let record = &out["records"][0];
     assert_eq!(record["value"], json!({"paymentId": "p-1"}));
     assert_eq!(header(record, "ce_specversion").as_deref(), Some("1.0"));
     assert_eq!(header(record, "ce_id"), Some(id(1)));
-    assert_eq!(header(record, "ce_source").as_deref(), Some("order-service.shop"));
-    assert_eq!(header(record, "ce_type").as_deref(), Some("payment.completed"));
+    assert_eq!(
+        header(record, "ce_source").as_deref(),
+        Some("order-service.shop")
+    );
+    assert_eq!(
+        header(record, "ce_type").as_deref(),
+        Some("payment.completed")
+    );
     assert_eq!(header(record, "ce_time").as_deref(), Some(TIME));
-    assert_eq!(header(record, "content-type").as_deref(), Some("application/json"));
+    assert_eq!(
+        header(record, "content-type").as_deref(),
+        Some("application/json")
+    );
     assert_eq!(header(record, "traceparent").as_deref(), Some(TP));
 }
 
@@ -282,9 +415,27 @@ fn cloudevents_binary_keeps_a_prior_ce_id_and_corrects_ce_source() {
         .unwrap();
     let record = &out["records"][0];
     assert_eq!(header(record, "ce_id").as_deref(), Some("evt-3"));
-    assert_eq!(header(record, "ce_source").as_deref(), Some("order-service.shop"));
-    assert_eq!(record["headers"].as_array().unwrap().iter().filter(|x| x["key"] == "ce_id").count(), 1);
-    assert_eq!(stats, StampStats { records: 1, kept: 1, corrected: 1 });
+    assert_eq!(
+        header(record, "ce_source").as_deref(),
+        Some("order-service.shop")
+    );
+    assert_eq!(
+        record["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|x| x["key"] == "ce_id")
+            .count(),
+        1
+    );
+    assert_eq!(
+        stats,
+        StampStats {
+            records: 1,
+            kept: 1,
+            corrected: 1
+        }
+    );
 }
 
 #[test]
@@ -300,15 +451,27 @@ fn a_traceparent_travels_in_the_envelope_and_a_malformed_one_does_not() {
 
 #[test]
 fn the_partition_key_comes_from_the_data_when_the_record_has_none() {
-    let call = Call::json("order.created").with(json!({"topics": {"order.created": {"partition-key": "/orderId"}}}));
+    let call = Call::json("order.created")
+        .with(json!({"topics": {"order.created": {"partition-key": "/orderId"}}}));
     let (out, _) = call
         .run(&json!({"records": [{"value": {"orderId": "o-1"}}, {"key": "mine", "value": {"orderId": "o-2"}}, {"value": {"x": 1}}]}))
         .unwrap();
     assert_eq!(out["records"][0]["key"], "o-1");
-    assert_eq!(out["records"][1]["key"], "mine", "a key the producer set wins");
-    assert!(out["records"][2].get("key").is_none(), "no such field: no key");
-    let binary = Call { content_type: produce::BINARY_V2, ..call };
-    let (out, _) = binary.run(&json!({"records": [{"value": base64_encode(br#"{"orderId":42}"#)}]})).unwrap();
+    assert_eq!(
+        out["records"][1]["key"], "mine",
+        "a key the producer set wins"
+    );
+    assert!(
+        out["records"][2].get("key").is_none(),
+        "no such field: no key"
+    );
+    let binary = Call {
+        content_type: produce::BINARY_V2,
+        ..call
+    };
+    let (out, _) = binary
+        .run(&json!({"records": [{"value": base64_encode(br#"{"orderId":42}"#)}]}))
+        .unwrap();
     assert_eq!(out["records"][0]["key"], base64_encode(b"42"));
 }
 
@@ -318,26 +481,71 @@ fn bad_input_is_refused_whole_with_a_message_naming_what_is_wrong() {
     let cases: Vec<(&[u8], u16, &str)> = vec![
         (b"{not json", 400, "body is not valid JSON"),
         (b"[]", 400, "body must be an object"),
-        (br#"{"records": {}}"#, 400, "records: required, an array of records"),
+        (
+            br#"{"records": {}}"#,
+            400,
+            "records: required, an array of records",
+        ),
         (br#"{"records": []}"#, 400, "records: must not be empty"),
-        (br#"{"records": [{"value": 1}], "extra": 1}"#, 400, "unknown key \"extra\""),
-        (br#"{"records": [{"value": 1}, 7]}"#, 400, "records[1]: must be an object"),
-        (br#"{"records": [{"value": 1, "partition": "x"}]}"#, 400, "records[0].partition: must be a non-negative integer"),
-        (br#"{"records": [{"value": 1, "headers": [{"key": "a", "value": "!!"}]}]}"#, 400, "records[0].headers[0]: must be"),
+        (
+            br#"{"records": [{"value": 1}], "extra": 1}"#,
+            400,
+            "unknown key \"extra\"",
+        ),
+        (
+            br#"{"records": [{"value": 1}, 7]}"#,
+            400,
+            "records[1]: must be an object",
+        ),
+        (
+            br#"{"records": [{"value": 1, "partition": "x"}]}"#,
+            400,
+            "records[0].partition: must be a non-negative integer",
+        ),
+        (
+            br#"{"records": [{"value": 1, "headers": [{"key": "a", "value": "!!"}]}]}"#,
+            400,
+            "records[0].headers[0]: must be",
+        ),
     ];
     for (body, status, message) in cases {
         let e = call.run_raw(body).unwrap_err();
         assert_eq!(e.status(), status, "{}", String::from_utf8_lossy(body));
-        assert!(e.message.starts_with(message), "{} -> {}", String::from_utf8_lossy(body), e.message);
+        assert!(
+            e.message.starts_with(message),
+            "{} -> {}",
+            String::from_utf8_lossy(body),
+            e.message
+        );
         let json: Value = serde_json::from_slice(&e.body()).unwrap();
         assert_eq!(json["error_code"], status);
     }
     let binary = Call::json("t").content_type(produce::BINARY_V2);
-    let e = binary.run(&json!({"records": [{"value": "not base64!"}]})).unwrap_err();
-    assert_eq!((e.status(), e.message.as_str()), (400, "records[0].value: not base64, as application/vnd.kafka.binary.v2+json requires"));
+    let e = binary
+        .run(&json!({"records": [{"value": "not base64!"}]}))
+        .unwrap_err();
+    assert_eq!(
+        (e.status(), e.message.as_str()),
+        (
+            400,
+            "records[0].value: not base64, as application/vnd.kafka.binary.v2+json requires"
+        )
+    );
     let text = Call::json("t").content_type(produce::TEXT_V2);
-    assert_eq!(text.run(&json!({"records": [{"value": {"a": 1}}]})).unwrap_err().status(), 400);
-    assert_eq!(Call::json("t").content_type("text/plain").run(&json!({"records": [{"value": 1}]})).unwrap_err().status(), 415);
+    assert_eq!(
+        text.run(&json!({"records": [{"value": {"a": 1}}]}))
+            .unwrap_err()
+            .status(),
+        400
+    );
+    assert_eq!(
+        Call::json("t")
+            .content_type("text/plain")
+            .run(&json!({"records": [{"value": 1}]}))
+            .unwrap_err()
+            .status(),
+        415
+    );
 }
 
 #[test]
@@ -345,13 +553,23 @@ fn a_body_over_the_limit_is_413() {
     let call = Call::json("t").with(json!({"max-body-bytes": 64}));
     let e = call.run_raw(&[b' '; 65]).unwrap_err();
     assert_eq!(e.status(), 413);
-    assert_eq!(e.message, "body is 65 bytes, over the limit of 64 bytes (events.max-body-bytes)");
+    assert_eq!(
+        e.message,
+        "body is 65 bytes, over the limit of 64 bytes (events.max-body-bytes)"
+    );
 }
 
 #[test]
 fn without_random_bytes_nothing_is_published() {
     let config = config(json!({}));
-    let input = StampInput { config: &config, topic: "t", source: "s", content_type: Some(produce::JSON_V2), traceparent: None, now_ms: NOW };
+    let input = StampInput {
+        config: &config,
+        topic: "t",
+        source: "s",
+        content_type: Some(produce::JSON_V2),
+        traceparent: None,
+        now_ms: NOW,
+    };
     let e = stamp(&input, br#"{"records":[{"value":1}]}"#, &mut || None).unwrap_err();
     assert_eq!(e.status(), 503);
 }

@@ -41,14 +41,14 @@ pub enum HeadersStep {
     NotOurs,
     /// Refused and answered locally; the stream stops here.
     Answered,
-    /// A produce request: hold the headers until the body is stamped.
+    /// A produce request: its body is held until whole and stamped.
     Publish(Publish),
 }
 
 pub enum BodyStep {
     /// Return this action (buffering, or the refusal was answered).
     Hold(Action),
-    /// The body was replaced by this stamped one and `content-length` fixed; continue.
+    /// The body was replaced by this stamped one; continue.
     Stamped(Vec<u8>),
 }
 
@@ -57,13 +57,35 @@ impl Events {
     /// metadata; the node id).
     pub fn configure(config: Option<&EventsConfig>) -> Option<Events> {
         let config = config?.clone();
-        let read = |path: &[&str]| abi::get_string_property(path).ok().flatten().filter(|s| !s.is_empty());
+        // Envoy names the node `xds.node` (older builds: `node`).
+        let read = |path: &[&str]| {
+            let mut xds = vec!["xds"];
+            xds.extend_from_slice(path);
+            let get = |p: &[&str]| {
+                abi::get_string_property(p)
+                    .ok()
+                    .flatten()
+                    .filter(|s| !s.is_empty())
+            };
+            get(&xds).or_else(|| get(path))
+        };
         let workload = read(&["node", "metadata", "WORKLOAD_NAME"]);
         let namespace = read(&["node", "metadata", "NAMESPACE"]);
         let node_id = read(&["node", "id"]);
-        let source = config.source(workload.as_deref(), namespace.as_deref(), node_id.as_deref());
-        log::info!("events: stamping produce requests to {:?} as source \"{source}\"", config.bridges);
-        Some(Events { config, source, metrics: RefCell::new(BTreeMap::new()) })
+        let source = config.source(
+            workload.as_deref(),
+            namespace.as_deref(),
+            node_id.as_deref(),
+        );
+        log::info!(
+            "events: stamping produce requests to {:?} as source \"{source}\"",
+            config.bridges
+        );
+        Some(Events {
+            config,
+            source,
+            metrics: RefCell::new(BTreeMap::new()),
+        })
     }
 
     fn count(&self, topic: &str, f: impl FnOnce(&TopicMetrics)) {
@@ -73,15 +95,29 @@ impl Events {
         } else {
             OTHER_TOPIC
         };
-        let entry = metrics.entry(key.to_string()).or_insert_with(|| TopicMetrics::define(key));
+        let entry = metrics
+            .entry(key.to_string())
+            .or_insert_with(|| TopicMetrics::define(key));
         f(entry);
     }
 
     fn reject(&self, topic: &str, rejection: &Rejection) -> Action {
         self.count(topic, |m| m.rejected(rejection.reason));
-        log::info!("events: produce to '{topic}' refused ({}): {}", rejection.status(), rejection.message);
-        let headers = vec![("content-type".to_string(), "application/vnd.kafka.v2+json".to_string())];
-        match abi::send_local_response(rejection.status(), &headers, &rejection.body(), "events_rejected") {
+        log::info!(
+            "events: produce to '{topic}' refused ({}): {}",
+            rejection.status(),
+            rejection.message
+        );
+        let headers = vec![(
+            "content-type".to_string(),
+            "application/vnd.kafka.v2+json".to_string(),
+        )];
+        match abi::send_local_response(
+            rejection.status(),
+            &headers,
+            &rejection.body(),
+            "events_rejected",
+        ) {
             Ok(()) => Action::Pause,
             Err(e) => {
                 // Could not answer: pause anyway, an unstamped body must never be forwarded.
@@ -95,17 +131,28 @@ impl Events {
 /// Request headers: is this a produce request to a bridge cluster? Refuses what can be
 /// refused before the body (content type, declared size, no body at all).
 pub fn request_headers(events: Option<&Events>, end_of_stream: bool) -> HeadersStep {
-    let Some(events) = events else { return HeadersStep::NotOurs };
+    let Some(events) = events else {
+        return HeadersStep::NotOurs;
+    };
     let Ok(Some(cluster)) = abi::get_string_property(&["xds", "cluster_name"]) else {
         return HeadersStep::NotOurs;
     };
     if !events.config.is_bridge(&cluster) {
         return HeadersStep::NotOurs;
     }
-    let Ok(headers) = abi::get_header_map(abi::MAP_REQUEST_HEADERS) else { return HeadersStep::NotOurs };
-    let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    let Some(target) = events::produce_target(header(":method").unwrap_or(""), header(":path").unwrap_or(""))
-    else {
+    let Ok(headers) = abi::get_header_map(abi::MAP_REQUEST_HEADERS) else {
+        return HeadersStep::NotOurs;
+    };
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let Some(target) = events::produce_target(
+        header(":method").unwrap_or(""),
+        header(":path").unwrap_or(""),
+    ) else {
         return HeadersStep::NotOurs;
     };
     let topic = target.topic;
@@ -116,10 +163,32 @@ pub fn request_headers(events: Option<&Events>, end_of_stream: bool) -> HeadersS
     }
     let declared = header("content-length").and_then(|v| v.trim().parse::<usize>().ok());
     if let Some(len) = declared.filter(|len| *len > events.config.max_body_bytes) {
-        events.reject(&topic, &events::too_large(len, events.config.max_body_bytes));
+        events.reject(
+            &topic,
+            &events::too_large(len, events.config.max_body_bytes),
+        );
         return HeadersStep::Answered;
     }
-    let publish = Publish { topic, content_type, traceparent: header("traceparent").map(str::to_string) };
+    let publish = Publish {
+        topic,
+        content_type,
+        traceparent: header("traceparent").map(str::to_string),
+    };
+    if !end_of_stream {
+        // Envoy delivers no body to a filter whose headers are paused (it turns the pause into
+        // StopAllIteration), so the headers go on now and the body is held instead. The stamped
+        // body's length is unknown yet: drop Content-Length and let Envoy frame the body
+        // (chunked to an HTTP/1.1 bridge). A refusal later resets the upstream stream before
+        // the bridge has a whole body, so nothing is produced.
+        if let Err(e) = abi::remove_header(abi::MAP_REQUEST_HEADERS, "content-length") {
+            let rejection = Rejection::new(
+                RejectReason::Unavailable,
+                format!("request headers not writable (host status {})", e.0),
+            );
+            events.reject(&publish.topic, &rejection);
+            return HeadersStep::Answered;
+        }
+    }
     if end_of_stream {
         // No body at all: the core explains what is missing.
         return match stamp(events, &publish, &[]) {
@@ -134,8 +203,15 @@ pub fn request_headers(events: Option<&Events>, end_of_stream: bool) -> HeadersS
 }
 
 /// Request body: buffer until whole, then stamp and swap it in (or refuse).
-pub fn request_body(events: Option<&Events>, publish: &Publish, body_size: usize, end_of_stream: bool) -> BodyStep {
-    let Some(events) = events else { return BodyStep::Hold(Action::Continue) };
+pub fn request_body(
+    events: Option<&Events>,
+    publish: &Publish,
+    body_size: usize,
+    end_of_stream: bool,
+) -> BodyStep {
+    let Some(events) = events else {
+        return BodyStep::Hold(Action::Continue);
+    };
     let max = events.config.max_body_bytes;
     if body_size > max {
         return BodyStep::Hold(events.reject(&publish.topic, &events::too_large(body_size, max)));
@@ -146,7 +222,10 @@ pub fn request_body(events: Option<&Events>, publish: &Publish, body_size: usize
     let body = match abi::get_buffer(abi::BUFFER_REQUEST_BODY, 0, body_size) {
         Ok(body) => body.unwrap_or_default(),
         Err(e) => {
-            let rejection = Rejection::new(RejectReason::Unavailable, format!("request body unreadable (host status {})", e.0));
+            let rejection = Rejection::new(
+                RejectReason::Unavailable,
+                format!("request body unreadable (host status {})", e.0),
+            );
             return BodyStep::Hold(events.reject(&publish.topic, &rejection));
         }
     };
@@ -154,11 +233,11 @@ pub fn request_body(events: Option<&Events>, publish: &Publish, body_size: usize
         Ok(stamped) => stamped,
         Err(rejection) => return BodyStep::Hold(events.reject(&publish.topic, &rejection)),
     };
-    let swapped = abi::set_buffer(abi::BUFFER_REQUEST_BODY, 0, body_size, &stamped.body).and_then(|()| {
-        abi::replace_header(abi::MAP_REQUEST_HEADERS, "content-length", &stamped.body.len().to_string())
-    });
-    if let Err(e) = swapped {
-        let rejection = Rejection::new(RejectReason::Unavailable, format!("stamped body could not be forwarded (host status {})", e.0));
+    if let Err(e) = abi::set_buffer(abi::BUFFER_REQUEST_BODY, 0, body_size, &stamped.body) {
+        let rejection = Rejection::new(
+            RejectReason::Unavailable,
+            format!("stamped body could not be forwarded (host status {})", e.0),
+        );
         return BodyStep::Hold(events.reject(&publish.topic, &rejection));
     }
     events.count(&publish.topic, |m| m.stamped(&stamped.stats));
@@ -199,8 +278,12 @@ impl TopicMetrics {
             stamped: counter(format!("sidecar_events_records_stamped.topic.{t}")),
             kept: counter(format!("sidecar_events_envelopes_kept.topic.{t}")),
             corrected: counter(format!("sidecar_events_sources_corrected.topic.{t}")),
-            rejected: RejectReason::ALL
-                .map(|r| counter(format!("sidecar_events_requests_rejected.topic.{t}.reason.{}", r.as_str()))),
+            rejected: RejectReason::ALL.map(|r| {
+                counter(format!(
+                    "sidecar_events_requests_rejected.topic.{t}.reason.{}",
+                    r.as_str()
+                ))
+            }),
         }
     }
 

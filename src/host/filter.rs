@@ -160,7 +160,7 @@ impl Guard {
                 self.instance
             ),
             other => log::warn!(
-                "circuit breaker '{}': shared state unavailable ({other:?}); failing open",
+                "circuit breaker '{}': shared state unavailable ({other}); failing open",
                 self.instance
             ),
         }
@@ -562,17 +562,14 @@ impl Context for Stream {}
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, num_headers: usize, end_of_stream: bool) -> Action {
         // Events first: a produce request is stamped before its first attempt, so a retry
-        // replays the stamped body (same ids); its headers wait for the body.
+        // replays the stamped body (same ids).
         let events = self.runtime.as_ref().and_then(|r| r.events.as_ref());
         match super::events::request_headers(events, end_of_stream) {
             super::events::HeadersStep::NotOurs => self.resilience_request_headers(num_headers, end_of_stream),
             super::events::HeadersStep::Answered => Action::Pause,
             super::events::HeadersStep::Publish(publish) => {
                 self.publish = Some(publish);
-                match self.resilience_request_headers(num_headers, end_of_stream) {
-                    Action::Continue => Action::Pause,
-                    other => other,
-                }
+                self.resilience_request_headers(num_headers, end_of_stream)
             }
         }
     }
@@ -717,7 +714,7 @@ impl Stream {
 /// Keeps what a replay needs, if this request may be replayed at all.
 fn prepare_replay(guard: &RetryGuard, now: u64) -> Option<Replay> {
     if let Err(e) = store::budget_record_request(&guard.budget_key, &guard.options.budget, now) {
-        log::debug!("retry budget unavailable: {e:?}");
+        log::debug!("retry budget unavailable: {e}");
     }
     if guard.config.max_attempts <= 1 {
         return None;

