@@ -297,3 +297,25 @@ fn the_retry_budget_stops_retry_storms() {
     assert_eq!(order.count(), 1);
     assert_eq!(retry_stat(&envoy, "budget_exhausted", "order-service"), 1);
 }
+
+#[test]
+fn the_retry_budget_allows_a_ratio_of_retries_to_requests() {
+    let services = Services::start().unwrap();
+    let mut policy = retry_policy();
+    set_path(
+        &mut policy,
+        "retry-options",
+        json!({"order-service": {"budget": {"retry-ratio": 0.5, "min-retries-per-second": 0}}}),
+    );
+    let envoy = Envoy::start(&services, &policy).unwrap();
+    let order = &services.order;
+    order.set_default(Action::status(500));
+    // order-service: 2 attempts. With 0.5 retries per request, the 2nd and 4th requests may
+    // retry (1 ≤ 0.5·2, 2 ≤ 0.5·4); the 1st and 3rd may not.
+    for _ in 0..4 {
+        assert_eq!(envoy.get(ORDER, "/orders").unwrap().status, 500);
+    }
+    assert_eq!(order.count(), 6);
+    assert_eq!(retry_stat(&envoy, "budget_exhausted", "order-service"), 2);
+    assert_eq!(retry_stat(&envoy, "attempts", "order-service"), 2);
+}

@@ -8,7 +8,7 @@
 //! as an HTTP callout to the same cluster after the wait, and the final answer is sent as a
 //! local reply on the stream. The caller sees exactly one response.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
@@ -77,6 +77,22 @@ struct RetryGuard {
     options: RetryOptions,
     budget_key: String,
     metrics: RetryMetrics,
+    /// Requests this worker has not yet added to the shared budget: counting them in batches
+    /// (each tick, and before any retry asks the budget) keeps a shared-data write off every
+    /// request.
+    unflushed_requests: Cell<u32>,
+}
+
+impl RetryGuard {
+    fn flush_requests(&self, now: u64) {
+        let count = self.unflushed_requests.replace(0);
+        if count == 0 {
+            return;
+        }
+        if let Err(e) = store::budget_record_requests(&self.budget_key, &self.options.budget, now, count) {
+            log::debug!("retry budget unavailable: {e}");
+        }
+    }
 }
 
 enum Acquired {
@@ -309,6 +325,9 @@ impl RootContext for FilterRoot {
                 guard.tick(now);
             }
         }
+        for guard in runtime.retries.values() {
+            guard.flush_requests(now);
+        }
         let due: Vec<u32> = self
             .calls
             .borrow()
@@ -432,6 +451,7 @@ fn compile_runtime() -> Result<Runtime, String> {
                 options: policy.retry_options.get(instance).cloned().unwrap_or_default(),
                 budget_key: store::budget_key(&plugin_name, instance),
                 metrics: RetryMetrics::define(instance),
+                unflushed_requests: Cell::new(0),
             };
             (instance.clone(), guard)
         })
@@ -482,6 +502,7 @@ fn next_step(runtime: &Runtime, call: &Call, result: CallResult, now: u64) -> Op
             return None;
         }
     }
+    guard.flush_requests(now);
     match store::budget_try_withdraw(&guard.budget_key, &guard.options.budget, now) {
         Ok(true) => Some(wait_ms),
         Ok(false) => {
@@ -672,7 +693,7 @@ impl Stream {
                 Acquired::Unknown => {}
             }
         }
-        let replay = runtime.retries.get(&instance).and_then(|guard| prepare_replay(guard, now));
+        let replay = runtime.retries.get(&instance).and_then(|guard| prepare_replay(guard));
         self.calls.borrow_mut().by_stream.insert(
             self.id,
             Call {
@@ -712,10 +733,8 @@ impl Stream {
 
 
 /// Keeps what a replay needs, if this request may be replayed at all.
-fn prepare_replay(guard: &RetryGuard, now: u64) -> Option<Replay> {
-    if let Err(e) = store::budget_record_request(&guard.budget_key, &guard.options.budget, now) {
-        log::debug!("retry budget unavailable: {e}");
-    }
+fn prepare_replay(guard: &RetryGuard) -> Option<Replay> {
+    guard.unflushed_requests.set(guard.unflushed_requests.get().saturating_add(1));
     if guard.config.max_attempts <= 1 {
         return None;
     }

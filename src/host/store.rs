@@ -113,15 +113,16 @@ pub fn ensure_breaker(key: &str, config: &BreakerConfig, now_ms: u64) -> Result<
     })
 }
 
-/// Counts a request against the instance's retry budget.
-pub fn budget_record_request(
+/// Counts requests against the instance's retry budget.
+pub fn budget_record_requests(
     key: &str,
     config: &BudgetConfig,
     now_ms: u64,
+    count: u32,
 ) -> Result<(), StoreError> {
     cas_update(key, |stored| {
         let mut budget = stored.map(RetryBudget::decode).unwrap_or_default();
-        budget.record_request(config, now_ms);
+        budget.record_requests(config, now_ms, count);
         Ok((Some(budget.encode()), ()))
     })
 }

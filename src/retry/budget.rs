@@ -40,10 +40,10 @@ const FORMAT_VERSION: u8 = 1;
 const BUCKET_BYTES: usize = 16;
 
 impl RetryBudget {
-    /// Counts a first attempt (every request, retried or not).
-    pub fn record_request(&mut self, config: &BudgetConfig, now_ms: u64) {
+    /// Counts first attempts (every request, retried or not).
+    pub fn record_requests(&mut self, config: &BudgetConfig, now_ms: u64, count: u32) {
         let bucket = self.bucket(config, now_ms);
-        bucket.requests = bucket.requests.saturating_add(1);
+        bucket.requests = bucket.requests.saturating_add(count);
     }
 
     /// Takes one retry from the budget if there is one left; false: the budget is exhausted.
@@ -145,7 +145,7 @@ mod tests {
         let c = strict();
         let mut b = RetryBudget::default();
         for _ in 0..4 {
-            b.record_request(&c, 1_000);
+            b.record_requests(&c, 1_000, 1);
         }
         assert!(b.try_withdraw(&c, 1_000));
         assert!(b.try_withdraw(&c, 1_500));
@@ -170,14 +170,14 @@ mod tests {
     fn old_seconds_leave_the_window() {
         let c = strict();
         let mut b = RetryBudget::default();
-        b.record_request(&c, 0);
-        b.record_request(&c, 0);
+        b.record_requests(&c, 0, 1);
+        b.record_requests(&c, 0, 1);
         assert!(b.try_withdraw(&c, 0));
         assert!(!b.try_withdraw(&c, 9_999));
         // At 10 s the first second has left the window: no requests, no budget.
         assert!(!b.try_withdraw(&c, 10_000));
-        b.record_request(&c, 10_000);
-        b.record_request(&c, 10_000);
+        b.record_requests(&c, 10_000, 1);
+        b.record_requests(&c, 10_000, 1);
         assert!(b.try_withdraw(&c, 10_000));
     }
 
@@ -185,8 +185,8 @@ mod tests {
     fn encoding_round_trips_and_garbage_reads_as_empty() {
         let c = strict();
         let mut b = RetryBudget::default();
-        b.record_request(&c, 5_000);
-        b.record_request(&c, 6_000);
+        b.record_requests(&c, 5_000, 1);
+        b.record_requests(&c, 6_000, 1);
         assert!(b.try_withdraw(&c, 6_000));
         assert_eq!(RetryBudget::decode(&b.encode()), b);
         let bytes = b.encode();
