@@ -319,3 +319,22 @@ fn the_retry_budget_allows_a_ratio_of_retries_to_requests() {
     assert_eq!(retry_stat(&envoy, "budget_exhausted", "order-service"), 2);
     assert_eq!(retry_stat(&envoy, "attempts", "order-service"), 2);
 }
+
+#[test]
+fn a_replay_slower_than_the_per_try_timeout_is_a_failed_attempt() {
+    let services = Services::start().unwrap();
+    let mut policy = retry_policy();
+    set_path(&mut policy, "retry-options", json!({"user-service": {"per-try-timeout": "300ms"}}));
+    let envoy = Envoy::start(&services, &policy).unwrap();
+    let user = &services.user;
+    user.push(Action::status(500));
+    user.push(Action::delay(3000, 200));
+    user.push(Action::respond(200, "third"));
+    let started = std::time::Instant::now();
+    let response = envoy.get(USER, "/users/1").unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), "third");
+    assert_eq!(user.count(), 3);
+    // 2 waits of 200 ms + one 300 ms timeout, far below the slow attempt's 3 s.
+    assert!(started.elapsed() < Duration::from_millis(2500), "took {:?}", started.elapsed());
+}
