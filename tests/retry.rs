@@ -338,3 +338,25 @@ fn a_replay_slower_than_the_per_try_timeout_is_a_failed_attempt() {
     // 2 waits of 200 ms + one 300 ms timeout, far below the slow attempt's 3 s.
     assert!(started.elapsed() < Duration::from_millis(2500), "took {:?}", started.elapsed());
 }
+
+#[test]
+fn exponential_backoff_grows_the_waits() {
+    let services = Services::start().unwrap();
+    let mut policy = retry_policy();
+    set_path(
+        &mut policy,
+        &format!("{RETRY}.user-service"),
+        json!({"max-attempts": 4, "wait-duration": "150ms", "enable-exponential-backoff": true, "exponential-backoff-multiplier": 2}),
+    );
+    // Keep the breaker out of the way: 3 failures would not open it anyway (minimum 5).
+    let envoy = Envoy::start(&services, &policy).unwrap();
+    let user = &services.user;
+    user.push_n(3, Action::status(503));
+    assert_eq!(envoy.get(USER, "/users/1").unwrap().status, 200);
+    let gaps = gaps(user);
+    assert_eq!(gaps.len(), 3);
+    for (gap, expected) in gaps.iter().zip([150, 300, 600]) {
+        assert_waited_about(*gap, expected);
+    }
+    assert!(gaps[2] > gaps[0], "{gaps:?}");
+}
