@@ -24,6 +24,7 @@ export ENVOY_BIN FILTER_WASM
 WASM_TEST_ENV := CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(ROOT)/.tools/bin/wasm-bindgen-test-runner
 
 .PHONY: help deps deps-bench wasm test unit-native unit-wasm integration validate lint run clean
+.PHONY: deps-oci oci docker-run
 
 help:
 	@echo "make run         build and start the demo: Envoy + the filter + demo upstreams"
@@ -34,6 +35,10 @@ help:
 	@echo "make validate    envoy --mode validate on every shipped bootstrap and the filter config"
 	@echo "make lint        cargo fmt --check and clippy (native and wasm32-wasip1), warnings denied"
 	@echo "make clean       remove build output (keeps .venv and .tools)"
+	@echo "make oci         OCI image of the filter (target/oci) + rendered istio/ manifests;"
+	@echo "                 make oci PUSH=HOST[:PORT]/REPO[:TAG] also pushes it"
+	@echo "make docker-run  docker compose: the official Envoy image + the filter + demo upstreams"
+	@echo "make deps-oci    install docker-registry (apt-get; needs root or sudo), for tests/oci.rs"
 
 # install-kafka.sh (the event tests' broker) is another engineer's; run it when it exists.
 deps:
@@ -55,7 +60,7 @@ unit-wasm: deps
 	$(WASM_TEST_ENV) $(CARGO) test --lib --target wasm32-unknown-unknown
 
 # Integration tests start real Envoys with the built filter (tests/support).
-integration: deps wasm
+integration: deps deps-oci wasm
 	$(CARGO) test --test '*'
 
 # Renders each envoy/*.yaml bootstrap with sample values and the filter config with the seed
@@ -75,3 +80,32 @@ run: deps wasm
 
 clean:
 	$(CARGO) clean
+
+# tests/oci.rs pushes to a real registry on loopback: Debian's docker-registry (the reference
+# OCI distribution server). The test starts its own on a free port; the package's service is
+# not used.
+deps-oci:
+	@command -v docker-registry >/dev/null 2>&1 || { \
+	  echo "deps-oci: installing docker-registry (apt-get)"; \
+	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  $$sudo apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends docker-registry >/dev/null; }
+
+# The filter as a Wasm OCI image (src/bin/wasm-oci): target/oci/layout (OCI image layout) and
+# target/oci/istio/ (istio/*.yaml with url and sha256 filled in). No docker engine needed.
+# PUSH=HOST[:PORT]/REPO[:TAG] pushes it (loopback over plain HTTP; REGISTRY_USERNAME /
+# REGISTRY_PASSWORD for registries that want credentials).
+OCI_OUT ?= $(ROOT)/target/oci
+oci: wasm
+	$(CARGO) run --quiet --bin wasm-oci -- build --wasm $(FILTER_WASM) --out $(OCI_OUT) \
+	  $(if $(PUSH),--image $(PUSH) --push)
+
+# docker compose (envoy/compose/docker-compose.yaml): the official Envoy image, pinned to the
+# version in .venv, runs envoy/bootstrap.yaml and envoy/policy.json (the files `make run` uses)
+# with the built filter, in front of demo upstreams. Editing envoy/policy.json while it runs
+# changes the policy live (ECDS).
+docker-run: wasm
+	@if docker compose version >/dev/null 2>&1; then compose="docker compose"; \
+	elif command -v docker-compose >/dev/null 2>&1; then compose=docker-compose; \
+	else echo "docker-run: needs docker compose and a docker engine (the native path: make run)" >&2; exit 1; fi; \
+	$$compose -f envoy/compose/docker-compose.yaml up

@@ -1,0 +1,279 @@
+//! r4j-import: turns the resilience4j configuration teams already have — a Spring
+//! `application.yml`, or Kubernetes manifests with a ConfigMap that embeds one — into the
+//! filter's configuration: an Istio `WasmPlugin` and an Envoy ECDS file (plus the bare policy).
+//!
+//! The policy is validated by the filter's own parser (`Policy::from_json`, the code that runs
+//! in Envoy), so what the importer accepts Envoy accepts. Every error and warning is reported by
+//! its key path; nothing is dropped silently.
+//!
+//! ```text
+//! cargo run --bin r4j-import -- [OPTIONS] INPUT.yaml
+//! ```
+//! Run with `--help` for the options. Exit status: 0 imported (warnings may have been printed),
+//! 1 the policy has errors, 2 the input could not be read or the command line is wrong.
+
+#[cfg(not(target_arch = "wasm32"))]
+mod emit;
+#[cfg(not(target_arch = "wasm32"))]
+mod spring;
+#[cfg(not(target_arch = "wasm32"))]
+mod validate;
+
+#[cfg(not(target_arch = "wasm32"))]
+fn main() {
+    std::process::exit(cli::run(std::env::args().skip(1).collect()));
+}
+
+#[cfg(target_arch = "wasm32")]
+fn main() {}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod cli {
+    use std::path::{Path, PathBuf};
+
+    use super::emit::{self, PluginSettings};
+    use super::spring::{self, Selection};
+    use super::validate;
+
+    const USAGE: &str = "\
+usage: r4j-import [OPTIONS] INPUT
+
+INPUT is a Spring application.yml (several documents and profiles allowed) or
+application.properties, or Kubernetes manifests (one or more documents) with a ConfigMap whose
+*.yml / *.yaml / *.properties data holds one.
+Its `resilience4j` tree is validated with the filter's own parser and written as:
+
+  --out DIR               DIR/wasmplugin.yaml, DIR/ecds.json, DIR/policy.json
+  --wasmplugin FILE       the Istio WasmPlugin ('-' = stdout; the default without --out)
+  --ecds FILE             the Envoy ECDS file (a DiscoveryResponse, as envoy/bootstrap.yaml reads)
+  --policy FILE           the filter's configuration as JSON (what envoy/policy.json holds)
+
+Selecting the input:
+  --configmap NAME[/KEY]  the ConfigMap (and data key) to read when several hold resilience4j
+  --profile NAME          an active Spring profile (repeatable)
+  --skip-unsupported      drop resilience4j modules the filter does not implement (bulkhead,
+                          ratelimiter, timelimiter, ...) with a warning each, instead of failing
+  --filter-keys FILE      JSON or YAML with the filter's own keys (fallbacks, upstreams,
+                          retry-options, events) to put beside resilience4j
+
+The WasmPlugin:
+  --name NAME             metadata.name (default sidecar-resilience)
+  --namespace NS          metadata.namespace (default: the ConfigMap's, else none)
+  --selector KEY=VALUE    spec.selector.matchLabels entry (repeatable; default: no selector,
+                          i.e. every workload in the namespace)
+  --url URL               spec.url (default oci://registry.example.com/sidecar-resilience:VERSION)
+  --sha256 HEX            spec.sha256 (default: computed from --wasm when --url is file://)
+
+The ECDS file:
+  --wasm PATH             the module Envoy loads (default
+                          target/wasm32-wasip1/release/sidecar_resilience.wasm, made absolute)
+";
+
+    struct Options {
+        input: Option<PathBuf>,
+        out: Option<PathBuf>,
+        wasmplugin: Option<String>,
+        ecds: Option<PathBuf>,
+        policy: Option<PathBuf>,
+        selection: Selection,
+        skip_unsupported: bool,
+        filter_keys: Option<PathBuf>,
+        plugin: PluginSettings,
+        namespace: Option<String>,
+        wasm: Option<PathBuf>,
+    }
+
+    fn parse_args(args: Vec<String>) -> Result<Options, String> {
+        let mut o = Options {
+            input: None,
+            out: None,
+            wasmplugin: None,
+            ecds: None,
+            policy: None,
+            selection: Selection::default(),
+            skip_unsupported: false,
+            filter_keys: None,
+            plugin: PluginSettings::default(),
+            namespace: None,
+            wasm: None,
+        };
+        let mut it = args.into_iter();
+        while let Some(arg) = it.next() {
+            let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+            match arg.as_str() {
+                "-h" | "--help" => return Err(String::new()),
+                "--out" => o.out = Some(value("--out")?.into()),
+                "--wasmplugin" => o.wasmplugin = Some(value("--wasmplugin")?),
+                "--ecds" => o.ecds = Some(value("--ecds")?.into()),
+                "--policy" => o.policy = Some(value("--policy")?.into()),
+                "--configmap" => {
+                    let profiles = std::mem::take(&mut o.selection.profiles);
+                    o.selection = Selection::parse_configmap(&value("--configmap")?);
+                    o.selection.profiles = profiles;
+                }
+                "--profile" => o.selection.profiles.push(value("--profile")?),
+                "--skip-unsupported" => o.skip_unsupported = true,
+                "--filter-keys" => o.filter_keys = Some(value("--filter-keys")?.into()),
+                "--name" => o.plugin.name = value("--name")?,
+                "--namespace" => o.namespace = Some(value("--namespace")?),
+                "--selector" => {
+                    let v = value("--selector")?;
+                    let (k, val) = v
+                        .split_once('=')
+                        .ok_or_else(|| format!("--selector {v}: expected KEY=VALUE"))?;
+                    o.plugin.selector.push((k.to_string(), val.to_string()));
+                }
+                "--url" => o.plugin.url = value("--url")?,
+                "--sha256" => {
+                    let v = value("--sha256")?.to_ascii_lowercase();
+                    if v.len() != 64 || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        return Err(format!("--sha256 {v}: expected 64 hex digits"));
+                    }
+                    o.plugin.sha256 = Some(v);
+                }
+                "--wasm" => o.wasm = Some(value("--wasm")?.into()),
+                a if a.starts_with('-') && a != "-" => return Err(format!("unknown option {a}")),
+                _ if o.input.is_some() => return Err("only one INPUT".to_string()),
+                _ => o.input = Some(arg.into()),
+            }
+        }
+        if o.input.is_none() {
+            return Err("INPUT missing".to_string());
+        }
+        Ok(o)
+    }
+
+    pub fn run(args: Vec<String>) -> i32 {
+        let options = match parse_args(args) {
+            Ok(o) => o,
+            Err(e) if e.is_empty() => {
+                print!("{USAGE}");
+                return 0;
+            }
+            Err(e) => {
+                eprintln!("r4j-import: {e}\n\n{USAGE}");
+                return 2;
+            }
+        };
+        match import(options) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("r4j-import: error: {e}");
+                2
+            }
+        }
+    }
+
+    fn read(path: &Path) -> Result<String, String> {
+        if path == Path::new("-") {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .map_err(|e| format!("reading stdin: {e}"))?;
+            return Ok(text);
+        }
+        std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))
+    }
+
+    fn import(mut o: Options) -> Result<i32, String> {
+        let input = o.input.clone().unwrap_or_default();
+        let text = read(&input)?;
+        let name = input.display().to_string();
+        let extracted = spring::extract(&text, &name, &o.selection).map_err(|e| e.to_string())?;
+        for note in &extracted.notes {
+            eprintln!("r4j-import: note: {note}");
+        }
+        eprintln!("r4j-import: read resilience4j from {}", extracted.source);
+
+        let extra = match &o.filter_keys {
+            Some(path) => {
+                let text = read(path)?;
+                let extracted = spring::extract_plain(&text, &path.display().to_string())
+                    .map_err(|e| e.to_string())?;
+                Some(extracted)
+            }
+            None => None,
+        };
+        let report = validate::validate(extracted.tree.clone(), extra, o.skip_unsupported);
+        for warning in &report.warnings {
+            eprintln!("r4j-import: warning: {warning}");
+        }
+        for error in &report.errors {
+            eprintln!("r4j-import: error: {error}");
+        }
+        let Some(policy) = report.policy else {
+            eprintln!(
+                "r4j-import: {} error(s); nothing written (the filter would reject this policy)",
+                report.errors.len()
+            );
+            return Ok(1);
+        };
+
+        if o.namespace.is_none() {
+            o.namespace = extracted.namespace.clone();
+        }
+        o.plugin.namespace = o.namespace.clone();
+        o.plugin.source = extracted.source.clone();
+        let wasm = absolute(o.wasm.clone().unwrap_or_else(|| {
+            PathBuf::from("target/wasm32-wasip1/release/sidecar_resilience.wasm")
+        }));
+        if o.plugin.sha256.is_none() {
+            if let Some(file) = o.plugin.url.strip_prefix("file://") {
+                // The module named by the file:// URL is inside the proxy container; the local
+                // build is the same bytes when it is the one being shipped.
+                if let Ok(bytes) = std::fs::read(&wasm) {
+                    o.plugin.sha256 = Some(emit::sha256_hex(&bytes));
+                    eprintln!("r4j-import: sha256 of {} used for {file}", wasm.display());
+                }
+            }
+        }
+
+        let plugin_yaml = emit::wasm_plugin(&o.plugin, &policy)?;
+        let ecds = emit::ecds_file(&wasm, &policy);
+        let policy_text = format!("{}\n", pretty(&policy));
+
+        let mut wrote = Vec::new();
+        if let Some(dir) = &o.out {
+            std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+            write(&dir.join("wasmplugin.yaml"), &plugin_yaml, &mut wrote)?;
+            write(&dir.join("ecds.json"), &ecds, &mut wrote)?;
+            write(&dir.join("policy.json"), &policy_text, &mut wrote)?;
+        }
+        if let Some(p) = &o.ecds {
+            write(p, &ecds, &mut wrote)?;
+        }
+        if let Some(p) = &o.policy {
+            write(p, &policy_text, &mut wrote)?;
+        }
+        match o.wasmplugin.as_deref() {
+            Some("-") => print!("{plugin_yaml}"),
+            Some(p) => write(Path::new(p), &plugin_yaml, &mut wrote)?,
+            None if o.out.is_none() => print!("{plugin_yaml}"),
+            None => {}
+        }
+        for w in wrote {
+            eprintln!("r4j-import: wrote {w}");
+        }
+        Ok(0)
+    }
+
+    fn pretty(v: &serde_json::Value) -> String {
+        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+    }
+
+    fn absolute(p: PathBuf) -> PathBuf {
+        if p.is_absolute() {
+            return p;
+        }
+        std::env::current_dir().map(|d| d.join(&p)).unwrap_or(p)
+    }
+
+    /// Atomic (temp file + rename): an ECDS file Envoy watches must never be seen half written.
+    fn write(path: &Path, text: &str, wrote: &mut Vec<String>) -> Result<(), String> {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
+        let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+        std::fs::write(&tmp, text).map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, path).map_err(|e| format!("renaming to {}: {e}", path.display()))?;
+        wrote.push(path.display().to_string());
+        Ok(())
+    }
+}

@@ -1,0 +1,214 @@
+//! Validation with the filter's own parser, reporting every problem by path.
+//!
+//! The parser stops at the first error (it must: Envoy gets one log line). To report all of
+//! them, the importer removes the offending key and parses again, up to a bound, so one run
+//! lists every broken key. Warnings (accepted keys that mean nothing in a sidecar, deprecated
+//! spellings) come from the parser too.
+
+use serde_json::{Map, Value};
+use sidecar_resilience::policy::Policy;
+
+/// resilience4j modules the filter does not implement (Spring prefixes under `resilience4j`).
+const UNSUPPORTED_MODULES: [&str; 6] = [
+    "ratelimiter",
+    "bulkhead",
+    "thread-pool-bulkhead",
+    "timelimiter",
+    "scheduled",
+    "micrometer",
+];
+/// More errors than this in one file: the rest are not worth listing.
+const MAX_ERRORS: usize = 50;
+
+pub struct Report {
+    /// The filter's configuration (`{"resilience4j": ..., <filter keys>}`), when valid.
+    pub policy: Option<Value>,
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+fn canonical(key: &str) -> String {
+    key.chars()
+        .filter(|c| *c != '-' && *c != '_')
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+pub fn validate(tree: Value, extra: Option<Value>, skip_unsupported: bool) -> Report {
+    let mut warnings = Vec::new();
+    let mut errors = Vec::new();
+    let mut tree = tree;
+    if skip_unsupported {
+        if let Value::Object(map) = &mut tree {
+            let skipped: Vec<String> = map
+                .keys()
+                .filter(|k| {
+                    UNSUPPORTED_MODULES
+                        .iter()
+                        .any(|m| canonical(m) == canonical(k))
+                })
+                .cloned()
+                .collect();
+            for k in skipped {
+                map.remove(&k);
+                warnings.push(format!(
+                    "resilience4j.{k}: skipped (--skip-unsupported): the filter implements circuitbreaker and retry only"
+                ));
+            }
+        }
+    }
+    let mut doc = Map::new();
+    doc.insert("resilience4j".to_string(), tree);
+    match extra {
+        Some(Value::Object(keys)) => {
+            for (k, v) in keys {
+                if k == "resilience4j" {
+                    errors.push(
+                        "--filter-keys: must not contain `resilience4j` (it comes from INPUT)"
+                            .to_string(),
+                    );
+                    continue;
+                }
+                doc.insert(k, v);
+            }
+        }
+        Some(Value::Null) | None => {}
+        Some(_) => errors.push("--filter-keys: expected a mapping at the top".to_string()),
+    }
+    let policy = Value::Object(doc);
+    let mut work = policy.clone();
+    loop {
+        match Policy::from_json(&work.to_string()) {
+            Ok(parsed) => {
+                if errors.is_empty() {
+                    warnings.extend(parsed.warnings);
+                }
+                break;
+            }
+            Err(e) => {
+                errors.push(e.to_string());
+                if errors.len() >= MAX_ERRORS
+                    || e.path.is_empty()
+                    || !remove_path(&mut work, &e.path)
+                {
+                    break;
+                }
+            }
+        }
+    }
+    Report {
+        policy: errors.is_empty().then_some(policy),
+        errors,
+        warnings,
+    }
+}
+
+/// Removes the value at an error path such as `resilience4j.circuitbreaker.instances.a.b` or
+/// `...record-exceptions[2]`. Keys may contain dots (cluster names), so each step takes the
+/// longest run of segments that names an existing key. False: nothing found to remove.
+pub fn remove_path(doc: &mut Value, path: &str) -> bool {
+    let segments: Vec<&str> = path.split('.').collect();
+    remove_in(doc, &segments)
+}
+
+fn remove_in(node: &mut Value, segments: &[&str]) -> bool {
+    if segments.is_empty() {
+        return false;
+    }
+    for n in (1..=segments.len()).rev() {
+        let joined = segments[..n].join(".");
+        let (name, index) = split_index(&joined);
+        let rest = &segments[n..];
+        let Value::Object(map) = node else {
+            return false;
+        };
+        if !map.contains_key(name) {
+            continue;
+        }
+        match (index, rest.is_empty()) {
+            (None, true) => return map.remove(name).is_some(),
+            (None, false) => {
+                if let Some(child) = map.get_mut(name) {
+                    if remove_in(child, rest) {
+                        return true;
+                    }
+                }
+            }
+            (Some(i), last) => {
+                if let Some(Value::Array(items)) = map.get_mut(name) {
+                    if i < items.len() {
+                        if last {
+                            items.remove(i);
+                            return true;
+                        }
+                        if remove_in(&mut items[i], rest) {
+                            return true;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    false
+}
+
+/// `name[3]` → (`name`, Some(3)).
+fn split_index(segment: &str) -> (&str, Option<usize>) {
+    if let Some(open) = segment.rfind('[') {
+        if let Some(inner) = segment[open + 1..].strip_suffix(']') {
+            if let Ok(i) = inner.parse() {
+                return (&segment[..open], Some(i));
+            }
+        }
+    }
+    (segment, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn removes_by_path_with_dotted_keys_and_indexes() {
+        let mut doc = json!({"upstreams": {"outbound|80||a.b.svc": "a"}, "x": {"l": [1, 2, 3]}});
+        assert!(remove_path(&mut doc, "upstreams.outbound|80||a.b.svc"));
+        assert!(remove_path(&mut doc, "x.l[1]"));
+        assert!(!remove_path(&mut doc, "x.nope"));
+        assert_eq!(doc, json!({"upstreams": {}, "x": {"l": [1, 3]}}));
+    }
+
+    #[test]
+    fn reports_every_error_by_path() {
+        let tree = json!({"circuitbreaker": {"instances": {
+            "a": {"failure-rate-threshold": 120, "sliding-windw-size": 3},
+            "b": {"wait-duration-in-open-state": "-1s"}}},
+            "bulkhead": {"instances": {"a": {"max-concurrent-calls": 3}}}});
+        let report = validate(tree, None, false);
+        assert!(report.policy.is_none());
+        let all = report.errors.join("\n");
+        for path in [
+            "resilience4j.circuitbreaker.instances.a.failure-rate-threshold:",
+            "resilience4j.circuitbreaker.instances.a.sliding-windw-size:",
+            "resilience4j.circuitbreaker.instances.b.wait-duration-in-open-state:",
+            "resilience4j.bulkhead:",
+        ] {
+            assert!(all.contains(path), "{path} missing in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn skip_unsupported_drops_modules_with_a_warning() {
+        let tree = json!({"retry": {"instances": {"a": {"max-attempts": 2}}}, "timeLimiter": {"instances": {}}});
+        let report = validate(tree, None, true);
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        assert!(report
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("resilience4j.timeLimiter: skipped")));
+        assert_eq!(
+            report.policy,
+            Some(json!({"resilience4j": {"retry": {"instances": {"a": {"max-attempts": 2}}}}}))
+        );
+    }
+}

@@ -1,0 +1,136 @@
+//! wasm-oci: packages the filter as an OCI image the way Istio pulls Wasm plugins, and pushes it
+//! to a registry — no docker engine involved.
+//!
+//! The image follows the Wasm OCI image spec (the variant Istio's image fetcher calls "OCI
+//! spec compliant"): an OCI image manifest whose config has media type
+//! `application/vnd.module.wasm.config.v1+json` and whose single layer is the module itself,
+//! media type `application/vnd.module.wasm.content.layer.v1+wasm`. Nothing time-dependent goes
+//! into it, so the same .wasm always gives the same manifest digest.
+//!
+//! ```text
+//! wasm-oci build [--wasm FILE] [--out DIR] [--image REF] [--push] [--plain-http] [--istio DIR]
+//! ```
+//! - writes the image as an OCI image layout (`DIR/layout`: oci-layout, index.json, blobs/);
+//! - renders the WasmPlugins under `--istio` (default `istio/`) into `DIR/istio/`, filling
+//!   `{{IMAGE_URL}}` (oci://REF), `{{IMAGE_SHA256}}` (the manifest digest: what Istio verifies for
+//!   an OCI url) and `{{WASM_SHA256}}` (the module's digest: what it verifies for file://);
+//! - with `--push`, pushes blobs and manifest to REF (`HOST[:PORT]/REPO[:TAG]`) through the OCI
+//!   distribution API. Loopback registries are spoken to in plain HTTP, others in HTTPS unless
+//!   `--plain-http`. Credentials, if the registry wants them (Basic or Bearer token), come from
+//!   `REGISTRY_USERNAME` / `REGISTRY_PASSWORD`.
+//!
+//! Prints `digest sha256:...` and, after a push, `pushed REF@sha256:...`.
+
+#[cfg(not(target_arch = "wasm32"))]
+mod image;
+#[cfg(not(target_arch = "wasm32"))]
+mod registry;
+
+#[cfg(not(target_arch = "wasm32"))]
+fn main() {
+    std::process::exit(match run(std::env::args().skip(1).collect()) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("wasm-oci: error: {e}");
+            1
+        }
+    });
+}
+
+#[cfg(target_arch = "wasm32")]
+fn main() {}
+
+#[cfg(not(target_arch = "wasm32"))]
+const USAGE: &str = "usage: wasm-oci build [--wasm FILE] [--out DIR] [--image HOST[:PORT]/REPO[:TAG]] [--push] [--plain-http] [--istio DIR]";
+
+#[cfg(not(target_arch = "wasm32"))]
+fn run(args: Vec<String>) -> Result<(), String> {
+    use std::path::PathBuf;
+
+    let mut it = args.into_iter();
+    match it.next().as_deref() {
+        Some("build") => {}
+        Some("-h") | Some("--help") => {
+            println!("{USAGE}");
+            return Ok(());
+        }
+        _ => return Err(USAGE.to_string()),
+    }
+    let mut wasm = PathBuf::from("target/wasm32-wasip1/release/sidecar_resilience.wasm");
+    let mut out = PathBuf::from("target/oci");
+    let mut image: Option<String> = None;
+    let mut push = false;
+    let mut plain_http = false;
+    let mut istio = PathBuf::from("istio");
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "--wasm" => wasm = value("--wasm")?.into(),
+            "--out" => out = value("--out")?.into(),
+            "--image" => image = Some(value("--image")?),
+            "--push" => push = true,
+            "--plain-http" => plain_http = true,
+            "--istio" => istio = value("--istio")?.into(),
+            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+        }
+    }
+    let module = std::fs::read(&wasm).map_err(|e| {
+        format!(
+            "reading {}: {e} (build it with `make wasm`)",
+            wasm.display()
+        )
+    })?;
+    if !module.starts_with(b"\0asm") {
+        return Err(format!("{} is not a Wasm module", wasm.display()));
+    }
+    let title = wasm
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("plugin.wasm")
+        .to_string();
+    let built = image::Image::new(module, &title);
+    let layout = out.join("layout");
+    built.write_layout(&layout, image.as_deref())?;
+    println!("layout {}", layout.display());
+    println!("digest {}", built.manifest_digest);
+
+    let reference = match &image {
+        Some(r) => Some(registry::Reference::parse(r)?),
+        None => None,
+    };
+    let image_url = match &reference {
+        Some(r) => format!("oci://{}", r.display()),
+        None => format!(
+            "oci://registry.example.com/sidecar-resilience:{}",
+            env!("CARGO_PKG_VERSION")
+        ),
+    };
+    let rendered = image::render_istio(
+        &istio,
+        &out.join("istio"),
+        &[
+            ("IMAGE_URL", image_url),
+            (
+                "IMAGE_SHA256",
+                image::hex_of(&built.manifest_digest).to_string(),
+            ),
+            (
+                "WASM_SHA256",
+                image::hex_of(&built.layer_digest).to_string(),
+            ),
+        ],
+    )?;
+    for file in rendered {
+        println!("rendered {}", file.display());
+    }
+
+    if push {
+        let Some(reference) = reference else {
+            return Err("--push needs --image HOST[:PORT]/REPO[:TAG]".to_string());
+        };
+        let client = registry::Client::new(&reference, plain_http);
+        let digest = client.push(&built)?;
+        println!("pushed {}@{digest}", reference.repository_path());
+    }
+    Ok(())
+}

@@ -1,0 +1,259 @@
+//! r4j-import, end to end: from what Spring teams have (the seed's Kubernetes manifests, a
+//! multi-document application.yml) to a WasmPlugin and an ECDS file that a real Envoy applies.
+//! Every problem is reported by its key path; nothing is dropped silently.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+mod support;
+#[path = "support/yaml.rs"]
+mod yaml;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sidecar_resilience::policy::Policy;
+use support::*;
+
+fn import(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_r4j-import"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn seed_manifests() -> PathBuf {
+    repo_root().join("tests/fixtures/seed-manifests.yaml")
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The ECDS file's policy string parsed, so two files compare by meaning of the JSON.
+fn normalized_ecds(mut ecds: Value) -> Value {
+    let value = &mut ecds["resources"][0]["typed_config"]["config"]["configuration"]["value"];
+    let parsed: Value = serde_json::from_str(value.as_str().unwrap()).unwrap();
+    *value = parsed;
+    ecds
+}
+
+#[test]
+fn seed_configmap_becomes_wasmplugin_ecds_and_policy() {
+    let dir = TempDir::new("import-test").unwrap();
+    let wasm = filter_wasm();
+    let out = import(&[
+        seed_manifests().to_str().unwrap(),
+        "--out",
+        dir.path().to_str().unwrap(),
+        "--wasm",
+        wasm.to_str().unwrap(),
+        "--selector",
+        "resilience.sidecar/channel=stable",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("ConfigMap circuit-breaker-config, key application.yml"),
+        "{}",
+        stderr(&out)
+    );
+
+    let policy = read_json(&dir.path().join("policy.json"));
+    assert_eq!(policy, seed_policy(), "the ConfigMap's tree, as is");
+
+    // The ECDS file has the harness's shape exactly (what envoy/bootstrap.yaml reads).
+    let ecds = read_json(&dir.path().join("ecds.json"));
+    let expected = ecds_response(1, &wasm, &seed_policy().to_string());
+    assert_eq!(normalized_ecds(ecds), normalized_ecds(expected));
+
+    let docs = yaml::load_file(&dir.path().join("wasmplugin.yaml")).unwrap();
+    assert_eq!(docs.len(), 1);
+    let plugin = &docs[0];
+    assert_eq!(plugin["kind"], "WasmPlugin");
+    assert_eq!(
+        plugin["spec"]["selector"]["matchLabels"]["resilience.sidecar/channel"],
+        "stable"
+    );
+    assert_eq!(plugin["spec"]["failStrategy"], "FAIL_OPEN");
+    assert_eq!(plugin["spec"]["match"][0]["mode"], "CLIENT");
+    assert_eq!(plugin["spec"]["pluginConfig"], seed_policy());
+}
+
+#[test]
+fn file_url_gets_the_module_sha256() {
+    let wasm_dir = TempDir::new("import-wasm").unwrap();
+    let wasm = wasm_dir.path().join("m.wasm");
+    std::fs::write(&wasm, b"\0asm\x01\0\0\0").unwrap();
+    let out = import(&[
+        seed_manifests().to_str().unwrap(),
+        "--url",
+        "file:///var/local/lib/wasm/sidecar_resilience.wasm",
+        "--wasm",
+        wasm.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let docs = yaml::load_docs(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    // sha256 of the 8-byte empty module header.
+    assert_eq!(
+        docs[0]["spec"]["sha256"],
+        "93a44bbb96c751218e4c00d479e4c14358122a389acca16205b1e4d0dc5f9476"
+    );
+}
+
+#[test]
+fn application_yml_with_documents_profiles_and_dotted_keys() {
+    let dir = TempDir::new("import-test").unwrap();
+    let input = dir.path().join("application.yml");
+    std::fs::write(
+        &input,
+        "server:\n  port: 8080\nresilience4j:\n  circuitbreaker:\n    configs:\n      default:\n        sliding-window-size: 20\n    instances:\n      user-service:\n        baseConfig: default\n        failureRateThreshold: 50\n---\nspring.config.activate.on-profile: prod\nresilience4j.circuitbreaker.instances.user-service.failure-rate-threshold: 30\n",
+    )
+    .unwrap();
+    let policy_path = dir.path().join("p.json");
+    let run = |profile: Option<&str>| {
+        let mut args = vec![
+            input.to_str().unwrap(),
+            "--policy",
+            policy_path.to_str().unwrap(),
+        ];
+        if let Some(p) = profile {
+            args.extend(["--profile", p]);
+        }
+        let out = import(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let policy = Policy::from_json(&std::fs::read_to_string(&policy_path).unwrap()).unwrap();
+        (policy, stderr(&out))
+    };
+    let (default, report) = run(None);
+    assert!(report.contains("document 2: skipped"), "{report}");
+    let cb = &default.circuit_breakers["user-service"];
+    assert_eq!(
+        (cb.failure_rate_threshold, cb.sliding_window_size),
+        (50.0, 20)
+    );
+    let (prod, _) = run(Some("prod"));
+    assert_eq!(
+        prod.circuit_breakers["user-service"].failure_rate_threshold,
+        30.0
+    );
+}
+
+#[test]
+fn every_error_is_reported_by_path_and_nothing_is_written() {
+    let dir = TempDir::new("import-test").unwrap();
+    let input = dir.path().join("application.yml");
+    std::fs::write(
+        &input,
+        "resilience4j:\n  circuitbreaker:\n    instances:\n      user-service:\n        failure-rate-threshold: 120\n        sliding-windw-size: 10\n  retry:\n    instances:\n      user-service:\n        max-attempts: 0\n  bulkhead:\n    instances:\n      user-service:\n        max-concurrent-calls: 10\n",
+    )
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    let out = import(&[input.to_str().unwrap(), "--out", out_dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report = stderr(&out);
+    for line in [
+        "error: resilience4j.circuitbreaker.instances.user-service.failure-rate-threshold: must be in (0, 100], got 120",
+        "error: resilience4j.circuitbreaker.instances.user-service.sliding-windw-size: unknown key",
+        "error: resilience4j.retry.instances.user-service.max-attempts:",
+        "error: resilience4j.bulkhead:",
+    ] {
+        assert!(report.contains(line), "missing {line:?} in:\n{report}");
+    }
+    assert!(
+        !out_dir.exists(),
+        "nothing may be written for a rejected policy"
+    );
+}
+
+#[test]
+fn unsupported_modules_are_skipped_only_when_asked_and_then_reported() {
+    let dir = TempDir::new("import-test").unwrap();
+    let input = dir.path().join("application.yml");
+    std::fs::write(
+        &input,
+        "resilience4j:\n  retry:\n    instances:\n      a:\n        max-attempts: 2\n  timelimiter:\n    instances:\n      a:\n        timeout-duration: 2s\n",
+    )
+    .unwrap();
+    let strict = import(&[input.to_str().unwrap()]);
+    assert_eq!(strict.status.code(), Some(1));
+    assert!(
+        stderr(&strict).contains("error: resilience4j.timelimiter:"),
+        "{}",
+        stderr(&strict)
+    );
+    let lenient = import(&[input.to_str().unwrap(), "--skip-unsupported"]);
+    assert!(lenient.status.success(), "{}", stderr(&lenient));
+    assert!(
+        stderr(&lenient).contains("warning: resilience4j.timelimiter: skipped"),
+        "{}",
+        stderr(&lenient)
+    );
+}
+
+#[test]
+fn imported_ecds_file_is_applied_by_a_real_envoy() {
+    let dir = TempDir::new("import-test").unwrap();
+    let out = import(&[
+        seed_manifests().to_str().unwrap(),
+        "--ecds",
+        dir.path().join("ecds.json").to_str().unwrap(),
+        "--wasm",
+        filter_wasm().to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let services = Services::start().unwrap();
+    let envoy = Envoy::start(&services, &serde_json::json!({})).unwrap();
+    let before = envoy.ecds_counter("update_success");
+    let text = std::fs::read_to_string(dir.path().join("ecds.json")).unwrap();
+    // A new version_info, as a rollout would send.
+    let text = text.replacen(
+        "\"version_info\": \"1\"",
+        "\"version_info\": \"imported\"",
+        1,
+    );
+    write_atomically(&envoy.dir().join("ecds.json"), &text).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while envoy.ecds_counter("update_success") == before {
+        assert_eq!(
+            envoy.ecds_counter("update_rejected"),
+            0,
+            "imported config rejected"
+        );
+        assert!(Instant::now() < deadline, "imported config not applied");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The seed's user-service instance is live: its breaker metrics exist.
+    services.user.set_default(Action::status(200));
+    assert_eq!(envoy.get("user-service", "/").unwrap().status, 200);
+    assert_eq!(
+        envoy
+            .stat("wasmcustom.resilience4j_circuitbreaker_calls.name.user-service.kind.successful"),
+        Some(1)
+    );
+}
+
+#[test]
+fn configmap_with_application_properties() {
+    let dir = TempDir::new("import-test").unwrap();
+    let input = dir.path().join("configmap.yaml");
+    std::fs::write(
+        &input,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cb\n  namespace: shop\ndata:\n  application.properties: |\n    resilience4j.circuitbreaker.instances.user-service.failure-rate-threshold=50\n    resilience4j.circuitbreaker.instances.user-service.wait-duration-in-open-state=30s\n    resilience4j.circuitbreaker.instances.user-service.sliding-window-size=10\n    resilience4j.circuitbreaker.instances.user-service.minimum-number-of-calls=5\n    resilience4j.circuitbreaker.instances.order-service.failure-rate-threshold=60\n    resilience4j.circuitbreaker.instances.order-service.wait-duration-in-open-state=20s\n    resilience4j.circuitbreaker.instances.order-service.sliding-window-size=8\n    resilience4j.retry.instances.user-service.max-attempts=3\n    resilience4j.retry.instances.user-service.wait-duration=2s\n    resilience4j.retry.instances.order-service.max-attempts=2\n    resilience4j.retry.instances.order-service.wait-duration=1s\n",
+    )
+    .unwrap();
+    let out = import(&[input.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let docs = yaml::load_docs(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    assert_eq!(
+        docs[0]["metadata"]["namespace"], "shop",
+        "the ConfigMap's namespace"
+    );
+    // The same policy as the seed's YAML ConfigMap, written as properties.
+    assert_eq!(docs[0]["spec"]["pluginConfig"], seed_policy());
+}
