@@ -54,7 +54,7 @@ wasm: deps
 test: deps unit-native unit-wasm wasm validate integration
 
 unit-native: deps
-	$(CARGO) test --lib
+	$(CARGO) test --lib --bins
 
 unit-wasm: deps
 	$(WASM_TEST_ENV) $(CARGO) test --lib --target wasm32-unknown-unknown
