@@ -210,12 +210,9 @@ struct Replay {
     too_large: bool,
 }
 
-/// A callout's answer, kept as the "last failure" while further attempts run.
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
+/// A callout's answer (kept as the "last failure" while further attempts run), or any other
+/// response the filter sends itself.
+type Answer = fallback::LocalResponse;
 
 enum Phase {
     /// The first attempt is with the router.
@@ -364,9 +361,7 @@ impl FilterRoot {
                 Acquired::Permitted => call.holds_permission = true,
                 Acquired::NotPermitted { state, retry_after_ms } => {
                     count_final(runtime, &call, CallResult::Response(503));
-                    let response = guard.fallback(state, retry_after_ms);
-                    let answer = Answer { status: response.status, headers: response.headers, body: response.body };
-                    answer_stream(stream, &answer, "circuit_breaker_not_permitted");
+                    answer_stream(stream, &guard.fallback(state, retry_after_ms), "circuit_breaker_not_permitted");
                     return;
                 }
                 Acquired::Unknown => call.holds_permission = false,
