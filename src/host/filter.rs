@@ -132,13 +132,18 @@ impl Guard {
     fn record(&self, now: u64, result: CallResult, duration_ms: u64) {
         let config = &self.config;
         let outcome = classify(&config.record, &config.ignore, result);
+        // Gauges follow on transitions here and on the tick otherwise: publishing them on
+        // every call costs more host calls than the call's own bookkeeping.
         match store::update_breaker(&self.key, config, now, |cb| {
             let (kind, transition) = cb.on_result(config, now, outcome, duration_ms);
-            (kind, transition, cb.snapshot(config, now))
+            let snapshot = transition.as_ref().map(|_| cb.snapshot(config, now));
+            (kind, transition, snapshot)
         }) {
             Ok((kind, transition, snapshot)) => {
                 self.metrics.count_call(kind);
-                self.after_update(transition, &snapshot);
+                if let Some(snapshot) = snapshot {
+                    self.after_update(transition, &snapshot);
+                }
             }
             Err(e) => self.report_store_error(e),
         }
@@ -662,9 +667,15 @@ impl Stream {
         let Some(instance) = runtime.policy.instance_for_cluster(&cluster).map(str::to_string) else {
             return Action::Continue;
         };
-        for name in CLIENT_RETRY_HEADERS {
-            let _ = abi::remove_header(abi::MAP_REQUEST_HEADERS, name);
-        }
+        // One read of the request headers serves both the stripping and the replay.
+        let mut headers = abi::get_header_map(abi::MAP_REQUEST_HEADERS).unwrap_or_default();
+        headers.retain(|(name, _)| {
+            let strip = CLIENT_RETRY_HEADERS.contains(&name.as_str());
+            if strip {
+                let _ = abi::remove_header(abi::MAP_REQUEST_HEADERS, name);
+            }
+            !strip
+        });
         let Ok(now) = abi::now_ms() else { return Action::Continue };
         let mut holds_permission = false;
         if let Some(guard) = runtime.breakers.get(&instance) {
@@ -688,7 +699,7 @@ impl Stream {
                 Acquired::Unknown => {}
             }
         }
-        let replay = runtime.retries.get(&instance).and_then(|guard| prepare_replay(guard));
+        let replay = runtime.retries.get(&instance).and_then(|guard| prepare_replay(guard, headers));
         self.calls.borrow_mut().by_stream.insert(
             self.id,
             Call {
@@ -728,12 +739,11 @@ impl Stream {
 
 
 /// Keeps what a replay needs, if this request may be replayed at all.
-fn prepare_replay(guard: &RetryGuard) -> Option<Replay> {
+fn prepare_replay(guard: &RetryGuard, headers: Vec<(String, String)>) -> Option<Replay> {
     guard.unflushed_requests.set(guard.unflushed_requests.get().saturating_add(1));
-    if guard.config.max_attempts <= 1 {
+    if guard.config.max_attempts <= 1 || headers.is_empty() {
         return None;
     }
-    let headers = abi::get_header_map(abi::MAP_REQUEST_HEADERS).ok()?;
     let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let method = header(":method").unwrap_or("GET");
     if !retry::may_replay(method, guard.options.retry_non_idempotent, header("idempotency-key").is_some()) {
@@ -750,6 +760,10 @@ fn prepare_replay(guard: &RetryGuard) -> Option<Replay> {
 fn response_result() -> CallResult {
     let code = abi::get_int_property(&["response", "code"]).ok().flatten().unwrap_or(0);
     let code = u16::try_from(code).unwrap_or(0);
+    // Below 500 the status says it all; flags only tell how a 5xx or a missing answer came about.
+    if (100..500).contains(&code) {
+        return CallResult::Response(code);
+    }
     match abi::get_property(&["response", "flags"]).ok().flatten() {
         Some(bytes) => match <[u8; 8]>::try_from(bytes.as_slice()) {
             Ok(array) => call_result_from_flag_bits(code, u64::from_le_bytes(array)),
