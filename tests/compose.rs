@@ -135,7 +135,7 @@ fn compose_mounts_the_native_config_files_and_module() {
     }
 }
 
-fn values(dir: &Path, ports: [u16; 6]) -> BootstrapValues {
+fn values(dir: &Path, ports: [u16; 7]) -> BootstrapValues {
     BootstrapValues {
         admin_port: ports[0],
         listen_port: ports[1],
@@ -144,6 +144,7 @@ fn values(dir: &Path, ports: [u16; 6]) -> BootstrapValues {
         order_service_port: ports[3],
         istio_user_service_port: ports[4],
         payment_service_port: ports[5],
+        kafka_bridge_port: ports[6],
     }
 }
 
@@ -163,6 +164,7 @@ fn render_sh(envoy_dir: &Path, out: &Path, wasm: &Path, v: &BootstrapValues) -> 
             v.istio_user_service_port.to_string(),
         )
         .env("PAYMENT_SERVICE_PORT", v.payment_service_port.to_string())
+        .env("KAFKA_BRIDGE_PORT", v.kafka_bridge_port.to_string())
         .stdin(Stdio::null());
     cmd
 }
@@ -170,7 +172,10 @@ fn render_sh(envoy_dir: &Path, out: &Path, wasm: &Path, v: &BootstrapValues) -> 
 #[test]
 fn render_sh_renders_exactly_what_the_native_path_renders() {
     let dir = TempDir::new("compose-render").unwrap();
-    let v = values(dir.path(), [19901, 19900, 19911, 19912, 19913, 19914]);
+    let v = values(
+        dir.path(),
+        [19901, 19900, 19911, 19912, 19913, 19914, 19915],
+    );
     let wasm = filter_wasm();
     let out = render_sh(&repo_root().join("envoy"), dir.path(), &wasm, &v)
         .env("RENDER_ONLY", "1")
@@ -286,6 +291,7 @@ fn compose_entrypoint_serves_and_applies_a_changed_policy_live() {
         services.order.port(),
         services.istio_user.port(),
         services.payment.port(),
+        services.bridge.port(),
     ];
     let out = dir.path().join("out");
     let v = values(&out, ports);

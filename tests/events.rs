@@ -478,3 +478,37 @@ fn non_produce_bridge_traffic_passes_untouched() {
         assert_eq!(got.header("transfer-encoding"), Some("chunked"));
     }
 }
+
+/// What `make run` runs: the shipped bootstrap (cluster `kafka-bridge`) with envoy/policy.json
+/// stamps produce requests bound to that cluster with the node's identity (`checkout.shop`).
+/// The harness's `Services::bridge` stands in for the bridge here; the demo points the cluster
+/// at a real one.
+#[test]
+fn shipped_bootstrap_and_policy_stamp_what_goes_to_the_kafka_bridge() {
+    let text = std::fs::read_to_string(support::repo_root().join("envoy/policy.json")).unwrap();
+    let policy: Value = serde_json::from_str(&text).unwrap();
+    let services = support::Services::start().unwrap();
+    let envoy = support::Envoy::start(&services, &policy).unwrap();
+    services.bridge.push(support::Action::respond(
+        200,
+        r#"{"offsets":[{"partition":0,"offset":0}]}"#,
+    ));
+    let r = envoy
+        .request(
+            "POST",
+            support::KAFKA_BRIDGE,
+            "/topics/order.created",
+            &[("content-type", JSON)],
+            br#"{"records":[{"value":{"orderId":"o-1001"}}]}"#,
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = services.bridge.last().unwrap();
+    let stamped: Value = serde_json::from_slice(&got.body).unwrap();
+    let record = &stamped["records"][0];
+    assert_eq!(record["value"]["source"], "checkout.shop", "{stamped}");
+    assert_eq!(record["value"]["type"], "order.created");
+    assert_eq!(record["value"]["version"], "1.0");
+    assert_eq!(record["value"]["data"], json!({"orderId": "o-1001"}));
+    assert_eq!(record["key"], "o-1001", "partition-key /orderId: {stamped}");
+}

@@ -90,11 +90,29 @@ fn validate_shipped_bootstraps_and_filter_config() {
     );
 }
 
+/// envoy/policy.json (what `make run` and `make docker-run` load) is the seed policy plus the
+/// demo's `events` section, which names the bootstrap's `kafka-bridge` cluster.
 #[test]
 fn shipped_policy_json_is_the_seed_policy() {
     let text = std::fs::read_to_string(repo_root().join("envoy/policy.json")).unwrap();
     let shipped: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(shipped, seed_policy());
+    let keys: Vec<&String> = shipped.as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        ["events", "resilience4j"],
+        "only the seed's tree and events"
+    );
+    assert_eq!(shipped["resilience4j"], seed_policy()["resilience4j"]);
+    let events = sidecar_resilience::events::parse_config(&shipped["events"], "events")
+        .unwrap_or_else(|e| panic!("events section: {e:?}"));
+    assert_eq!(events.bridges, ["kafka-bridge"]);
+    for topic in ["order.created", "order.updated", "payment.completed"] {
+        assert!(events.topics.contains_key(topic), "{topic}");
+    }
+    let bootstrap = std::fs::read_to_string(bootstrap_template()).unwrap();
+    assert!(bootstrap.contains("cluster_name: kafka-bridge"));
+    sidecar_resilience::policy::Policy::from_json(&text)
+        .unwrap_or_else(|e| panic!("the filter rejects envoy/policy.json: {e:?}"));
 }
 
 const USER_BREAKER: &str = "resilience4j.circuitbreaker.instances.user-service";

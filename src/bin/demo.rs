@@ -1,15 +1,26 @@
-//! `make run`: Envoy with the filter and the seed policy (envoy/policy.json) in front of demo
-//! `user-service` and `order-service` upstreams; a scripted mix of requests printed as a
-//! timeline; then Envoy keeps running until Ctrl-C.
+//! `make run`: Envoy with the filter and envoy/policy.json (the seed policy plus an `events`
+//! section) in front of demo `user-service` and `order-service` upstreams; a scripted mix of
+//! requests printed as a timeline; an `order.created` event published through Envoy to the Kafka
+//! bridge and read back by the consumer group `order-processor-group`; then Envoy keeps running
+//! until Ctrl-C.
 
 #[allow(unused_imports)]
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
+// The events tests' real parts: Tansu broker, the kafka-bridge binary, the librdkafka consumer.
+#[allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#[path = "../../tests/support/events.rs"]
+mod events_support;
+
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-use support::{Action, Envoy, EnvoyOptions, Services, Upstream, ORDER, PAYMENT, USER};
+use events_support::{try_consume, Bridge, Broker, GROUP};
+use serde_json::{json, Value};
+use support::{
+    Action, Envoy, EnvoyOptions, Services, Upstream, KAFKA_BRIDGE, ORDER, PAYMENT, USER,
+};
 
 struct Timeline {
     started: Instant,
@@ -95,6 +106,94 @@ fn wait_with_countdown(seconds: u64, what: &str) {
     print!("\r{:60}\r", "");
 }
 
+/// The envelope with the seed's field order (`id, type, source, timestamp, data, version`, then
+/// anything else), pretty-printed and indented by `indent`.
+fn pretty_envelope(v: &Value, indent: &str) -> String {
+    let Some(map) = v.as_object() else {
+        return format!("{indent}{v}");
+    };
+    let order = ["id", "type", "source", "timestamp", "data", "version"];
+    let mut keys: Vec<&String> = order
+        .iter()
+        .filter_map(|k| map.get_key_value(*k).map(|(k, _)| k))
+        .collect();
+    keys.extend(map.keys().filter(|k| !order.contains(&k.as_str())));
+    let fields: Vec<String> = keys
+        .iter()
+        .map(|k| {
+            let value = serde_json::to_string_pretty(&map[k.as_str()])
+                .unwrap_or_default()
+                .replace('\n', &format!("\n{indent}  "));
+            format!("{indent}  {}: {value}", Value::from(k.as_str()))
+        })
+        .collect();
+    format!("{indent}{{\n{}\n{indent}}}", fields.join(",\n"))
+}
+
+/// Step 5: a broker and the bridge on `bridge_port` (the port Envoy's `kafka-bridge` cluster
+/// was given), one unwrapped `order.created` record POSTed through Envoy, and what the consumer
+/// group read. Returns the bridge and broker (dropped in that order: the bridge's producer
+/// disconnects before the broker stops) so they keep serving while Envoy does.
+fn publish_event(
+    t: &Timeline,
+    envoy: &Envoy,
+    bridge_port: u16,
+) -> Result<(Bridge, Broker), String> {
+    let broker = Broker::try_start()
+        .map_err(|e| format!("the Kafka broker (Tansu) could not start: {e}"))?;
+    let bridge = Bridge::try_start_on(&broker, bridge_port)
+        .map_err(|e| format!("the Kafka bridge could not start: {e}"))?;
+    println!(
+        "  {:>6.1}s  broker (Tansu) on {}, topics created; kafka-bridge on 127.0.0.1:{bridge_port}",
+        t.started.elapsed().as_secs_f64(),
+        broker.bootstrap
+    );
+    let record = json!({"records": [{"value": {"orderId": "o-1001", "customerId": "c-42", "total": 59.80}}]});
+    let path = "/topics/order.created";
+    println!(
+        "  {:>6.1}s  POST {path} (Host: {KAFKA_BRIDGE}) {record}",
+        t.started.elapsed().as_secs_f64()
+    );
+    let response = envoy
+        .request(
+            "POST",
+            KAFKA_BRIDGE,
+            path,
+            &[("content-type", "application/vnd.kafka.json.v2+json")],
+            record.to_string(),
+        )
+        .map_err(|e| format!("POST through Envoy: {e}"))?;
+    println!(
+        "  {:>6.1}s  bridge answered {} {}",
+        t.started.elapsed().as_secs_f64(),
+        response.status,
+        response.text().trim()
+    );
+    if response.status != 200 {
+        return Err(format!("the bridge answered {}", response.status));
+    }
+    let got = try_consume(&broker, Duration::from_secs(8), Duration::ZERO, |r| {
+        !r.is_empty()
+    })?;
+    let received = got
+        .first()
+        .ok_or_else(|| format!("group {GROUP} read nothing within 8 s"))?;
+    let value: Value = serde_json::from_slice(received.value.as_deref().unwrap_or(b"null"))
+        .map_err(|e| format!("the record is not JSON: {e}"))?;
+    let key = received
+        .key
+        .as_deref()
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .unwrap_or_else(|| "none".to_string());
+    println!(
+        "  {:>6.1}s  consumer group {GROUP} received from {} (key {key}):",
+        t.started.elapsed().as_secs_f64(),
+        received.topic
+    );
+    println!("{}", pretty_envelope(&value, "           "));
+    Ok((bridge, broker))
+}
+
 fn run() -> Result<(), String> {
     let policy_path = support::repo_root().join("envoy/policy.json");
     let policy_text = std::fs::read_to_string(&policy_path)
@@ -107,13 +206,16 @@ fn run() -> Result<(), String> {
         Ok(_) => Some(preferred),
         Err(_) => None,
     };
+    // Envoy's `kafka-bridge` cluster points here; step 5 starts the bridge on it.
+    let bridge_port = support::free_port().map_err(|e| format!("free port: {e}"))?;
     let options = EnvoyOptions {
         admin_port: port_or_free(9901),
         listen_port: port_or_free(10000),
+        kafka_bridge_port: Some(bridge_port),
         ..EnvoyOptions::default()
     };
     println!(
-        "Starting Envoy 1.40 (--concurrency 2) with the filter and the seed policy ({})…",
+        "Starting Envoy 1.40 (--concurrency 2) with the filter and the seed policy plus events ({})…",
         policy_path.display()
     );
     let envoy = Envoy::start_with(&services, &policy, &options)?;
@@ -175,8 +277,20 @@ fn run() -> Result<(), String> {
         );
     }
 
-    println!("\nEnvoy keeps running with the seed policy:");
+    t.say("5. Events: the app POSTs an unwrapped order.created record to the Kafka bridge through Envoy; the filter wraps it in the standard envelope {id, type, source, timestamp, data, version}, source from the node metadata (WORKLOAD_NAME checkout, NAMESPACE shop), never from the request.");
+    let kafka = match publish_event(&t, &envoy, bridge_port) {
+        Ok(parts) => Some(parts),
+        Err(e) => {
+            println!("  (events step skipped: {e}; `make deps` installs the broker)");
+            None
+        }
+    };
+
+    println!("\nEnvoy keeps running with envoy/policy.json:");
     println!("  listener  http://127.0.0.1:{}   e.g. curl -H 'Host: user-service' http://127.0.0.1:{}/users/1", envoy.port(), envoy.port());
+    if kafka.is_some() {
+        println!("            curl -H 'Host: kafka-bridge' -H 'content-type: application/vnd.kafka.json.v2+json' -d '{{\"records\":[{{\"value\":{{\"orderId\":\"o-2\"}}}}]}}' http://127.0.0.1:{}/topics/order.created", envoy.port());
+    }
     println!(
         "  admin     {}   (/stats?filter=resilience4j, /stats/prometheus)",
         envoy.admin_url()

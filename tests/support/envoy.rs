@@ -35,6 +35,8 @@ pub struct EnvoyOptions {
     /// Envoy's `-l` level (`info` by default: the filter's info logs and Envoy's config messages).
     pub log_level: String,
     pub startup_timeout: Duration,
+    /// Port of cluster `kafka-bridge`: a real bridge (the demo's); None = `services.bridge`.
+    pub kafka_bridge_port: Option<u16>,
 }
 
 impl Default for EnvoyOptions {
@@ -44,6 +46,7 @@ impl Default for EnvoyOptions {
             listen_port: None,
             log_level: "info".to_string(),
             startup_timeout: Duration::from_secs(30),
+            kafka_bridge_port: None,
         }
     }
 }
@@ -114,6 +117,9 @@ impl Envoy {
             order_service_port: services.order.port(),
             istio_user_service_port: services.istio_user.port(),
             payment_service_port: services.payment.port(),
+            kafka_bridge_port: options
+                .kafka_bridge_port
+                .unwrap_or_else(|| services.bridge.port()),
         };
         let bootstrap = render_bootstrap(&bootstrap_template(), &values)?;
         let bootstrap_path = dir.path().join("bootstrap.yaml");

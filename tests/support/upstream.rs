@@ -428,7 +428,7 @@ fn set_linger_zero(stream: &TcpStream) {
 #[cfg(not(any(target_os = "linux", target_os = "macos")))]
 fn set_linger_zero(_stream: &TcpStream) {}
 
-/// The four upstreams the shipped bootstrap routes to.
+/// The upstreams the shipped bootstrap routes to.
 pub struct Services {
     /// Cluster `user-service` (authority `user-service`).
     pub user: Upstream,
@@ -439,6 +439,9 @@ pub struct Services {
     pub istio_user: Upstream,
     /// Cluster `payment-service`: no policy instance, passes through.
     pub payment: Upstream,
+    /// Cluster `kafka-bridge` (authority `kafka-bridge`): stands in for the Kafka HTTP bridge
+    /// unless [`EnvoyOptions::kafka_bridge_port`](super::EnvoyOptions) names a real one.
+    pub bridge: Upstream,
 }
 
 impl Services {
@@ -448,6 +451,7 @@ impl Services {
             order: Upstream::start("order-service")?,
             istio_user: Upstream::start("istio-user-service")?,
             payment: Upstream::start("payment-service")?,
+            bridge: Upstream::start("kafka-bridge")?,
         })
     }
 }
@@ -457,5 +461,6 @@ pub const USER: &str = "user-service";
 pub const ORDER: &str = "order-service";
 pub const ISTIO_USER: &str = "user-service.default.svc.cluster.local";
 pub const PAYMENT: &str = "payment-service";
+pub const KAFKA_BRIDGE: &str = "kafka-bridge";
 /// The Envoy cluster behind [`ISTIO_USER`].
 pub const ISTIO_USER_CLUSTER: &str = "outbound|8080||user-service.default.svc.cluster.local";
