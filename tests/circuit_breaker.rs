@@ -442,7 +442,9 @@ fn one_window_across_workers_records_exactly_what_the_upstream_received() {
     );
     // Window gauges follow on the filter's tick (about once a second).
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while cb_stat(&envoy, "buffered_calls", "order-service", "") != 400 && std::time::Instant::now() < deadline {
+    while cb_stat(&envoy, "buffered_calls", "order-service", "") != 400
+        && std::time::Instant::now() < deadline
+    {
         thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(cb_stat(&envoy, "buffered_calls", "order-service", ""), 400);

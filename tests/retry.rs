@@ -324,7 +324,11 @@ fn the_retry_budget_allows_a_ratio_of_retries_to_requests() {
 fn a_replay_slower_than_the_per_try_timeout_is_a_failed_attempt() {
     let services = Services::start().unwrap();
     let mut policy = retry_policy();
-    set_path(&mut policy, "retry-options", json!({"user-service": {"per-try-timeout": "300ms"}}));
+    set_path(
+        &mut policy,
+        "retry-options",
+        json!({"user-service": {"per-try-timeout": "300ms"}}),
+    );
     let envoy = Envoy::start(&services, &policy).unwrap();
     let user = &services.user;
     user.push(Action::status(500));
@@ -336,7 +340,11 @@ fn a_replay_slower_than_the_per_try_timeout_is_a_failed_attempt() {
     assert_eq!(response.text(), "third");
     assert_eq!(user.count(), 3);
     // 2 waits of 200 ms + one 300 ms timeout, far below the slow attempt's 3 s.
-    assert!(started.elapsed() < Duration::from_millis(2500), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]

@@ -18,8 +18,7 @@ use proxy_wasm::types::{Action, ContextType};
 use crate::breaker::{Permission, Snapshot, State, Transition};
 use crate::fallback;
 use crate::outcome::{
-    call_result_from_envoy, call_result_from_flag_bits, classify,
-    CallResult, DEFAULT_FAILURES,
+    call_result_from_envoy, call_result_from_flag_bits, classify, CallResult, DEFAULT_FAILURES,
 };
 use crate::policy::{BreakerConfig, Fallback, Policy, RetryConfig, RetryOptions};
 use crate::retry::{self, Decision};
@@ -50,7 +49,13 @@ const CLIENT_RETRY_HEADERS: [&str; 7] = [
     "x-envoy-hedge-on-per-try-timeout",
 ];
 /// Not copied from a response into the local reply that replaces it, nor into a replay.
-const HOP_HEADERS: [&str; 5] = ["content-length", "transfer-encoding", "connection", "keep-alive", "upgrade"];
+const HOP_HEADERS: [&str; 5] = [
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+];
 
 /// What one policy compiles to inside a worker.
 struct Runtime {
@@ -89,7 +94,9 @@ impl RetryGuard {
         if count == 0 {
             return;
         }
-        if let Err(e) = store::budget_record_requests(&self.budget_key, &self.options.budget, now, count) {
+        if let Err(e) =
+            store::budget_record_requests(&self.budget_key, &self.options.budget, now, count)
+        {
             log::debug!("retry budget unavailable: {e}");
         }
     }
@@ -97,7 +104,10 @@ impl RetryGuard {
 
 enum Acquired {
     Permitted,
-    NotPermitted { state: State, retry_after_ms: Option<u64> },
+    NotPermitted {
+        state: State,
+        retry_after_ms: Option<u64>,
+    },
     /// Shared state unavailable: fail open, unrecorded.
     Unknown,
 }
@@ -116,9 +126,15 @@ impl Guard {
                 }
                 match permission {
                     Permission::Permitted => Acquired::Permitted,
-                    Permission::NotPermitted { state, retry_after_ms } => {
+                    Permission::NotPermitted {
+                        state,
+                        retry_after_ms,
+                    } => {
                         self.metrics.count_not_permitted();
-                        Acquired::NotPermitted { state, retry_after_ms }
+                        Acquired::NotPermitted {
+                            state,
+                            retry_after_ms,
+                        }
                     }
                 }
             }
@@ -151,7 +167,9 @@ impl Guard {
 
     fn release(&self, now: u64) {
         let config = &self.config;
-        if let Err(e) = store::update_breaker(&self.key, config, now, |cb| cb.release_permission(config)) {
+        if let Err(e) =
+            store::update_breaker(&self.key, config, now, |cb| cb.release_permission(config))
+        {
             self.report_store_error(e);
         }
     }
@@ -168,7 +186,12 @@ impl Guard {
 
     fn after_update(&self, transition: Option<Transition>, snapshot: &Snapshot) {
         if let Some(t) = transition {
-            log::info!("circuit breaker '{}': {} -> {}", self.instance, t.from.as_str(), t.to.as_str());
+            log::info!(
+                "circuit breaker '{}': {} -> {}",
+                self.instance,
+                t.from.as_str(),
+                t.to.as_str()
+            );
             self.metrics.count_transition(&t);
         }
         self.metrics.publish(snapshot);
@@ -188,7 +211,12 @@ impl Guard {
     }
 
     fn fallback(&self, state: State, retry_after_ms: Option<u64>) -> fallback::LocalResponse {
-        fallback::render(self.fallback.as_ref(), &self.instance, state.as_str(), retry_after_ms)
+        fallback::render(
+            self.fallback.as_ref(),
+            &self.instance,
+            state.as_str(),
+            retry_after_ms,
+        )
     }
 }
 
@@ -246,19 +274,32 @@ pub struct FilterRoot {
 }
 
 impl Context for FilterRoot {
-    fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize, _trailers: usize) {
-        let Some(runtime) = self.runtime.clone() else { return };
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        num_headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        let Some(runtime) = self.runtime.clone() else {
+            return;
+        };
         let (stream, call) = {
             let mut calls = self.calls.borrow_mut();
-            let Some(stream) = calls.stream_of_callout.remove(&token) else { return };
-            let Some(call) = calls.by_stream.remove(&stream) else { return };
+            let Some(stream) = calls.stream_of_callout.remove(&token) else {
+                return;
+            };
+            let Some(call) = calls.by_stream.remove(&stream) else {
+                return;
+            };
             (stream, call)
         };
         let now = abi::now_ms().unwrap_or(call.attempt_started_ms);
         let answer = if num_headers == 0 {
             None
         } else {
-            let headers = abi::get_header_map(abi::MAP_HTTP_CALL_RESPONSE_HEADERS).unwrap_or_default();
+            let headers =
+                abi::get_header_map(abi::MAP_HTTP_CALL_RESPONSE_HEADERS).unwrap_or_default();
             let status = headers
                 .iter()
                 .find(|(k, _)| k == ":status")
@@ -267,9 +308,15 @@ impl Context for FilterRoot {
                 .ok()
                 .flatten()
                 .unwrap_or_default();
-            status.map(|status| Answer { status, headers, body })
+            status.map(|status| Answer {
+                status,
+                headers,
+                body,
+            })
         };
-        let result = answer.as_ref().map_or(CallResult::Reset, |a| CallResult::Response(a.status));
+        let result = answer
+            .as_ref()
+            .map_or(CallResult::Reset, |a| CallResult::Response(a.status));
         let mut call = call;
         let last = match std::mem::replace(&mut call.phase, Phase::FirstAttempt) {
             Phase::InFlight { last } | Phase::Waiting { last, .. } => last,
@@ -280,14 +327,19 @@ impl Context for FilterRoot {
             Some(wait_ms) => {
                 // An attempt with no answer keeps the previous failure as the one to show.
                 let last = answer.or(last);
-                call.phase = Phase::Waiting { due_ms: now.saturating_add(wait_ms), last };
+                call.phase = Phase::Waiting {
+                    due_ms: now.saturating_add(wait_ms),
+                    last,
+                };
                 self.calls.borrow_mut().by_stream.insert(stream, call);
             }
             None => {
                 count_final(&runtime, &call, result);
                 match answer {
                     Some(answer) => answer_stream(stream, &answer, "retried_upstream_response"),
-                    None => answer_stream(stream, &no_response(call.attempt), "retried_upstream_reset"),
+                    None => {
+                        answer_stream(stream, &no_response(call.attempt), "retried_upstream_reset")
+                    }
                 }
             }
         }
@@ -304,7 +356,10 @@ impl RootContext for FilterRoot {
                     runtime.breaker_tick_ms as u32
                 };
                 if let Err(e) = abi::set_tick_period_ms(tick) {
-                    log::warn!("tick unavailable (host status {}): retries and automatic transitions stop", e.0);
+                    log::warn!(
+                        "tick unavailable (host status {}): retries and automatic transitions stop",
+                        e.0
+                    );
                 }
                 self.runtime = Some(Rc::new(runtime));
                 true
@@ -319,7 +374,9 @@ impl RootContext for FilterRoot {
     /// Runs on every worker and the main thread. Retries are per worker; breaker
     /// housekeeping is shared, so whichever root gets there first does it.
     fn on_tick(&mut self) {
-        let Some(runtime) = self.runtime.clone() else { return };
+        let Some(runtime) = self.runtime.clone() else {
+            return;
+        };
         let Ok(now) = abi::now_ms() else { return };
         if now.saturating_sub(self.last_breaker_tick_ms) >= runtime.breaker_tick_ms {
             self.last_breaker_tick_ms = now;
@@ -344,7 +401,12 @@ impl RootContext for FilterRoot {
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Stream { id: context_id, runtime: self.runtime.clone(), calls: self.calls.clone(), publish: None }))
+        Some(Box::new(Stream {
+            id: context_id,
+            runtime: self.runtime.clone(),
+            calls: self.calls.clone(),
+            publish: None,
+        }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -356,7 +418,9 @@ impl FilterRoot {
     /// The next attempt of a waiting call: the breaker must permit it (else the fallback is
     /// served at once), then the replay goes out as a callout.
     fn start_replay(&mut self, runtime: &Runtime, stream: u32, now: u64) {
-        let Some(mut call) = self.calls.borrow_mut().by_stream.remove(&stream) else { return };
+        let Some(mut call) = self.calls.borrow_mut().by_stream.remove(&stream) else {
+            return;
+        };
         let last = match std::mem::replace(&mut call.phase, Phase::FirstAttempt) {
             Phase::Waiting { last, .. } | Phase::InFlight { last } => last,
             Phase::FirstAttempt => None,
@@ -364,17 +428,32 @@ impl FilterRoot {
         if let Some(guard) = runtime.breakers.get(&call.instance) {
             match guard.acquire(now) {
                 Acquired::Permitted => call.holds_permission = true,
-                Acquired::NotPermitted { state, retry_after_ms } => {
+                Acquired::NotPermitted {
+                    state,
+                    retry_after_ms,
+                } => {
                     count_final(runtime, &call, CallResult::Response(503));
-                    answer_stream(stream, &guard.fallback(state, retry_after_ms), "circuit_breaker_not_permitted");
+                    answer_stream(
+                        stream,
+                        &guard.fallback(state, retry_after_ms),
+                        "circuit_breaker_not_permitted",
+                    );
                     return;
                 }
                 Acquired::Unknown => call.holds_permission = false,
             }
         }
-        let timeout = runtime.retries.get(&call.instance).map_or(5000, |r| r.options.per_try_timeout_ms);
+        let timeout = runtime
+            .retries
+            .get(&call.instance)
+            .map_or(5000, |r| r.options.per_try_timeout_ms);
         let dispatched = match &call.replay {
-            Some(replay) => abi::dispatch_http_call(&call.cluster, &replay_headers(&replay.headers), &replay.body, timeout),
+            Some(replay) => abi::dispatch_http_call(
+                &call.cluster,
+                &replay_headers(&replay.headers),
+                &replay.body,
+                timeout,
+            ),
             None => Err(abi::HostError(0)),
         };
         match dispatched {
@@ -410,7 +489,12 @@ fn compile_runtime() -> Result<Runtime, String> {
     let text = match abi::get_buffer(abi::BUFFER_PLUGIN_CONFIGURATION, 0, usize::MAX) {
         Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
         Ok(None) => String::from("{}"),
-        Err(e) => return Err(format!("plugin configuration unreadable (host status {})", e.0)),
+        Err(e) => {
+            return Err(format!(
+                "plugin configuration unreadable (host status {})",
+                e.0
+            ))
+        }
     };
     let policy = Policy::from_json(&text).map_err(|e| e.to_string())?;
     let instances = policy.circuit_breakers.len() + policy.retries.len();
@@ -435,7 +519,10 @@ fn compile_runtime() -> Result<Runtime, String> {
             fallback: policy.fallbacks.get(instance).cloned(),
         };
         match store::ensure_breaker(&guard.key, config, now) {
-            Ok(true) => log::info!("circuit breaker '{instance}': starts fresh ({})", config_summary(config)),
+            Ok(true) => log::info!(
+                "circuit breaker '{instance}': starts fresh ({})",
+                config_summary(config)
+            ),
             Ok(false) => log::info!("circuit breaker '{instance}': config unchanged, state kept"),
             Err(e) => guard.report_store_error(e),
         }
@@ -448,7 +535,11 @@ fn compile_runtime() -> Result<Runtime, String> {
         .map(|(instance, config)| {
             let guard = RetryGuard {
                 config: config.clone(),
-                options: policy.retry_options.get(instance).cloned().unwrap_or_default(),
+                options: policy
+                    .retry_options
+                    .get(instance)
+                    .cloned()
+                    .unwrap_or_default(),
                 budget_key: store::budget_key(&plugin_name, instance),
                 metrics: RetryMetrics::define(instance),
                 unflushed_requests: Cell::new(0),
@@ -457,11 +548,22 @@ fn compile_runtime() -> Result<Runtime, String> {
         })
         .collect();
     let fast = policy.circuit_breakers.values().any(|c| {
-        c.automatic_transition_from_open_to_half_open_enabled || c.max_wait_duration_in_half_open_state_ms > 0
+        c.automatic_transition_from_open_to_half_open_enabled
+            || c.max_wait_duration_in_half_open_state_ms > 0
     });
-    let breaker_tick_ms = if fast { FAST_BREAKER_TICK_MS } else { GAUGE_TICK_MS };
+    let breaker_tick_ms = if fast {
+        FAST_BREAKER_TICK_MS
+    } else {
+        GAUGE_TICK_MS
+    };
     let events = super::events::Events::configure(policy.events.as_ref());
-    Ok(Runtime { policy, breakers, retries, breaker_tick_ms, events })
+    Ok(Runtime {
+        policy,
+        breakers,
+        retries,
+        breaker_tick_ms,
+        events,
+    })
 }
 
 fn config_summary(c: &BreakerConfig) -> String {
@@ -490,7 +592,9 @@ fn record_attempt(runtime: &Runtime, call: &mut Call, result: CallResult, now: u
 fn next_step(runtime: &Runtime, call: &Call, result: CallResult, now: u64) -> Option<u64> {
     let guard = runtime.retries.get(&call.instance)?;
     let replay = call.replay.as_ref()?;
-    let Decision::RetryAfter { wait_ms } = retry::decide(&guard.config, call.attempt, result, abi::random01()) else {
+    let Decision::RetryAfter { wait_ms } =
+        retry::decide(&guard.config, call.attempt, result, abi::random01())
+    else {
         return None;
     };
     if replay.too_large {
@@ -516,8 +620,11 @@ fn next_step(runtime: &Runtime, call: &Call, result: CallResult, now: u64) -> Op
 
 /// resilience4j's Retry call kinds, counted once per request when its result is final.
 fn count_final(runtime: &Runtime, call: &Call, result: CallResult) {
-    let Some(guard) = runtime.retries.get(&call.instance) else { return };
-    let failed = retry::is_retryable(&guard.config, result) || DEFAULT_FAILURES.iter().any(|m| m.matches(result));
+    let Some(guard) = runtime.retries.get(&call.instance) else {
+        return;
+    };
+    let failed = retry::is_retryable(&guard.config, result)
+        || DEFAULT_FAILURES.iter().any(|m| m.matches(result));
     guard.metrics.count_call(!failed, call.attempt > 1);
 }
 
@@ -529,7 +636,9 @@ fn answer_stream(stream: u32, answer: &Answer, details: &str) {
     let headers: Vec<(String, String)> = answer
         .headers
         .iter()
-        .filter(|(k, _)| !k.starts_with(':') && !HOP_HEADERS.contains(&k.to_ascii_lowercase().as_str()))
+        .filter(|(k, _)| {
+            !k.starts_with(':') && !HOP_HEADERS.contains(&k.to_ascii_lowercase().as_str())
+        })
         .cloned()
         .collect();
     if let Err(e) = abi::send_local_response(answer.status, &headers, &answer.body, details) {
@@ -586,7 +695,9 @@ impl HttpContext for Stream {
         // replays the stamped body (same ids).
         let events = self.runtime.as_ref().and_then(|r| r.events.as_ref());
         match super::events::request_headers(events, end_of_stream) {
-            super::events::HeadersStep::NotOurs => self.resilience_request_headers(num_headers, end_of_stream),
+            super::events::HeadersStep::NotOurs => {
+                self.resilience_request_headers(num_headers, end_of_stream)
+            }
             super::events::HeadersStep::Answered => Action::Pause,
             super::events::HeadersStep::Publish(publish) => {
                 self.publish = Some(publish);
@@ -603,7 +714,11 @@ impl HttpContext for Stream {
                 super::events::BodyStep::Stamped(body) => {
                     self.publish = None;
                     let mut calls = self.calls.borrow_mut();
-                    if let Some(replay) = calls.by_stream.get_mut(&self.id).and_then(|c| c.replay.as_mut()) {
+                    if let Some(replay) = calls
+                        .by_stream
+                        .get_mut(&self.id)
+                        .and_then(|c| c.replay.as_mut())
+                    {
                         replay.too_large = body.len() > replay.limit;
                         replay.body = if replay.too_large { Vec::new() } else { body };
                     }
@@ -615,7 +730,9 @@ impl HttpContext for Stream {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let Some(runtime) = self.runtime.clone() else { return Action::Continue };
+        let Some(runtime) = self.runtime.clone() else {
+            return Action::Continue;
+        };
         let Some(mut call) = self.calls.borrow_mut().by_stream.remove(&self.id) else {
             return Action::Continue;
         };
@@ -629,7 +746,10 @@ impl HttpContext for Stream {
         record_attempt(&runtime, &mut call, result, now);
         match next_step(&runtime, &call, result, now) {
             Some(wait_ms) => {
-                call.phase = Phase::Waiting { due_ms: now.saturating_add(wait_ms), last: None };
+                call.phase = Phase::Waiting {
+                    due_ms: now.saturating_add(wait_ms),
+                    last: None,
+                };
                 self.calls.borrow_mut().by_stream.insert(self.id, call);
                 Action::Pause
             }
@@ -643,10 +763,14 @@ impl HttpContext for Stream {
     fn on_log(&mut self) {
         let call = {
             let mut calls = self.calls.borrow_mut();
-            calls.stream_of_callout.retain(|_, stream| *stream != self.id);
+            calls
+                .stream_of_callout
+                .retain(|_, stream| *stream != self.id);
             calls.by_stream.remove(&self.id)
         };
-        let (Some(call), Some(runtime)) = (call, &self.runtime) else { return };
+        let (Some(call), Some(runtime)) = (call, &self.runtime) else {
+            return;
+        };
         // Still holding a permission: no result will come (the caller went away).
         if call.holds_permission {
             if let Some(guard) = runtime.breakers.get(&call.instance) {
@@ -659,12 +783,18 @@ impl HttpContext for Stream {
 impl Stream {
     /// Breaker permission and retry bookkeeping on the request headers (the original hook).
     fn resilience_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let Some(runtime) = self.runtime.clone() else { return Action::Continue };
+        let Some(runtime) = self.runtime.clone() else {
+            return Action::Continue;
+        };
         let cluster = match abi::get_string_property(&["xds", "cluster_name"]) {
             Ok(Some(cluster)) => cluster,
             _ => return Action::Continue,
         };
-        let Some(instance) = runtime.policy.instance_for_cluster(&cluster).map(str::to_string) else {
+        let Some(instance) = runtime
+            .policy
+            .instance_for_cluster(&cluster)
+            .map(str::to_string)
+        else {
             return Action::Continue;
         };
         // One read of the request headers serves both the stripping and the replay.
@@ -676,12 +806,17 @@ impl Stream {
             }
             !strip
         });
-        let Ok(now) = abi::now_ms() else { return Action::Continue };
+        let Ok(now) = abi::now_ms() else {
+            return Action::Continue;
+        };
         let mut holds_permission = false;
         if let Some(guard) = runtime.breakers.get(&instance) {
             match guard.acquire(now) {
                 Acquired::Permitted => holds_permission = true,
-                Acquired::NotPermitted { state, retry_after_ms } => {
+                Acquired::NotPermitted {
+                    state,
+                    retry_after_ms,
+                } => {
                     let response = guard.fallback(state, retry_after_ms);
                     return match abi::send_local_response(
                         response.status,
@@ -691,7 +826,10 @@ impl Stream {
                     ) {
                         Ok(()) => Action::Pause,
                         Err(e) => {
-                            log::warn!("circuit breaker '{instance}': fallback not sent (host status {})", e.0);
+                            log::warn!(
+                                "circuit breaker '{instance}': fallback not sent (host status {})",
+                                e.0
+                            );
                             Action::Continue
                         }
                     };
@@ -699,7 +837,10 @@ impl Stream {
                 Acquired::Unknown => {}
             }
         }
-        let replay = runtime.retries.get(&instance).and_then(|guard| prepare_replay(guard, headers));
+        let replay = runtime
+            .retries
+            .get(&instance)
+            .and_then(|guard| prepare_replay(guard, headers));
         self.calls.borrow_mut().by_stream.insert(
             self.id,
             Call {
@@ -719,14 +860,20 @@ impl Stream {
     /// Breaker permission and retry bookkeeping on the request body (the original hook).
     fn resilience_request_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
         let mut calls = self.calls.borrow_mut();
-        let Some(replay) = calls.by_stream.get_mut(&self.id).and_then(|c| c.replay.as_mut()) else {
+        let Some(replay) = calls
+            .by_stream
+            .get_mut(&self.id)
+            .and_then(|c| c.replay.as_mut())
+        else {
             return Action::Continue;
         };
         if replay.too_large || body_size == 0 {
             return Action::Continue;
         }
         match abi::get_buffer(abi::BUFFER_REQUEST_BODY, 0, body_size) {
-            Ok(Some(chunk)) if replay.body.len() + chunk.len() <= replay.limit => replay.body.extend_from_slice(&chunk),
+            Ok(Some(chunk)) if replay.body.len() + chunk.len() <= replay.limit => {
+                replay.body.extend_from_slice(&chunk)
+            }
             Ok(None) => {}
             _ => {
                 replay.too_large = true;
@@ -737,28 +884,46 @@ impl Stream {
     }
 }
 
-
 /// Keeps what a replay needs, if this request may be replayed at all.
 fn prepare_replay(guard: &RetryGuard, headers: Vec<(String, String)>) -> Option<Replay> {
-    guard.unflushed_requests.set(guard.unflushed_requests.get().saturating_add(1));
+    guard
+        .unflushed_requests
+        .set(guard.unflushed_requests.get().saturating_add(1));
     if guard.config.max_attempts <= 1 || headers.is_empty() {
         return None;
     }
-    let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
     let method = header(":method").unwrap_or("GET");
-    if !retry::may_replay(method, guard.options.retry_non_idempotent, header("idempotency-key").is_some()) {
+    if !retry::may_replay(
+        method,
+        guard.options.retry_non_idempotent,
+        header("idempotency-key").is_some(),
+    ) {
         return None;
     }
     let limit = guard.options.max_body_bytes as usize;
     let too_large = header("content-length")
         .and_then(|v| v.parse::<usize>().ok())
         .is_some_and(|len| len > limit);
-    Some(Replay { headers, body: Vec::new(), limit, too_large })
+    Some(Replay {
+        headers,
+        body: Vec::new(),
+        limit,
+        too_large,
+    })
 }
 
 /// How the router's attempt ended: status and Envoy's response flags.
 fn response_result() -> CallResult {
-    let code = abi::get_int_property(&["response", "code"]).ok().flatten().unwrap_or(0);
+    let code = abi::get_int_property(&["response", "code"])
+        .ok()
+        .flatten()
+        .unwrap_or(0);
     let code = u16::try_from(code).unwrap_or(0);
     // Below 500 the status says it all; flags only tell how a 5xx or a missing answer came about.
     if (100..500).contains(&code) {

@@ -78,16 +78,21 @@ pub fn bootstrap_template() -> PathBuf {
     repo_root().join("envoy/bootstrap.yaml")
 }
 
-/// Every bootstrap template shipped under `envoy/` (`*.yaml`), sorted.
+/// Every Envoy bootstrap template shipped under `envoy/` and `envoy/bench/` (`*.yaml`), sorted.
+/// (`envoy/compose/` holds compose files, validated by tests/compose.rs.)
 pub fn shipped_bootstraps() -> io::Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(repo_root().join("envoy"))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.extension()
-                .is_some_and(|ext| ext == "yaml" || ext == "yml")
-        })
-        .collect();
+    let mut files = Vec::new();
+    for dir in ["envoy", "envoy/bench"] {
+        files.extend(
+            std::fs::read_dir(repo_root().join(dir))?
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.extension()
+                        .is_some_and(|ext| ext == "yaml" || ext == "yml")
+                }),
+        );
+    }
     files.sort();
     Ok(files)
 }
