@@ -218,7 +218,7 @@ fn run() -> Result<(), String> {
         "Starting Envoy 1.40 (--concurrency 2) with the filter and the seed policy plus events ({})…",
         policy_path.display()
     );
-    let envoy = Envoy::start_with(&services, &policy, &options)?;
+    let mut envoy = Envoy::start_with(&services, &policy, &options)?;
     let t = Timeline {
         started: Instant::now(),
     };
@@ -286,7 +286,42 @@ fn run() -> Result<(), String> {
         }
     };
 
-    println!("\nEnvoy keeps running with envoy/policy.json:");
+    t.say("6. A live policy change, no restart: user-service's failure-rate-threshold goes from 50 to 20 through ECDS (the policy file is replaced atomically, as a rollout would). Its breaker config changed, so it starts fresh with the new threshold; order-service's did not and keeps its state.");
+    let mut lowered = policy.clone();
+    lowered["resilience4j"]["circuitbreaker"]["instances"]["user-service"]
+        ["failure-rate-threshold"] = 20.into();
+    let pid_uptime = |envoy: &Envoy| envoy.stat("server.uptime").unwrap_or(0);
+    let uptime_before = pid_uptime(&envoy);
+    let swap_started = Instant::now();
+    let update = envoy.set_policy(&lowered)?;
+    println!(
+        "  {:>6.1}s  policy update {:?} after {} ms; Envoy not restarted (server.uptime {} s → {} s)",
+        t.started.elapsed().as_secs_f64(),
+        update,
+        swap_started.elapsed().as_millis(),
+        uptime_before,
+        pid_uptime(&envoy)
+    );
+    t.header();
+    services.user.set_default(Action::status(200));
+    services.user.push(Action::status(500));
+    for i in 0..5 {
+        let note = match i {
+            0 => "1 failed attempt, rescued by the retry",
+            3 => "1 of 5 calls failed: 20 % ≥ 20 %; the old 50 % would have stayed CLOSED",
+            _ => "",
+        };
+        t.call(
+            &envoy,
+            USER,
+            &services.user,
+            "GET",
+            &format!("/users/{}", 30 + i),
+            note,
+        );
+    }
+
+    println!("\nEnvoy keeps running with the changed policy (user-service threshold 20 %):");
     println!("  listener  http://127.0.0.1:{}   e.g. curl -H 'Host: user-service' http://127.0.0.1:{}/users/1", envoy.port(), envoy.port());
     if kafka.is_some() {
         println!("            curl -H 'Host: kafka-bridge' -H 'content-type: application/vnd.kafka.json.v2+json' -d '{{\"records\":[{{\"value\":{{\"orderId\":\"o-2\"}}}}]}}' http://127.0.0.1:{}/topics/order.created", envoy.port());
