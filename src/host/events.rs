@@ -130,14 +130,11 @@ impl Events {
 
 /// Request headers: is this a produce request to a bridge cluster? Refuses what can be
 /// refused before the body (content type, declared size, no body at all).
-pub fn request_headers(events: Option<&Events>, end_of_stream: bool) -> HeadersStep {
+pub fn request_headers(events: Option<&Events>, cluster: &str, end_of_stream: bool) -> HeadersStep {
     let Some(events) = events else {
         return HeadersStep::NotOurs;
     };
-    let Ok(Some(cluster)) = abi::get_string_property(&["xds", "cluster_name"]) else {
-        return HeadersStep::NotOurs;
-    };
-    if !events.config.is_bridge(&cluster) {
+    if !events.config.is_bridge(cluster) {
         return HeadersStep::NotOurs;
     }
     let Ok(headers) = abi::get_header_map(abi::MAP_REQUEST_HEADERS) else {

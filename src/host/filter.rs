@@ -690,18 +690,24 @@ struct Stream {
 impl Context for Stream {}
 
 impl HttpContext for Stream {
-    fn on_http_request_headers(&mut self, num_headers: usize, end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let Some(runtime) = self.runtime.clone() else {
+            return Action::Continue;
+        };
+        let cluster = match abi::get_string_property(&["xds", "cluster_name"]) {
+            Ok(Some(cluster)) => cluster,
+            _ => return Action::Continue,
+        };
         // Events first: a produce request is stamped before its first attempt, so a retry
         // replays the stamped body (same ids).
-        let events = self.runtime.as_ref().and_then(|r| r.events.as_ref());
-        match super::events::request_headers(events, end_of_stream) {
+        match super::events::request_headers(runtime.events.as_ref(), &cluster, end_of_stream) {
             super::events::HeadersStep::NotOurs => {
-                self.resilience_request_headers(num_headers, end_of_stream)
+                self.resilience_request_headers(&runtime, cluster)
             }
             super::events::HeadersStep::Answered => Action::Pause,
             super::events::HeadersStep::Publish(publish) => {
                 self.publish = Some(publish);
-                self.resilience_request_headers(num_headers, end_of_stream)
+                self.resilience_request_headers(&runtime, cluster)
             }
         }
     }
@@ -782,14 +788,7 @@ impl HttpContext for Stream {
 
 impl Stream {
     /// Breaker permission and retry bookkeeping on the request headers (the original hook).
-    fn resilience_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let Some(runtime) = self.runtime.clone() else {
-            return Action::Continue;
-        };
-        let cluster = match abi::get_string_property(&["xds", "cluster_name"]) {
-            Ok(Some(cluster)) => cluster,
-            _ => return Action::Continue,
-        };
+    fn resilience_request_headers(&mut self, runtime: &Runtime, cluster: String) -> Action {
         let Some(instance) = runtime
             .policy
             .instance_for_cluster(&cluster)
