@@ -347,3 +347,44 @@ fn compose_entrypoint_serves_and_applies_a_changed_policy_live() {
     assert_eq!(ok.status, 200);
     assert_eq!(services.user.count(), 2);
 }
+
+#[test]
+fn compose_runs_the_real_strimzi_bridge_where_the_bootstrap_sends_events() {
+    let compose = compose();
+    let services = &compose["services"];
+    let bridge = &services["kafka-bridge"];
+    assert!(
+        bridge["image"]
+            .as_str()
+            .unwrap()
+            .starts_with("quay.io/strimzi/kafka-bridge:"),
+        "the docker run uses the real Strimzi Kafka Bridge"
+    );
+    let properties = std::fs::read_to_string(mount_source(
+        bridge,
+        "/opt/strimzi/config/sidecar-demo.properties",
+    ))
+    .unwrap();
+    let property = |key: &str| {
+        properties
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("{key} in kafka-bridge.properties"))
+            .to_string()
+    };
+    // Envoy's kafka-bridge cluster points where the bridge listens ...
+    assert_eq!(
+        services["envoy"]["environment"]["KAFKA_BRIDGE_PORT"]
+            .as_str()
+            .unwrap(),
+        property("http.port")
+    );
+    // ... and the bridge produces to the broker's advertised listener.
+    let advertised = services["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        advertised.strip_prefix("PLAINTEXT://").unwrap(),
+        property("kafka.bootstrap.servers")
+    );
+}
