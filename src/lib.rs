@@ -5,6 +5,7 @@
 
 pub mod breaker;
 pub mod duration;
+pub mod envoy_config;
 pub mod events;
 pub mod fallback;
 pub mod outcome;

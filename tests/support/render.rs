@@ -105,43 +105,20 @@ pub fn render_bootstrap(template: &Path, values: &BootstrapValues) -> Result<Str
         .map_err(|e| format!("rendering {}: {e}", template.display()))
 }
 
-/// The filter name everywhere: the HTTP filter, the ECDS resource, the Wasm plugin, root and VM id.
-pub const FILTER_NAME: &str = "sidecar-resilience";
+pub use sidecar_resilience::envoy_config::FILTER_NAME;
 
-/// The `envoy.extensions.filters.http.wasm.v3.Wasm` config that loads the filter with a policy
-/// (the policy travels as a JSON string in a `StringValue`, which the filter parses itself).
+/// The Wasm filter config that loads the filter with a policy (`sidecar_resilience::envoy_config`).
 pub fn wasm_filter_config(wasm: &Path, policy_json: &str) -> Value {
-    json!({
-        "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-        "config": {
-            "name": FILTER_NAME,
-            "root_id": FILTER_NAME,
-            "vm_config": {
-                "vm_id": FILTER_NAME,
-                "runtime": "envoy.wasm.runtime.v8",
-                "code": {"local": {"filename": wasm.display().to_string()}}
-            },
-            "configuration": {
-                "@type": "type.googleapis.com/google.protobuf.StringValue",
-                "value": policy_json
-            },
-            // If the VM itself cannot start, let traffic through rather than fail every request.
-            // (A rejected policy is different: Envoy keeps the previous one serving.)
-            "failure_policy": "FAIL_OPEN"
-        }
-    })
+    sidecar_resilience::envoy_config::wasm_filter_config(&wasm.display().to_string(), policy_json)
 }
 
 /// The ECDS file contents (a `DiscoveryResponse`) that `config_discovery` in the bootstrap reads.
 pub fn ecds_response(version: u64, wasm: &Path, policy_json: &str) -> Value {
-    json!({
-        "version_info": version.to_string(),
-        "resources": [{
-            "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
-            "name": FILTER_NAME,
-            "typed_config": wasm_filter_config(wasm, policy_json)
-        }]
-    })
+    sidecar_resilience::envoy_config::ecds_response(
+        version,
+        &wasm.display().to_string(),
+        policy_json,
+    )
 }
 
 /// A minimal bootstrap with the filter configured inline: `envoy --mode validate` on it loads the

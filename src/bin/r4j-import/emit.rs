@@ -7,13 +7,13 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use yaml_rust2::yaml::Hash;
 use yaml_rust2::{Yaml, YamlEmitter};
 
 /// The filter's name everywhere: HTTP filter, ECDS resource, plugin, root and VM id.
-pub const FILTER_NAME: &str = "sidecar-resilience";
+pub use sidecar_resilience::envoy_config::{self, FILTER_NAME};
 
 pub struct PluginSettings {
     pub name: String,
@@ -132,37 +132,9 @@ pub fn wasm_plugin(s: &PluginSettings, policy: &Value) -> Result<String, String>
     Ok(y)
 }
 
-/// The `envoy.extensions.filters.http.wasm.v3.Wasm` config loading `wasm` with `policy`.
-pub fn wasm_filter_config(wasm: &Path, policy: &Value) -> Value {
-    json!({
-        "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-        "config": {
-            "name": FILTER_NAME,
-            "root_id": FILTER_NAME,
-            "vm_config": {
-                "vm_id": FILTER_NAME,
-                "runtime": "envoy.wasm.runtime.v8",
-                "code": {"local": {"filename": wasm.display().to_string()}}
-            },
-            "configuration": {
-                "@type": "type.googleapis.com/google.protobuf.StringValue",
-                "value": policy.to_string()
-            },
-            "failure_policy": "FAIL_OPEN"
-        }
-    })
-}
-
 /// The ECDS file (a DiscoveryResponse) for envoy/bootstrap.yaml's `config_discovery`.
 pub fn ecds_file(wasm: &Path, policy: &Value) -> String {
-    let v = json!({
-        "version_info": "1",
-        "resources": [{
-            "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
-            "name": FILTER_NAME,
-            "typed_config": wasm_filter_config(wasm, policy)
-        }]
-    });
+    let v = envoy_config::ecds_response(1, &wasm.display().to_string(), &policy.to_string());
     format!(
         "{}\n",
         serde_json::to_string_pretty(&v).unwrap_or_else(|_| v.to_string())
@@ -172,6 +144,7 @@ pub fn ecds_file(wasm: &Path, policy: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn sha256_of_empty_input() {
