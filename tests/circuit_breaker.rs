@@ -181,6 +181,7 @@ fn user_service_opens_serves_fallbacks_half_opens_closes_and_reopens() {
     let before = user.count();
     assert_eq!(get_status(&envoy, USER).0, 503);
     assert_eq!(user.count(), before);
+    envoy.filter_crashes().unwrap();
 }
 
 #[test]
@@ -216,6 +217,7 @@ fn order_service_follows_its_own_60_percent_window_of_8() {
         assert_eq!(envoy.get(PAYMENT, "/pay").unwrap().status, 500);
     }
     assert_eq!(services.payment.count(), 10);
+    envoy.filter_crashes().unwrap();
 }
 
 #[test]
@@ -240,6 +242,7 @@ fn istio_outbound_cluster_maps_to_its_instance() {
     assert_eq!(services.istio_user.count(), 5);
     assert_eq!(envoy.get(USER, "/users/1").unwrap().status, 503);
     assert_eq!(services.user.count(), 0);
+    envoy.filter_crashes().unwrap();
 }
 
 #[test]
@@ -291,6 +294,7 @@ fn configured_fallback_and_record_lists_are_honoured() {
         json!({"id": "unknown", "name": "Guest"})
     );
     assert_eq!(user.count(), 8);
+    envoy.filter_crashes().unwrap();
 }
 
 #[test]
@@ -337,6 +341,7 @@ fn connection_failures_and_timeouts_are_failures() {
         "4 of 5 failed: {:?}",
         envoy.stats()
     );
+    envoy.filter_crashes().unwrap();
 }
 
 #[test]
@@ -366,6 +371,7 @@ fn forced_states_from_policy() {
     }
     assert_eq!(services.order.count(), 20, "DISABLED never rejects");
     assert!(state_is(&envoy, "order-service", "disabled"));
+    envoy.filter_crashes().unwrap();
 }
 
 /// Envoy's per-worker count of downstream connections on the listener.
@@ -448,6 +454,7 @@ fn one_window_across_workers_records_exactly_what_the_upstream_received() {
         thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(cb_stat(&envoy, "buffered_calls", "order-service", ""), 400);
+    envoy.filter_crashes().unwrap();
 }
 
 #[test]
@@ -477,4 +484,5 @@ fn breaker_opens_after_exactly_the_policy_calls_whichever_worker_carried_them() 
         per_worker.iter().all(|&n| n > 0),
         "both workers carried calls: {per_worker:?}"
     );
+    envoy.filter_crashes().unwrap();
 }

@@ -103,6 +103,7 @@ fn a_flaky_upstream_is_rescued_after_the_wait_schedule() {
         envoy.stat("wasmcustom.resilience4j_circuitbreaker_calls.name.user-service.kind.failed"),
         Some(2)
     );
+    envoy.filter_crashes().unwrap();
 }
 
 #[test]
@@ -128,6 +129,7 @@ fn exhausted_attempts_return_the_last_failure() {
         retry_calls(&envoy, "order-service", "successful_without_retry"),
         1
     );
+    envoy.filter_crashes().unwrap();
 }
 
 #[test]
@@ -140,6 +142,7 @@ fn connection_failures_are_retried_too() {
     let response = envoy.get(USER, "/users/1").unwrap();
     assert_eq!(response.status, 200);
     assert_eq!(user.count(), 3);
+    envoy.filter_crashes().unwrap();
 }
 
 #[test]
@@ -181,6 +184,7 @@ fn post_is_not_retried_without_permission() {
     assert_eq!(received[1].text(), r#"{"name":"b"}"#);
     assert_eq!(received[2].text(), r#"{"name":"b"}"#);
     assert_eq!(received[2].header("idempotency-key"), Some("k-1"));
+    envoy.filter_crashes().unwrap();
 }
 
 #[test]
@@ -213,6 +217,7 @@ fn post_is_retried_when_the_instance_allows_it_and_large_bodies_are_not() {
         "a body over max-body-bytes is not replayed"
     );
     assert_eq!(retry_stat(&envoy, "body_too_large", "user-service"), 1);
+    envoy.filter_crashes().unwrap();
 }
 
 #[test]
@@ -250,6 +255,7 @@ fn a_breaker_opening_mid_sequence_stops_the_attempts_with_the_fallback() {
         "took {:?}",
         started.elapsed()
     );
+    envoy.filter_crashes().unwrap();
 }
 
 #[test]
@@ -279,6 +285,7 @@ fn clients_cannot_switch_retries_on_with_headers() {
     );
     assert_eq!(order.count(), 1);
     assert_eq!(order.last().unwrap().header("x-envoy-retry-on"), None);
+    envoy.filter_crashes().unwrap();
 }
 
 #[test]
@@ -296,6 +303,7 @@ fn the_retry_budget_stops_retry_storms() {
     assert_eq!(envoy.get(ORDER, "/orders").unwrap().status, 503);
     assert_eq!(order.count(), 1);
     assert_eq!(retry_stat(&envoy, "budget_exhausted", "order-service"), 1);
+    envoy.filter_crashes().unwrap();
 }
 
 #[test]
@@ -318,6 +326,7 @@ fn the_retry_budget_allows_a_ratio_of_retries_to_requests() {
     assert_eq!(order.count(), 6);
     assert_eq!(retry_stat(&envoy, "budget_exhausted", "order-service"), 2);
     assert_eq!(retry_stat(&envoy, "attempts", "order-service"), 2);
+    envoy.filter_crashes().unwrap();
 }
 
 #[test]
@@ -345,6 +354,7 @@ fn a_replay_slower_than_the_per_try_timeout_is_a_failed_attempt() {
         "took {:?}",
         started.elapsed()
     );
+    envoy.filter_crashes().unwrap();
 }
 
 #[test]
@@ -367,4 +377,5 @@ fn exponential_backoff_grows_the_waits() {
         assert_waited_about(*gap, expected);
     }
     assert!(gaps[2] > gaps[0], "{gaps:?}");
+    envoy.filter_crashes().unwrap();
 }

@@ -372,6 +372,26 @@ impl Envoy {
         log
     }
 
+    /// Err if the filter's VM panicked or trapped: a crashed VM fails every later request on its
+    /// worker, so every test that drives traffic should end with this check.
+    pub fn filter_crashes(&self) -> Result<(), String> {
+        let log = self.log();
+        let crashes: Vec<&str> = log
+            .lines()
+            .filter(|l| {
+                l.contains("panicked at")
+                    || l.contains("Uncaught RuntimeError")
+                    || l.contains("wasm trap")
+                    || (l.contains("[critical]") && l.contains("wasm log"))
+            })
+            .collect();
+        if crashes.is_empty() {
+            Ok(())
+        } else {
+            Err(crashes.join("\n"))
+        }
+    }
+
     /// A position in the log, for [`Envoy::log_since`].
     pub fn log_mark(&self) -> usize {
         std::fs::metadata(self.dir.path().join("envoy.log"))
