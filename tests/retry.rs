@@ -379,3 +379,60 @@ fn exponential_backoff_grows_the_waits() {
     assert!(gaps[2] > gaps[0], "{gaps:?}");
     envoy.filter_crashes().unwrap();
 }
+
+#[test]
+fn a_wait_of_zero_retries_at_once() {
+    let services = Services::start().unwrap();
+    let mut policy = retry_policy();
+    set_path(
+        &mut policy,
+        &format!("{RETRY}.user-service.wait-duration"),
+        json!(0),
+    );
+    let envoy = Envoy::start(&services, &policy).unwrap();
+    let user = &services.user;
+    user.push(Action::status(503));
+    user.push(Action::status(502));
+    let response = envoy.get(USER, "/users/1").unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(user.count(), 3);
+    for gap in gaps(user) {
+        assert!(gap < Duration::from_millis(150), "no wait, yet {gap:?}");
+    }
+    envoy.filter_crashes().unwrap();
+}
+
+#[test]
+fn a_breaker_opened_by_the_first_attempt_refuses_an_immediate_retry() {
+    let services = Services::start().unwrap();
+    let mut policy = retry_policy();
+    set_path(
+        &mut policy,
+        &format!("{RETRY}.user-service.wait-duration"),
+        json!(0),
+    );
+    set_path(
+        &mut policy,
+        &format!("{CB}.user-service.minimum-number-of-calls"),
+        json!(1),
+    );
+    set_path(
+        &mut policy,
+        &format!("{CB}.user-service.sliding-window-size"),
+        json!(1),
+    );
+    let envoy = Envoy::start(&services, &policy).unwrap();
+    let user = &services.user;
+    user.set_default(Action::status(500));
+    let response = envoy.get(USER, "/users/1").unwrap();
+    assert_eq!(response.status, 503);
+    assert_eq!(response.json().unwrap()["state"], "OPEN");
+    assert_eq!(user.count(), 1);
+    assert_eq!(
+        envoy.stat(
+            "wasmcustom.resilience4j_circuitbreaker_calls.name.user-service.kind.not_permitted"
+        ),
+        Some(1)
+    );
+    envoy.filter_crashes().unwrap();
+}

@@ -255,6 +255,11 @@ enum Phase {
     Waiting { due_ms: u64, last: Option<Answer> },
     /// A replay is in flight as a callout.
     InFlight { last: Option<Answer> },
+    /// The breaker refused the next attempt; the tick serves the fallback.
+    Refused {
+        state: State,
+        retry_after_ms: Option<u64>,
+    },
 }
 
 /// Guarded calls of this worker: streams and the root share it (one VM, one thread).
@@ -281,67 +286,8 @@ impl Context for FilterRoot {
         body_size: usize,
         _trailers: usize,
     ) {
-        let Some(runtime) = self.runtime.clone() else {
-            return;
-        };
-        let (stream, call) = {
-            let mut calls = self.calls.borrow_mut();
-            let Some(stream) = calls.stream_of_callout.remove(&token) else {
-                return;
-            };
-            let Some(call) = calls.by_stream.remove(&stream) else {
-                return;
-            };
-            (stream, call)
-        };
-        let now = abi::now_ms().unwrap_or(call.attempt_started_ms);
-        let answer = if num_headers == 0 {
-            None
-        } else {
-            let headers =
-                abi::get_header_map(abi::MAP_HTTP_CALL_RESPONSE_HEADERS).unwrap_or_default();
-            let status = headers
-                .iter()
-                .find(|(k, _)| k == ":status")
-                .and_then(|(_, v)| v.parse::<u16>().ok());
-            let body = abi::get_buffer(abi::BUFFER_HTTP_CALL_RESPONSE_BODY, 0, body_size)
-                .ok()
-                .flatten()
-                .unwrap_or_default();
-            status.map(|status| Answer {
-                status,
-                headers,
-                body,
-            })
-        };
-        let result = answer
-            .as_ref()
-            .map_or(CallResult::Reset, |a| CallResult::Response(a.status));
-        let mut call = call;
-        let last = match std::mem::replace(&mut call.phase, Phase::FirstAttempt) {
-            Phase::InFlight { last } | Phase::Waiting { last, .. } => last,
-            Phase::FirstAttempt => None,
-        };
-        record_attempt(&runtime, &mut call, result, now);
-        match next_step(&runtime, &call, result, now) {
-            Some(wait_ms) => {
-                // An attempt with no answer keeps the previous failure as the one to show.
-                let last = answer.or(last);
-                call.phase = Phase::Waiting {
-                    due_ms: now.saturating_add(wait_ms),
-                    last,
-                };
-                self.calls.borrow_mut().by_stream.insert(stream, call);
-            }
-            None => {
-                count_final(&runtime, &call, result);
-                match answer {
-                    Some(answer) => answer_stream(stream, &answer, "retried_upstream_response"),
-                    None => {
-                        answer_stream(stream, &no_response(call.attempt), "retried_upstream_reset")
-                    }
-                }
-            }
+        if let Some(runtime) = self.runtime.clone() {
+            on_callout_answer(&runtime, &self.calls, token, num_headers, body_size);
         }
     }
 }
@@ -392,11 +338,15 @@ impl RootContext for FilterRoot {
             .borrow()
             .by_stream
             .iter()
-            .filter(|(_, c)| matches!(c.phase, Phase::Waiting { due_ms, .. } if due_ms <= now))
+            .filter(|(_, c)| match c.phase {
+                Phase::Waiting { due_ms, .. } => due_ms <= now,
+                Phase::Refused { .. } => true,
+                _ => false,
+            })
             .map(|(id, _)| *id)
             .collect();
         for stream in due {
-            self.start_replay(&runtime, stream, now);
+            start_replay(&runtime, &self.calls, stream, now, true);
         }
     }
 
@@ -414,72 +364,183 @@ impl RootContext for FilterRoot {
     }
 }
 
-impl FilterRoot {
-    /// The next attempt of a waiting call: the breaker must permit it (else the fallback is
-    /// served at once), then the replay goes out as a callout.
-    fn start_replay(&mut self, runtime: &Runtime, stream: u32, now: u64) {
-        let Some(mut call) = self.calls.borrow_mut().by_stream.remove(&stream) else {
+/// The next attempt of a waiting call: the breaker must permit it (else the fallback is
+/// served at once), then the replay goes out as a callout. `may_answer` is false inside the
+/// stream's own response-headers callback (a wait of 0), where the stream is not answered
+/// synchronously: a refusal or a failed dispatch is left to the tick.
+fn start_replay(runtime: &Runtime, calls: &SharedCalls, stream: u32, now: u64, may_answer: bool) {
+    let Some(mut call) = calls.borrow_mut().by_stream.remove(&stream) else {
+        return;
+    };
+    let last = match std::mem::replace(&mut call.phase, Phase::FirstAttempt) {
+        Phase::Waiting { last, .. } | Phase::InFlight { last } => last,
+        Phase::Refused {
+            state,
+            retry_after_ms,
+        } => {
+            refuse(runtime, &call, stream, state, retry_after_ms);
             return;
-        };
-        let last = match std::mem::replace(&mut call.phase, Phase::FirstAttempt) {
-            Phase::Waiting { last, .. } | Phase::InFlight { last } => last,
-            Phase::FirstAttempt => None,
-        };
-        if let Some(guard) = runtime.breakers.get(&call.instance) {
-            match guard.acquire(now) {
-                Acquired::Permitted => call.holds_permission = true,
-                Acquired::NotPermitted {
+        }
+        Phase::FirstAttempt => None,
+    };
+    if let Some(guard) = runtime.breakers.get(&call.instance) {
+        match guard.acquire(now) {
+            Acquired::Permitted => call.holds_permission = true,
+            Acquired::NotPermitted {
+                state,
+                retry_after_ms,
+            } if may_answer => {
+                refuse(runtime, &call, stream, state, retry_after_ms);
+                return;
+            }
+            Acquired::NotPermitted {
+                state,
+                retry_after_ms,
+            } => {
+                // Inside the stream's own response callback: the tick answers it.
+                call.phase = Phase::Refused {
                     state,
                     retry_after_ms,
-                } => {
-                    count_final(runtime, &call, CallResult::Response(503));
-                    answer_stream(
-                        stream,
-                        &guard.fallback(state, retry_after_ms),
-                        "circuit_breaker_not_permitted",
-                    );
-                    return;
+                };
+                calls.borrow_mut().by_stream.insert(stream, call);
+                return;
+            }
+            Acquired::Unknown => call.holds_permission = false,
+        }
+    }
+    let timeout = runtime
+        .retries
+        .get(&call.instance)
+        .map_or(5000, |r| r.options.per_try_timeout_ms);
+    let dispatched = match &call.replay {
+        Some(replay) => abi::dispatch_http_call(
+            &call.cluster,
+            &replay_headers(&replay.headers),
+            &replay.body,
+            timeout,
+        ),
+        None => Err(abi::HostError(0)),
+    };
+    match dispatched {
+        Ok(token) => {
+            call.attempt += 1;
+            call.attempt_started_ms = now;
+            call.phase = Phase::InFlight { last };
+            if let Some(r) = runtime.retries.get(&call.instance) {
+                r.metrics.count_attempt();
+            }
+            let mut calls = calls.borrow_mut();
+            calls.stream_of_callout.insert(token, stream);
+            calls.by_stream.insert(stream, call);
+        }
+        Err(_) if !may_answer => {
+            // Inside the stream's own response callback: let the tick try (and answer) again.
+            if call.holds_permission {
+                call.holds_permission = false;
+                if let Some(guard) = runtime.breakers.get(&call.instance) {
+                    guard.release(now);
                 }
-                Acquired::Unknown => call.holds_permission = false,
+            }
+            call.phase = Phase::Waiting { due_ms: now, last };
+            calls.borrow_mut().by_stream.insert(stream, call);
+        }
+        Err(e) => {
+            log::warn!(
+                "retry for '{}' not dispatched (host status {}): answering with the last failure",
+                call.instance,
+                e.0
+            );
+            if call.holds_permission {
+                if let Some(guard) = runtime.breakers.get(&call.instance) {
+                    guard.release(now);
+                }
+            }
+            count_final(runtime, &call, CallResult::Reset);
+            match last {
+                Some(answer) => answer_stream(stream, &answer, "retried_upstream_response"),
+                None => resume_stream(stream),
             }
         }
-        let timeout = runtime
-            .retries
-            .get(&call.instance)
-            .map_or(5000, |r| r.options.per_try_timeout_ms);
-        let dispatched = match &call.replay {
-            Some(replay) => abi::dispatch_http_call(
-                &call.cluster,
-                &replay_headers(&replay.headers),
-                &replay.body,
-                timeout,
-            ),
-            None => Err(abi::HostError(0)),
+    }
+}
+
+/// The breaker refused the next attempt: the caller gets the fallback.
+fn refuse(runtime: &Runtime, call: &Call, stream: u32, state: State, retry_after_ms: Option<u64>) {
+    count_final(runtime, call, CallResult::Response(503));
+    if let Some(guard) = runtime.breakers.get(&call.instance) {
+        answer_stream(
+            stream,
+            &guard.fallback(state, retry_after_ms),
+            "circuit_breaker_not_permitted",
+        );
+    }
+}
+
+/// A replay's answer arrived (in the root, or in the stream that dispatched it at once): record
+/// it, then wait for the next attempt or answer the caller.
+fn on_callout_answer(
+    runtime: &Runtime,
+    calls: &SharedCalls,
+    token: u32,
+    num_headers: usize,
+    body_size: usize,
+) {
+    let (stream, call) = {
+        let mut calls = calls.borrow_mut();
+        let Some(stream) = calls.stream_of_callout.remove(&token) else {
+            return;
         };
-        match dispatched {
-            Ok(token) => {
-                call.attempt += 1;
-                call.attempt_started_ms = now;
-                call.phase = Phase::InFlight { last };
-                if let Some(r) = runtime.retries.get(&call.instance) {
-                    r.metrics.count_attempt();
-                }
-                let mut calls = self.calls.borrow_mut();
-                calls.stream_of_callout.insert(token, stream);
-                calls.by_stream.insert(stream, call);
+        let Some(call) = calls.by_stream.remove(&stream) else {
+            return;
+        };
+        (stream, call)
+    };
+    let now = abi::now_ms().unwrap_or(call.attempt_started_ms);
+    let answer = if num_headers == 0 {
+        None
+    } else {
+        let headers = abi::get_header_map(abi::MAP_HTTP_CALL_RESPONSE_HEADERS).unwrap_or_default();
+        let status = headers
+            .iter()
+            .find(|(k, _)| k == ":status")
+            .and_then(|(_, v)| v.parse::<u16>().ok());
+        let body = abi::get_buffer(abi::BUFFER_HTTP_CALL_RESPONSE_BODY, 0, body_size)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        status.map(|status| Answer {
+            status,
+            headers,
+            body,
+        })
+    };
+    let result = answer
+        .as_ref()
+        .map_or(CallResult::Reset, |a| CallResult::Response(a.status));
+    let mut call = call;
+    let last = match std::mem::replace(&mut call.phase, Phase::FirstAttempt) {
+        Phase::InFlight { last } | Phase::Waiting { last, .. } => last,
+        Phase::Refused { .. } | Phase::FirstAttempt => None,
+    };
+    record_attempt(runtime, &mut call, result, now);
+    match next_step(runtime, &call, result, now) {
+        Some(wait_ms) => {
+            // An attempt with no answer keeps the previous failure as the one to show.
+            let last = answer.or(last);
+            call.phase = Phase::Waiting {
+                due_ms: now.saturating_add(wait_ms),
+                last,
+            };
+            calls.borrow_mut().by_stream.insert(stream, call);
+            if wait_ms == 0 {
+                start_replay(runtime, calls, stream, now, true);
             }
-            Err(e) => {
-                log::warn!("retry for '{}' not dispatched (host status {}): answering with the last failure", call.instance, e.0);
-                if call.holds_permission {
-                    if let Some(guard) = runtime.breakers.get(&call.instance) {
-                        guard.release(now);
-                    }
-                }
-                count_final(runtime, &call, CallResult::Reset);
-                match last {
-                    Some(answer) => answer_stream(stream, &answer, "retried_upstream_response"),
-                    None => resume_stream(stream),
-                }
+        }
+        None => {
+            count_final(runtime, &call, result);
+            match answer {
+                Some(answer) => answer_stream(stream, &answer, "retried_upstream_response"),
+                None => answer_stream(stream, &no_response(call.attempt), "retried_upstream_reset"),
             }
         }
     }
@@ -687,7 +748,20 @@ struct Stream {
     publish: Option<super::events::Publish>,
 }
 
-impl Context for Stream {}
+impl Context for Stream {
+    /// A replay this stream dispatched itself (a wait of 0) answers here.
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        num_headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        if let Some(runtime) = self.runtime.clone() {
+            on_callout_answer(&runtime, &self.calls, token, num_headers, body_size);
+        }
+    }
+}
 
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -757,6 +831,10 @@ impl HttpContext for Stream {
                     last: None,
                 };
                 self.calls.borrow_mut().by_stream.insert(self.id, call);
+                if wait_ms == 0 {
+                    // No wait: replay now rather than on the next tick.
+                    start_replay(&runtime, &self.calls, self.id, now, false);
+                }
                 Action::Pause
             }
             None => {
