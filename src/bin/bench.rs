@@ -748,8 +748,8 @@ fn seed_policy() -> Result<Value> {
 const CB: &str = "resilience4j.circuitbreaker.instances.user-service";
 const RETRY: &str = "resilience4j.retry.instances.user-service";
 
-/// Row e: the seed policy with user-service's retry wait 0 (served by the filter's 10 ms tick,
-/// so 0-10 ms, like row f's jittered 0-10 ms backoff) and its retry budget opened wide (as row
+/// Row e: the seed policy with user-service's retry wait 0 (the replay goes out at once; row f's
+/// Envoy backoff is jittered 0-10 ms) and its retry budget opened wide (as row
 /// f raises Envoy's max_retries), and its breaker METRICS_ONLY: it records every attempt as
 /// in row c but cannot open at the upstream's 50 % failure rate and turn the row into row d.
 fn retry_policy(seed: &Value) -> Value {
@@ -944,7 +944,7 @@ fn run() -> Result<()> {
         ("d", "filter, circuit FORCED_OPEN: fallback", forced, user),
         (
             "e",
-            "filter retry (wait 0 = 10 ms tick), upstream fails 1 in 2",
+            "filter retry (wait 0: at once), upstream fails 1 in 2",
             filter_retry,
             user,
         ),
