@@ -5,7 +5,7 @@ mod model;
 mod parse;
 
 pub use model::*;
-pub use parse::PolicyError;
+pub use parse::{PolicyError, UNSUPPORTED_MODULES};
 
 impl Policy {
     /// Parses and validates a whole policy. Any error rejects the whole policy.

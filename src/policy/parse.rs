@@ -314,7 +314,7 @@ fn unknown_key(
 }
 
 /// resilience4j modules other than circuitbreaker and retry (Spring prefixes under resilience4j).
-const UNSUPPORTED_MODULES: [&str; 6] = [
+pub const UNSUPPORTED_MODULES: [&str; 6] = [
     "ratelimiter",
     "bulkhead",
     "thread-pool-bulkhead",

@@ -6,17 +6,7 @@
 //! spellings) come from the parser too.
 
 use serde_json::{Map, Value};
-use sidecar_resilience::policy::Policy;
-
-/// resilience4j modules the filter does not implement (Spring prefixes under `resilience4j`).
-const UNSUPPORTED_MODULES: [&str; 6] = [
-    "ratelimiter",
-    "bulkhead",
-    "thread-pool-bulkhead",
-    "timelimiter",
-    "scheduled",
-    "micrometer",
-];
+use sidecar_resilience::policy::{Policy, UNSUPPORTED_MODULES};
 /// More errors than this in one file: the rest are not worth listing.
 const MAX_ERRORS: usize = 50;
 
