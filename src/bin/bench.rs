@@ -37,8 +37,8 @@ use serde_json::{json, Value};
 
 use support::{
     ecds_response, envoy_bin, envoy_validate, filter_wasm, free_port, inline_filter_bootstrap,
-    render_bootstrap, repo_root, request_with_timeout, set_path, write_atomically, BootstrapValues,
-    TempDir,
+    percent_encode, render_bootstrap, repo_root, request_with_timeout, set_path, write_atomically,
+    BootstrapValues, TempDir,
 };
 
 type Result<T> = std::result::Result<T, String>;
@@ -421,17 +421,6 @@ fn bench_values(ecds_path: &Path, upstream_port: u16) -> Result<BootstrapValues>
         // Whatever else the harness adds is not in envoy/bench/*.yaml.
         ..BootstrapValues::sample(ecds_path)
     })
-}
-
-fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// CPU time (user + system) of a process so far, in microseconds.

@@ -478,7 +478,8 @@ fn sigterm(pid: u32) {
 #[cfg(not(unix))]
 fn sigterm(_pid: u32) {}
 
-fn percent_encode(text: &str) -> String {
+/// Percent-encodes a query parameter value (RFC 3986 unreserved characters stay as they are).
+pub fn percent_encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
