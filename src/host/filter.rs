@@ -5,8 +5,9 @@
 //!
 //! Retries follow the verified pattern in shared/notes: the first attempt goes through the
 //! router; on a retryable response the stream pauses, the root's tick dispatches the replay
-//! as an HTTP callout to the same cluster after the wait, and the final answer is sent as a
-//! local reply on the stream. The caller sees exactly one response.
+//! as an HTTP callout to the same cluster after the wait (a wait of 0 goes out at once), and
+//! the final answer is sent as a local reply on the stream. The caller sees exactly one
+//! response.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
