@@ -11,23 +11,7 @@ const T0: u64 = 1_700_000_000_000;
 
 /// resilience4j's defaults (CircuitBreakerConfig.ofDefaults()).
 fn defaults() -> BreakerConfig {
-    BreakerConfig {
-        failure_rate_threshold: 50.0,
-        slow_call_rate_threshold: 100.0,
-        slow_call_duration_threshold_ms: 60_000,
-        sliding_window_type: SlidingWindowType::CountBased,
-        sliding_window_size: 100,
-        minimum_number_of_calls: 100,
-        wait_duration_in_open_state_ms: 60_000,
-        automatic_transition_from_open_to_half_open_enabled: false,
-        permitted_number_of_calls_in_half_open_state: 10,
-        max_wait_duration_in_half_open_state_ms: 0,
-        open_wait_multiplier: 1.0,
-        open_wait_max_ms: None,
-        initial_state: InitialState::Closed,
-        record: vec![],
-        ignore: vec![],
-    }
+    BreakerConfig::default()
 }
 
 /// COUNT_BASED window of `size` calls, `minimum` calls, 50 % failure threshold, 10 s open

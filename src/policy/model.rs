@@ -78,6 +78,29 @@ pub struct BreakerConfig {
     pub ignore: Vec<OutcomeMatcher>,
 }
 
+/// resilience4j's `CircuitBreakerConfig.ofDefaults()`.
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            failure_rate_threshold: 50.0,
+            slow_call_rate_threshold: 100.0,
+            slow_call_duration_threshold_ms: 60_000,
+            sliding_window_type: SlidingWindowType::CountBased,
+            sliding_window_size: 100,
+            minimum_number_of_calls: 100,
+            wait_duration_in_open_state_ms: 60_000,
+            automatic_transition_from_open_to_half_open_enabled: false,
+            permitted_number_of_calls_in_half_open_state: 10,
+            max_wait_duration_in_half_open_state_ms: 0,
+            open_wait_multiplier: 1.0,
+            open_wait_max_ms: None,
+            initial_state: InitialState::Closed,
+            record: vec![],
+            ignore: vec![],
+        }
+    }
+}
+
 /// One retry instance, every field resolved.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryConfig {
@@ -99,6 +122,24 @@ pub struct RetryConfig {
     pub retry_on: Vec<OutcomeMatcher>,
     /// HTTP analogue of ignore-exceptions: never retried.
     pub ignore: Vec<OutcomeMatcher>,
+}
+
+/// resilience4j's `RetryConfig.ofDefaults()` (multiplier and factor: `IntervalFunction`'s).
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max_attempts: 3,
+            wait_duration_ms: 500,
+            enable_exponential_backoff: false,
+            exponential_backoff_multiplier: 1.5,
+            exponential_max_wait_duration_ms: None,
+            enable_randomized_wait: false,
+            randomized_wait_factor: 0.5,
+            fail_after_max_attempts: false,
+            retry_on: vec![],
+            ignore: vec![],
+        }
+    }
 }
 
 /// The response served instead of calling an upstream whose circuit does not permit.

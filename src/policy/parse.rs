@@ -1035,7 +1035,7 @@ fn matchers(chain: &[&Layer], name: &str) -> Vec<OutcomeMatcher> {
     }
 }
 
-/// resilience4j's IntervalFunction.DEFAULT_MULTIPLIER.
+/// resilience4j's IntervalFunction.DEFAULT_MULTIPLIER, for the open-state wait too.
 const DEFAULT_MULTIPLIER: f64 = 1.5;
 
 fn build_breaker(chain: &[&Layer]) -> Result<BreakerConfig> {
@@ -1048,18 +1048,28 @@ fn build_breaker(chain: &[&Layer]) -> Result<BreakerConfig> {
             "enable-exponential-backoff and enable-randomized-wait cannot both be true",
         ));
     }
+    let d = BreakerConfig::default();
     Ok(BreakerConfig {
-        failure_rate_threshold: num(chain, "failure-rate-threshold", 50.0) as f32,
-        slow_call_rate_threshold: num(chain, "slow-call-rate-threshold", 100.0) as f32,
+        failure_rate_threshold: num(
+            chain,
+            "failure-rate-threshold",
+            f64::from(d.failure_rate_threshold),
+        ) as f32,
+        slow_call_rate_threshold: num(
+            chain,
+            "slow-call-rate-threshold",
+            f64::from(d.slow_call_rate_threshold),
+        ) as f32,
         slow_call_duration_threshold_ms: ms(chain, "slow-call-duration-threshold")
-            .unwrap_or(60_000),
+            .unwrap_or(d.slow_call_duration_threshold_ms),
         sliding_window_type: match find(chain, "sliding-window-type") {
             Some(Val::Window(window)) => *window,
-            _ => SlidingWindowType::CountBased,
+            _ => d.sliding_window_type,
         },
-        sliding_window_size: int(chain, "sliding-window-size", 100),
-        minimum_number_of_calls: int(chain, "minimum-number-of-calls", 100),
-        wait_duration_in_open_state_ms: ms(chain, "wait-duration-in-open-state").unwrap_or(60_000),
+        sliding_window_size: int(chain, "sliding-window-size", d.sliding_window_size),
+        minimum_number_of_calls: int(chain, "minimum-number-of-calls", d.minimum_number_of_calls),
+        wait_duration_in_open_state_ms: ms(chain, "wait-duration-in-open-state")
+            .unwrap_or(d.wait_duration_in_open_state_ms),
         automatic_transition_from_open_to_half_open_enabled: flag(
             chain,
             "automatic-transition-from-open-to-half-open-enabled",
@@ -1067,23 +1077,23 @@ fn build_breaker(chain: &[&Layer]) -> Result<BreakerConfig> {
         permitted_number_of_calls_in_half_open_state: int(
             chain,
             "permitted-number-of-calls-in-half-open-state",
-            10,
+            d.permitted_number_of_calls_in_half_open_state,
         ),
         max_wait_duration_in_half_open_state_ms: ms(chain, "max-wait-duration-in-half-open-state")
-            .unwrap_or(0),
+            .unwrap_or(d.max_wait_duration_in_half_open_state_ms),
         open_wait_multiplier: if exponential {
             num(chain, "exponential-backoff-multiplier", DEFAULT_MULTIPLIER)
         } else {
-            1.0
+            d.open_wait_multiplier
         },
         open_wait_max_ms: if exponential {
             ms(chain, "exponential-max-wait-duration-in-open-state")
         } else {
-            None
+            d.open_wait_max_ms
         },
         initial_state: match find(chain, "initial-state") {
             Some(Val::State(state)) => *state,
-            _ => InitialState::Closed,
+            _ => d.initial_state,
         },
         record: matchers(chain, "record-exceptions"),
         ignore: matchers(chain, "ignore-exceptions"),
@@ -1092,18 +1102,19 @@ fn build_breaker(chain: &[&Layer]) -> Result<BreakerConfig> {
 
 fn build_retry(chain: &[&Layer]) -> Result<RetryConfig> {
     let path = chain.first().map(|l| l.path.as_str()).unwrap_or("");
+    let d = RetryConfig::default();
     let config = RetryConfig {
-        max_attempts: int(chain, "max-attempts", 3),
-        wait_duration_ms: ms(chain, "wait-duration").unwrap_or(500),
+        max_attempts: int(chain, "max-attempts", d.max_attempts),
+        wait_duration_ms: ms(chain, "wait-duration").unwrap_or(d.wait_duration_ms),
         enable_exponential_backoff: flag(chain, "enable-exponential-backoff"),
         exponential_backoff_multiplier: num(
             chain,
             "exponential-backoff-multiplier",
-            DEFAULT_MULTIPLIER,
+            d.exponential_backoff_multiplier,
         ),
         exponential_max_wait_duration_ms: ms(chain, "exponential-max-wait-duration"),
         enable_randomized_wait: flag(chain, "enable-randomized-wait"),
-        randomized_wait_factor: num(chain, "randomized-wait-factor", 0.5),
+        randomized_wait_factor: num(chain, "randomized-wait-factor", d.randomized_wait_factor),
         fail_after_max_attempts: flag(chain, "fail-after-max-attempts"),
         retry_on: matchers(chain, "retry-exceptions"),
         ignore: matchers(chain, "ignore-exceptions"),

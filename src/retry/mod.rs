@@ -70,18 +70,7 @@ pub(crate) mod tests {
 
     /// resilience4j's defaults: 3 attempts, 500 ms, no backoff growth, no randomness.
     pub(crate) fn config() -> RetryConfig {
-        RetryConfig {
-            max_attempts: 3,
-            wait_duration_ms: 500,
-            enable_exponential_backoff: false,
-            exponential_backoff_multiplier: 1.5,
-            exponential_max_wait_duration_ms: None,
-            enable_randomized_wait: false,
-            randomized_wait_factor: 0.5,
-            fail_after_max_attempts: false,
-            retry_on: vec![],
-            ignore: vec![],
-        }
+        RetryConfig::default()
     }
 
     #[test]
