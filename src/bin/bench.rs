@@ -43,9 +43,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use support::{
-    ecds_response, envoy_bin, envoy_validate, filter_wasm, free_port, inline_filter_bootstrap,
-    percent_encode, render_bootstrap, repo_root, request_with_timeout, set_path, write_atomically,
-    BootstrapValues, TempDir,
+    ecds_response, envoy_bin, envoy_command, envoy_validate, filter_wasm, free_port,
+    inline_filter_bootstrap, percent_encode, render_bootstrap, repo_root, request_with_timeout,
+    set_path, write_atomically, BootstrapValues, TempDir,
 };
 
 type Result<T> = std::result::Result<T, String>;
@@ -284,15 +284,7 @@ impl BenchEnvoy {
         let log =
             std::fs::File::create(dir.path().join("stdio.log")).map_err(|e| format!("log: {e}"))?;
         let log_err = log.try_clone().map_err(|e| format!("log: {e}"))?;
-        let child = Command::new(envoy_bin())
-            .arg("-c")
-            .arg(&config)
-            .args([
-                "--concurrency",
-                "2",
-                "--disable-hot-restart",
-                "--use-dynamic-base-id",
-            ])
+        let child = envoy_command(&config)
             .args(["-l", "warning", "--log-path"])
             .arg(dir.path().join("envoy.log"))
             .stdin(Stdio::null())

@@ -3,15 +3,16 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use super::{
-    bootstrap_template, ecds_response, envoy_bin, filter_wasm, free_port, get, render_bootstrap,
-    request, request_with_timeout, write_atomically, BootstrapValues, Response, Services, TempDir,
+    bootstrap_template, ecds_response, envoy_bin, envoy_command, filter_wasm, free_port, get,
+    render_bootstrap, request, request_with_timeout, write_atomically, BootstrapValues, Response,
+    Services, TempDir,
 };
 
 /// How Envoy answered a policy pushed through ECDS.
@@ -135,15 +136,7 @@ impl Envoy {
         let stdio = std::fs::File::create(&stdio_path)
             .map_err(|e| format!("creating {}: {e}", stdio_path.display()))?;
         let stdio_err = stdio.try_clone().map_err(|e| format!("stdio: {e}"))?;
-        let child = Command::new(&bin)
-            .arg("-c")
-            .arg(&bootstrap_path)
-            .args([
-                "--concurrency",
-                "2",
-                "--disable-hot-restart",
-                "--use-dynamic-base-id",
-            ])
+        let child = envoy_command(&bootstrap_path)
             .args(["-l", &options.log_level])
             .arg("--log-path")
             .arg(dir.path().join("envoy.log"))

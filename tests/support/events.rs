@@ -18,7 +18,7 @@ use rdkafka::ClientConfig;
 use serde_json::{json, Value};
 
 use crate::support::{
-    envoy_bin, filter_wasm, free_port, repo_root, request, wasm_filter_config, TempDir,
+    envoy_command, filter_wasm, free_port, repo_root, request, wasm_filter_config, TempDir,
 };
 
 pub const GROUP: &str = "order-processor-group";
@@ -247,15 +247,7 @@ impl EventsEnvoy {
         let config = dir.path().join("bootstrap.json");
         std::fs::write(&config, bootstrap.to_string()).unwrap();
         let log = std::fs::File::create(dir.path().join("envoy.log")).unwrap();
-        let child = Command::new(envoy_bin())
-            .arg("-c")
-            .arg(&config)
-            .args([
-                "--concurrency",
-                "2",
-                "--disable-hot-restart",
-                "--use-dynamic-base-id",
-            ])
+        let child = envoy_command(&config)
             // EVENTS_ENVOY_LOG=debug for Envoy's view of a failing test.
             .args([
                 "-l",

@@ -70,6 +70,19 @@ pub fn filter_wasm() -> PathBuf {
     }
 }
 
+/// The Envoy command every test, the demo and the bench run: `config`, two workers (as a
+/// sidecar on two cores), several Envoys side by side (no hot restart, a dynamic base id).
+pub fn envoy_command(config: &Path) -> std::process::Command {
+    let mut command = std::process::Command::new(envoy_bin());
+    command.arg("-c").arg(config).args([
+        "--concurrency",
+        "2",
+        "--disable-hot-restart",
+        "--use-dynamic-base-id",
+    ]);
+    command
+}
+
 /// A port that was free a moment ago on 127.0.0.1 (the OS picks it).
 pub fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
