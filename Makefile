@@ -13,8 +13,10 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 ROOT  := $(CURDIR)
 CARGO ?= cargo
 
-# Where the integration tests (tests/support) and the demo find Envoy and the filter. Both have
-# the same defaults built in, so plain `cargo test` works after `make deps wasm`.
+# Where the test harness (tests/support, used by the integration tests, the demo and the bench)
+# finds Envoy and the filter. It has the same defaults built in (FILTER_WASM: tools/common's
+# envoy_config), so plain `cargo test -p sidecar-resilience-tests` works after `make deps wasm`
+# and building the tools (see `integration`).
 # Recursive (=): the glob is looked at when a recipe runs, i.e. after `deps` installed Envoy.
 ENVOY_BIN   ?= $(firstword $(wildcard $(ROOT)/.venv/lib/python3*/site-packages/envoy/_bin/envoy))
 FILTER_WASM ?= $(ROOT)/target/wasm32-wasip1/release/sidecar_resilience.wasm
@@ -42,55 +44,64 @@ help:
 	@echo "make docker-run  docker compose: the official Envoy image + the filter + demo upstreams"
 	@echo "make deps-oci    install docker-registry (apt-get; needs root or sudo), for tests/oci.rs"
 
-# install-kafka.sh (the event tests' broker) is another engineer's; run it when it exists.
+# install-deps.sh: rust targets, Envoy, wasm-bindgen; install-kafka.sh: the Kafka broker (Tansu)
+# of the events tests, the demo and the bench.
 deps:
 	@scripts/install-deps.sh
-	@if [ -x scripts/install-kafka.sh ]; then scripts/install-kafka.sh; fi
+	@scripts/install-kafka.sh
 
 deps-bench: deps
 	@scripts/install-deps.sh bench
 
 wasm: deps
-	$(CARGO) build --target wasm32-wasip1 --release --lib
+	$(CARGO) build -p sidecar-resilience --target wasm32-wasip1 --release --lib
 
 test: deps lint unit-native unit-wasm wasm validate integration
 
+# The filter's unit tests first (they build nothing but serde, serde_json and log), then the
+# tools' (tools/).
+TOOLS := tools-common r4j-import wasm-oci kafka-bridge demo bench
 unit-native: deps
-	$(CARGO) test --lib --bins
+	$(CARGO) test -p sidecar-resilience --lib
+	$(CARGO) test $(addprefix -p ,$(TOOLS))
 
 unit-wasm: deps
-	$(WASM_TEST_ENV) $(CARGO) test --lib --target wasm32-unknown-unknown
+	$(WASM_TEST_ENV) $(CARGO) test -p sidecar-resilience --lib --target wasm32-unknown-unknown
 
-# Integration tests start real Envoys with the built filter (tests/support).
+# Integration tests (tests/*.rs) start real Envoys with the built filter (the harness,
+# tests/support) and run the tools they test, built first: the harness finds them in target/.
+TESTED_TOOLS := r4j-import wasm-oci kafka-bridge
 integration: deps deps-oci wasm
-	$(CARGO) test --test '*'
+	$(CARGO) build $(addprefix -p ,$(TESTED_TOOLS))
+	$(CARGO) test -p sidecar-resilience-tests --test '*'
 
 # Renders each envoy/*.yaml bootstrap with sample values and the filter config with the seed
 # policy, and runs `envoy --mode validate` on each (the harness does the rendering).
 validate: deps wasm
-	$(CARGO) test --test foundation validate_shipped
+	$(CARGO) test -p sidecar-resilience-tests --test foundation validate_shipped
 
+# Every crate of the workspace natively; the filter also as Envoy loads it.
 lint: deps
-	$(CARGO) fmt --check
-	$(CARGO) clippy --lib --tests -- -D warnings
-	$(CARGO) clippy --lib --target wasm32-wasip1 -- -D warnings
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p sidecar-resilience --lib --target wasm32-wasip1 -- -D warnings
 
-# src/bin/demo.rs (uses tests/support via #[path]): Envoy with envoy/policy.json in front of
-# demo upstreams, a scripted mix of requests, an order.created event published through Envoy to
-# the kafka-bridge binary (built here too) over Tansu and read back by the consumer group, then
-# the admin URL; Ctrl-C stops everything. DEMO_EXIT=1 stops at the end instead.
+# tools/demo (uses the harness): Envoy with envoy/policy.json in front of demo upstreams, a
+# scripted mix of requests, an order.created event published through Envoy to the kafka-bridge
+# tool (built here too) over Tansu and read back by the consumer group, then the admin URL;
+# Ctrl-C stops everything. DEMO_EXIT=1 stops at the end instead.
 run: deps wasm
-	$(CARGO) build --quiet --bin kafka-bridge
-	$(CARGO) run --quiet --bin demo
+	$(CARGO) build --quiet -p kafka-bridge
+	$(CARGO) run --quiet -p demo
 
-# src/bin/bench.rs (uses tests/support via #[path]): wrk against Envoys from envoy/bench/*.yaml
-# (no filter, native outlier detection / retry, the filter closed / open / retrying) on loopback,
-# and events/s through the filter vs. straight to kafka-bridge over Tansu, in interleaved rounds;
-# a table on stdout, the same figures in target/bench/results.json.
-# BENCH_ARGS passes options, e.g. BENCH_ARGS=--profile (`cargo run --bin bench -- --help`).
+# tools/bench (uses the harness): wrk against Envoys from envoy/bench/*.yaml (no filter, native
+# outlier detection / retry, the filter closed / open / retrying) on loopback, and events/s
+# through the filter vs. straight to kafka-bridge over Tansu, in interleaved rounds; a table on
+# stdout, the same figures in target/bench/results.json.
+# BENCH_ARGS passes options, e.g. BENCH_ARGS=--profile (`cargo run -p bench -- --help`).
 bench: deps-bench wasm
-	$(CARGO) build --quiet --bin kafka-bridge
-	$(CARGO) run --quiet --bin bench -- $(BENCH_ARGS)
+	$(CARGO) build --quiet -p kafka-bridge
+	$(CARGO) run --quiet -p bench -- $(BENCH_ARGS)
 
 clean:
 	$(CARGO) clean
@@ -105,13 +116,13 @@ deps-oci:
 	  $$sudo apt-get update -qq; \
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends docker-registry >/dev/null; }
 
-# The filter as a Wasm OCI image (src/bin/wasm-oci): target/oci/layout (OCI image layout) and
+# The filter as a Wasm OCI image (tools/wasm-oci): target/oci/layout (OCI image layout) and
 # target/oci/istio/ (istio/*.yaml with url and sha256 filled in). No docker engine needed.
 # PUSH=HOST[:PORT]/REPO[:TAG] pushes it (loopback over plain HTTP; REGISTRY_USERNAME /
 # REGISTRY_PASSWORD for registries that want credentials).
 OCI_OUT ?= $(ROOT)/target/oci
 oci: wasm
-	$(CARGO) run --quiet --bin wasm-oci -- build --wasm $(FILTER_WASM) --out $(OCI_OUT) \
+	$(CARGO) run --quiet -p wasm-oci -- build --wasm $(FILTER_WASM) --out $(OCI_OUT) \
 	  $(if $(PUSH),--image $(PUSH) --push)
 
 # docker compose (envoy/compose/docker-compose.yaml): the official Envoy image, pinned to the

@@ -5,12 +5,15 @@
 
 pub mod breaker;
 pub mod duration;
-pub mod envoy_config;
 pub mod events;
 pub mod fallback;
 pub mod outcome;
 pub mod policy;
 pub mod retry;
+
+/// The filter's name: its plugin name when the host does not tell (shared-data keys and logs
+/// carry it), and the name, root id and vm id the Envoy configs in tools/ give it.
+pub const FILTER_NAME: &str = "sidecar-resilience";
 
 #[cfg(target_os = "wasi")]
 mod host;

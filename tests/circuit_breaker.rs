@@ -5,14 +5,12 @@
 // Test helpers outside #[test] fns may unwrap too: a failed step fails the test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
+use harness::*;
 use serde_json::{json, Value};
-use support::*;
 
 const CB: &str = "resilience4j.circuitbreaker.instances";
 
@@ -64,7 +62,7 @@ fn transitions(envoy: &Envoy, instance: &str, from: &str, to: &str) -> u64 {
     )
 }
 
-fn get_status(envoy: &Envoy, authority: &str) -> (u16, support::Response) {
+fn get_status(envoy: &Envoy, authority: &str) -> (u16, harness::Response) {
     let response = envoy
         .get(authority, "/users/42")
         .expect("request through envoy");

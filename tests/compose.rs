@@ -7,17 +7,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
-mod support;
-#[path = "support/yaml.rs"]
-mod yaml;
-
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use harness::*;
 use serde_json::Value;
-use support::*;
 
 fn compose_dir() -> PathBuf {
     repo_root().join("envoy/compose")
@@ -106,13 +102,16 @@ fn compose_mounts_the_native_config_files_and_module() {
     );
     assert!(config_dir.join("bootstrap.yaml").is_file());
     assert!(config_dir.join("policy.json").is_file());
-    let demo = std::fs::read_to_string(repo_root().join("src/bin/demo.rs")).unwrap_or_default();
-    if !demo.is_empty() {
-        assert!(
-            demo.contains("envoy/policy.json"),
-            "make run reads envoy/policy.json"
-        );
-    }
+    // `make run` reads envoy/policy.json: the demo loads the harness's shipped_policy().
+    assert_eq!(
+        config_dir.join("policy.json"),
+        normalize(&repo_root().join(SHIPPED_POLICY))
+    );
+    let demo = std::fs::read_to_string(repo_root().join("tools/demo/src/main.rs")).unwrap();
+    assert!(
+        demo.contains("shipped_policy()"),
+        "make run reads envoy/policy.json"
+    );
     // The entrypoint is render.sh from that same mount.
     assert_eq!(
         envoy["entrypoint"][1],
@@ -120,13 +119,9 @@ fn compose_mounts_the_native_config_files_and_module() {
     );
     // The module is the one `make wasm` builds (the Makefile's FILTER_WASM default).
     let wasm = mount_source(envoy, env["WASM"].as_str().unwrap());
-    assert_eq!(
-        wasm,
-        repo_root().join("target/wasm32-wasip1/release/sidecar_resilience.wasm")
-    );
+    assert_eq!(wasm, repo_root().join(FILTER_WASM));
     let makefile = std::fs::read_to_string(repo_root().join("Makefile")).unwrap();
-    assert!(makefile
-        .contains("FILTER_WASM ?= $(ROOT)/target/wasm32-wasip1/release/sidecar_resilience.wasm"));
+    assert!(makefile.contains(&format!("FILTER_WASM ?= $(ROOT)/{FILTER_WASM}")));
     // Every placeholder of the bootstrap has a value in the compose environment.
     let template = std::fs::read_to_string(bootstrap_template()).unwrap();
     for token in template.split("{{").skip(1) {

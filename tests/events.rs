@@ -4,17 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "support/events.rs"]
-mod events_support;
-#[allow(unused_imports)] // the shared harness re-exports more than these tests use
-mod support;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
-use events_support::*;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use harness::events::*;
 use serde_json::{json, Value};
-use sidecar_resilience::events::codec::{base64_decode, base64_encode};
 
 const JSON: &str = "application/vnd.kafka.json.v2+json";
 const BINARY: &str = "application/vnd.kafka.binary.v2+json";
@@ -49,33 +45,39 @@ fn marker_seen(records: &[Consumed]) -> bool {
 
 #[test]
 fn each_envelope_mode_lands_as_the_consumer_group_reads_it() {
-    let stack = Stack::start(modes_policy());
+    let stack = Stack::start(modes_policy()).unwrap();
     let tp = [("traceparent", TP)];
-    let r = stack.produce(
-        "order.created",
-        JSON,
-        br#"{"records":[{"value":{"orderId":"o-1","total":42}}]}"#,
-        &tp,
-    );
+    let r = stack
+        .produce(
+            "order.created",
+            JSON,
+            br#"{"records":[{"value":{"orderId":"o-1","total":42}}]}"#,
+            &tp,
+        )
+        .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(
         r.json().unwrap()["offsets"][0]["offset"].is_i64(),
         "{}",
         r.text()
     );
-    let r = stack.produce(
-        "order.updated",
-        JSON,
-        br#"{"records":[{"key":"o-1","value":{"orderId":"o-1","status":"paid"}}]}"#,
-        &tp,
-    );
+    let r = stack
+        .produce(
+            "order.updated",
+            JSON,
+            br#"{"records":[{"key":"o-1","value":{"orderId":"o-1","status":"paid"}}]}"#,
+            &tp,
+        )
+        .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
-    let r = stack.produce(
-        "payment.completed",
-        JSON,
-        br#"{"records":[{"value":{"paymentId":"p-1"}}]}"#,
-        &tp,
-    );
+    let r = stack
+        .produce(
+            "payment.completed",
+            JSON,
+            br#"{"records":[{"value":{"paymentId":"p-1"}}]}"#,
+            &tp,
+        )
+        .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
 
     let got = consume(
@@ -83,13 +85,14 @@ fn each_envelope_mode_lands_as_the_consumer_group_reads_it() {
         Duration::from_secs(30),
         Duration::ZERO,
         |r| r.len() >= 3,
-    );
+    )
+    .unwrap();
     assert_eq!(got.len(), 3, "{got:?}");
     let on = |t: &str| got.iter().find(|r| r.topic == t).unwrap();
 
     // Envelope (the seed's shape), keyed by the data's orderId.
     let created = on("order.created");
-    let v = created.json();
+    let v = created.json().unwrap();
     assert!(is_uuid_v4(v["id"].as_str().unwrap()), "{v}");
     assert_eq!(v["type"], "order.created");
     assert_eq!(v["source"], SOURCE);
@@ -109,7 +112,7 @@ fn each_envelope_mode_lands_as_the_consumer_group_reads_it() {
 
     // CloudEvents structured.
     let updated = on("order.updated");
-    let v = updated.json();
+    let v = updated.json().unwrap();
     assert_eq!(v["specversion"], "1.0");
     assert_eq!(v["type"], "com.example.order.updated");
     assert_eq!(v["source"], SOURCE);
@@ -124,7 +127,7 @@ fn each_envelope_mode_lands_as_the_consumer_group_reads_it() {
 
     // CloudEvents binary: value untouched, attributes in headers.
     let paid = on("payment.completed");
-    assert_eq!(paid.json(), json!({"paymentId": "p-1"}));
+    assert_eq!(paid.json().unwrap(), json!({"paymentId": "p-1"}));
     assert_eq!(paid.header("ce_specversion").as_deref(), Some("1.0"));
     assert!(is_uuid_v4(&paid.header("ce_id").unwrap()));
     assert_eq!(paid.header("ce_source").as_deref(), Some(SOURCE));
@@ -135,28 +138,33 @@ fn each_envelope_mode_lands_as_the_consumer_group_reads_it() {
     assert_eq!(
         stack
             .envoy
-            .stat("wasmcustom.sidecar_events_records_stamped.topic.order_created"),
+            .stat("wasmcustom.sidecar_events_records_stamped.topic.order_created")
+            .unwrap(),
         1
     );
 }
 
 #[test]
 fn a_service_cannot_publish_as_another() {
-    let stack = Stack::start(modes_policy());
+    let stack = Stack::start(modes_policy()).unwrap();
     let spoof = json!({"records": [
         {"value": {"id": "evt-1", "source": "payment-service.shop", "type": "payment.completed", "data": {"marker": 1}}},
         {"value": {"source": "payment-service.shop", "orderId": "o-2", "marker": 2}}
     ]});
-    let r = stack.produce("order.created", JSON, spoof.to_string().as_bytes(), &[]);
+    let r = stack
+        .produce("order.created", JSON, spoof.to_string().as_bytes(), &[])
+        .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
-    let h = |k: &str, v: &str| json!({"key": k, "value": base64_encode(v.as_bytes())});
+    let h = |k: &str, v: &str| json!({"key": k, "value": BASE64.encode(v)});
     let binary_spoof = json!({"records": [{"value": {"marker": 3}, "headers": [h("ce_source", "payment-service.shop")]}]});
-    let r = stack.produce(
-        "payment.completed",
-        JSON,
-        binary_spoof.to_string().as_bytes(),
-        &[],
-    );
+    let r = stack
+        .produce(
+            "payment.completed",
+            JSON,
+            binary_spoof.to_string().as_bytes(),
+            &[],
+        )
+        .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
 
     let got = consume(
@@ -164,12 +172,13 @@ fn a_service_cannot_publish_as_another() {
         Duration::from_secs(30),
         Duration::ZERO,
         |r| r.len() >= 3,
-    );
+    )
+    .unwrap();
     assert_eq!(got.len(), 3);
     let created: Vec<Value> = got
         .iter()
         .filter(|r| r.topic == "order.created")
-        .map(Consumed::json)
+        .map(|r| r.json().unwrap())
         .collect();
     assert!(created.iter().all(|v| v["source"] == SOURCE), "{created:?}");
     assert!(
@@ -192,40 +201,48 @@ fn a_service_cannot_publish_as_another() {
     assert_eq!(
         stack
             .envoy
-            .stat("wasmcustom.sidecar_events_sources_corrected.topic.order_created"),
+            .stat("wasmcustom.sidecar_events_sources_corrected.topic.order_created")
+            .unwrap(),
         1
     );
     assert_eq!(
         stack
             .envoy
-            .stat("wasmcustom.sidecar_events_sources_corrected.topic.payment_completed"),
+            .stat("wasmcustom.sidecar_events_sources_corrected.topic.payment_completed")
+            .unwrap(),
         1
     );
 }
 
 #[test]
 fn a_spoofed_source_is_refused_when_the_policy_says_reject() {
-    let stack = Stack::start(json!({"bridges": ["kafka-bridge"], "spoofed-source": "reject"}));
+    let stack =
+        Stack::start(json!({"bridges": ["kafka-bridge"], "spoofed-source": "reject"})).unwrap();
     let spoof = json!({"records": [{"value": {"n": 1}}, {"value": {"id": "e", "source": "payment-service.shop", "data": {}}}]});
-    let r = stack.produce("order.created", JSON, spoof.to_string().as_bytes(), &[]);
+    let r = stack
+        .produce("order.created", JSON, spoof.to_string().as_bytes(), &[])
+        .unwrap();
     assert_eq!(r.status, 403, "{}", r.text());
     assert!(r.json().unwrap()["message"]
         .as_str()
         .unwrap()
         .contains("payment-service.shop"));
-    let r = stack.produce(
-        "order.created",
-        JSON,
-        br#"{"records":[{"value":"marker"}]}"#,
-        &[],
-    );
+    let r = stack
+        .produce(
+            "order.created",
+            JSON,
+            br#"{"records":[{"value":"marker"}]}"#,
+            &[],
+        )
+        .unwrap();
     assert_eq!(r.status, 200);
     let got = consume(
         &stack.broker,
         Duration::from_secs(30),
         Duration::from_millis(500),
         marker_seen,
-    );
+    )
+    .unwrap();
     assert_eq!(
         got.len(),
         1,
@@ -235,7 +252,7 @@ fn a_spoofed_source_is_refused_when_the_policy_says_reject() {
 
 #[test]
 fn ids_are_unique_across_10k_records_sent_concurrently_through_both_workers() {
-    let stack = Stack::start(json!({"bridges": ["kafka-bridge"]}));
+    let stack = Stack::start(json!({"bridges": ["kafka-bridge"]})).unwrap();
     const THREADS: usize = 16;
     const REQUESTS: usize = 50;
     const RECORDS: usize = 13; // 16 * 50 * 13 = 10_400 >= 10k
@@ -250,7 +267,7 @@ fn ids_are_unique_across_10k_records_sent_concurrently_through_both_workers() {
                         .collect();
                     let body = json!({"records": records}).to_string();
                     // A fresh connection per request: Envoy spreads them over its two workers.
-                    let r = support::request(
+                    let r = harness::request(
                         port,
                         "POST",
                         "kafka-bridge",
@@ -271,19 +288,23 @@ fn ids_are_unique_across_10k_records_sent_concurrently_through_both_workers() {
         Duration::from_secs(90),
         Duration::from_millis(500),
         |r| r.len() >= total,
-    );
+    )
+    .unwrap();
     assert_eq!(got.len(), total);
     let ids: HashSet<String> = got
         .iter()
-        .map(|r| r.json()["id"].as_str().unwrap().to_string())
+        .map(|r| r.json().unwrap()["id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(ids.len(), total, "every id unique");
     assert!(ids.iter().all(|id| is_uuid_v4(id)));
     let workers: Vec<u64> = (0..2)
         .map(|w| {
-            stack.envoy.stat(&format!(
-                "listener.127.0.0.1_{port}.worker_{w}.downstream_cx_total"
-            ))
+            stack
+                .envoy
+                .stat(&format!(
+                    "listener.127.0.0.1_{port}.worker_{w}.downstream_cx_total"
+                ))
+                .unwrap()
         })
         .collect();
     assert!(
@@ -294,23 +315,29 @@ fn ids_are_unique_across_10k_records_sent_concurrently_through_both_workers() {
 
 #[test]
 fn an_enveloped_record_keeps_its_id_and_binary_values_keep_their_bytes() {
-    let stack = Stack::start(modes_policy());
+    let stack = Stack::start(modes_policy()).unwrap();
     let prior = json!({"id": "evt-42", "type": "order.created", "source": SOURCE,
                        "timestamp": "2024-01-01T00:00:00.000Z", "data": {"orderId": "o-42"}, "version": "1.0"});
-    let r = stack.produce(
-        "order.created",
-        JSON,
-        json!({"records": [{"value": prior}]})
-            .to_string()
-            .as_bytes(),
-        &[],
-    );
+    let r = stack
+        .produce(
+            "order.created",
+            JSON,
+            json!({"records": [{"value": prior}]})
+                .to_string()
+                .as_bytes(),
+            &[],
+        )
+        .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     let bytes: Vec<u8> = (0..=255u8).rev().collect();
-    let body = json!({"records": [{"value": base64_encode(&bytes)}]}).to_string();
-    let r = stack.produce("order.updated", BINARY, body.as_bytes(), &[]);
+    let body = json!({"records": [{"value": BASE64.encode(&bytes)}]}).to_string();
+    let r = stack
+        .produce("order.updated", BINARY, body.as_bytes(), &[])
+        .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
-    let r = stack.produce("payment.completed", BINARY, body.as_bytes(), &[]);
+    let r = stack
+        .produce("payment.completed", BINARY, body.as_bytes(), &[])
+        .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
 
     let got = consume(
@@ -318,16 +345,19 @@ fn an_enveloped_record_keeps_its_id_and_binary_values_keep_their_bytes() {
         Duration::from_secs(30),
         Duration::ZERO,
         |r| r.len() >= 3,
-    );
+    )
+    .unwrap();
     let on = |t: &str| got.iter().find(|r| r.topic == t).unwrap();
     assert_eq!(
-        on("order.created").json(),
+        on("order.created").json().unwrap(),
         prior,
         "kept whole: same id, same timestamp"
     );
-    let structured = on("order.updated").json();
+    let structured = on("order.updated").json().unwrap();
     assert_eq!(
-        base64_decode(structured["data_base64"].as_str().unwrap()).unwrap(),
+        BASE64
+            .decode(structured["data_base64"].as_str().unwrap())
+            .unwrap(),
         bytes
     );
     assert_eq!(structured["datacontenttype"], "application/octet-stream");
@@ -339,14 +369,15 @@ fn an_enveloped_record_keeps_its_id_and_binary_values_keep_their_bytes() {
     assert_eq!(
         stack
             .envoy
-            .stat("wasmcustom.sidecar_events_envelopes_kept.topic.order_created"),
+            .stat("wasmcustom.sidecar_events_envelopes_kept.topic.order_created")
+            .unwrap(),
         1
     );
 }
 
 #[test]
 fn bad_input_gets_its_error_and_nothing_of_it_lands() {
-    let stack = Stack::start(json!({"bridges": ["kafka-bridge"], "max-body-bytes": 2048}));
+    let stack = Stack::start(json!({"bridges": ["kafka-bridge"], "max-body-bytes": 2048})).unwrap();
     let big = format!(r#"{{"records":[{{"value":"{}"}}]}}"#, "x".repeat(4096));
     let cases: Vec<(&str, &[u8], u16, &str)> = vec![
         (JSON, b"{not json", 400, "body is not valid JSON"),
@@ -384,7 +415,7 @@ fn bad_input_gets_its_error_and_nothing_of_it_lands() {
         ),
     ];
     for (ct, body, status, message) in &cases {
-        let r = stack.produce("order.created", ct, body, &[]);
+        let r = stack.produce("order.created", ct, body, &[]).unwrap();
         assert_eq!(
             r.status,
             *status,
@@ -399,47 +430,50 @@ fn bad_input_gets_its_error_and_nothing_of_it_lands() {
             "{error}"
         );
     }
-    let r = stack.produce(
-        "order.created",
-        JSON,
-        br#"{"records":[{"value":"marker"}]}"#,
-        &[],
-    );
+    let r = stack
+        .produce(
+            "order.created",
+            JSON,
+            br#"{"records":[{"value":"marker"}]}"#,
+            &[],
+        )
+        .unwrap();
     assert_eq!(r.status, 200);
     let got = consume(
         &stack.broker,
         Duration::from_secs(30),
         Duration::from_millis(500),
         marker_seen,
-    );
+    )
+    .unwrap();
     assert_eq!(got.len(), 1, "only the marker landed: {got:?}");
     assert_eq!(
         stack.envoy.stat(
             "wasmcustom.sidecar_events_requests_rejected.topic.order_created.reason.invalid_shape"
-        ),
+        ).unwrap(),
         4
     );
 }
 
 #[test]
 fn non_produce_bridge_traffic_passes_untouched() {
-    let stack = Stack::start(modes_policy());
+    let stack = Stack::start(modes_policy()).unwrap();
     // Through Envoy, the bridge's other endpoints answer as they do directly.
-    let direct = support::request(stack.bridge.port, "GET", "bridge", "/topics", &[], b"").unwrap();
+    let direct = harness::request(stack.bridge.port, "GET", "bridge", "/topics", &[], b"").unwrap();
     let via =
-        support::request(stack.envoy.port, "GET", "kafka-bridge", "/topics", &[], b"").unwrap();
+        harness::request(stack.envoy.port, "GET", "kafka-bridge", "/topics", &[], b"").unwrap();
     assert_eq!((via.status, via.text()), (direct.status, direct.text()));
     // Bodies of non-produce requests reach a bridge cluster byte for byte.
     stack
         .recorder
-        .set_default(support::Action::respond(200, "{}"));
+        .set_default(harness::Action::respond(200, "{}"));
     let consumer_api = br#"{"name": "c1", "format": "json", "not": "an envelope"}"#;
     for (method, path) in [
         ("POST", "/consumers/order-processor-group"),
         ("PUT", "/topics/order.created"),
         ("POST", "/topics/order.created/extra"),
     ] {
-        let r = support::request(
+        let r = harness::request(
             stack.envoy.port,
             method,
             "recorder",
@@ -459,7 +493,7 @@ fn non_produce_bridge_traffic_passes_untouched() {
     }
     // And a produce request to that same cluster is stamped; the client's Content-Length
     // (of the unstamped body) does not travel with it: Envoy frames the stamped body.
-    let r = support::request(
+    let r = harness::request(
         stack.envoy.port,
         "POST",
         "recorder",
@@ -485,18 +519,18 @@ fn non_produce_bridge_traffic_passes_untouched() {
 /// at a real one.
 #[test]
 fn shipped_bootstrap_and_policy_stamp_what_goes_to_the_kafka_bridge() {
-    let text = std::fs::read_to_string(support::repo_root().join("envoy/policy.json")).unwrap();
+    let text = std::fs::read_to_string(harness::repo_root().join("envoy/policy.json")).unwrap();
     let policy: Value = serde_json::from_str(&text).unwrap();
-    let services = support::Services::start().unwrap();
-    let envoy = support::Envoy::start(&services, &policy).unwrap();
-    services.bridge.push(support::Action::respond(
+    let services = harness::Services::start().unwrap();
+    let envoy = harness::Envoy::start(&services, &policy).unwrap();
+    services.bridge.push(harness::Action::respond(
         200,
         r#"{"offsets":[{"partition":0,"offset":0}]}"#,
     ));
     let r = envoy
         .request(
             "POST",
-            support::KAFKA_BRIDGE,
+            harness::KAFKA_BRIDGE,
             "/topics/order.created",
             &[("content-type", JSON)],
             br#"{"records":[{"value":{"orderId":"o-1001"}}]}"#,

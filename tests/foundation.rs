@@ -5,12 +5,10 @@
 // Test code: failing loudly is the point (clippy.toml allows this inside #[test] fns only).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::time::Duration;
 
+use harness::*;
 use serde_json::{json, Value};
-use support::*;
 
 /// Sends a POST with a header and a body through Envoy to `authority` and checks that the client
 /// gets exactly what the upstream answered and the upstream got exactly what the client sent.

@@ -4,20 +4,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
-mod support;
-#[path = "support/yaml.rs"]
-mod yaml;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use harness::*;
 use serde_json::Value;
 use sidecar_resilience::policy::Policy;
-use support::*;
 
 fn import(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_r4j-import"))
+    Command::new(tool_bin("r4j-import").unwrap())
         .args(args)
         .stdin(Stdio::null())
         .output()

@@ -5,17 +5,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
-mod support;
-#[path = "support/yaml.rs"]
-mod yaml;
-
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use harness::*;
 use serde_json::{json, Value};
 use sidecar_resilience::policy::Policy;
-use support::*;
 
 fn manifests() -> Vec<(PathBuf, Value)> {
     let dir = repo_root().join("istio");
@@ -48,7 +44,7 @@ fn plugins() -> Vec<(String, Value)> {
 fn seed_policy_via_importer() -> Value {
     let dir = TempDir::new("istio-test").unwrap();
     let out = dir.path().join("policy.json");
-    let status = Command::new(env!("CARGO_BIN_EXE_r4j-import"))
+    let status = Command::new(tool_bin("r4j-import").unwrap())
         .arg(repo_root().join("tests/fixtures/seed-manifests.yaml"))
         .arg("--policy")
         .arg(&out)

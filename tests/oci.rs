@@ -5,18 +5,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
-#[allow(unused_imports)] // this test uses only part of the harness
-mod support;
-#[path = "support/yaml.rs"]
-mod yaml;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use harness::*;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use support::*;
 
 const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
@@ -118,7 +113,7 @@ fn fetch(url: &str, accept: &str) -> (u16, Option<String>, Vec<u8>) {
 }
 
 fn build(out: &Path, extra: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_wasm-oci"))
+    let output = Command::new(tool_bin("wasm-oci").unwrap())
         .arg("build")
         .arg("--wasm")
         .arg(filter_wasm())

@@ -5,12 +5,10 @@
 // Test helpers outside #[test] fns may unwrap too: a failed step fails the test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::time::Duration;
 
+use harness::*;
 use serde_json::{json, Value};
-use support::*;
 
 const RETRY: &str = "resilience4j.retry.instances";
 const CB: &str = "resilience4j.circuitbreaker.instances";

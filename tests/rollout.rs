@@ -14,16 +14,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
-#[allow(unused_imports)] // this test uses only part of the harness
-mod support;
-
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use harness::*;
 use serde_json::{json, Value};
-use support::*;
 
 const CB: &str = "resilience4j.circuitbreaker.instances";
 

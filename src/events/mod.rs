@@ -1,8 +1,9 @@
 //! Event stamping for records published through the sidecar to a Kafka HTTP bridge: the
 //! policy's `events` section ([`config`]), the produce request and its envelope ([`produce`]),
-//! and the small encoders both need ([`codec`]). Pure: time and randomness are parameters.
+//! and the small encoders both need (`codec`, private: the tools use their own). Pure: time and
+//! randomness are parameters.
 
-pub mod codec;
+mod codec;
 pub mod config;
 pub mod produce;
 

@@ -29,7 +29,7 @@ use super::metrics::{BreakerMetrics, RetryMetrics};
 use super::store::{self, StoreError};
 
 /// Plugin name when the host does not tell (shared-data keys and logs carry it).
-const DEFAULT_PLUGIN_NAME: &str = crate::envoy_config::FILTER_NAME;
+const DEFAULT_PLUGIN_NAME: &str = crate::FILTER_NAME;
 /// Breakers are shared-data keys and ~20 stats each: bound both.
 const MAX_INSTANCES: usize = 256;
 /// Retry waits are served by the tick: 10 ms keeps a 300 ms wait within a few percent.

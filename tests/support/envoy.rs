@@ -15,6 +15,43 @@ use super::{
     Services, TempDir,
 };
 
+/// Where the clusters of a bootstrap template point: one port per service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServicePorts {
+    pub user: u16,
+    pub order: u16,
+    pub istio_user: u16,
+    pub payment: u16,
+    /// Cluster `kafka-bridge`: the Kafka HTTP bridge.
+    pub kafka_bridge: u16,
+}
+
+impl ServicePorts {
+    /// Every service on one port (the bench's single upstream).
+    pub fn all(port: u16) -> ServicePorts {
+        ServicePorts {
+            user: port,
+            order: port,
+            istio_user: port,
+            payment: port,
+            kafka_bridge: port,
+        }
+    }
+}
+
+impl Services {
+    /// The ports of these upstreams.
+    pub fn ports(&self) -> ServicePorts {
+        ServicePorts {
+            user: self.user.port(),
+            order: self.order.port(),
+            istio_user: self.istio_user.port(),
+            payment: self.payment.port(),
+            kafka_bridge: self.bridge.port(),
+        }
+    }
+}
+
 /// How Envoy answered a policy pushed through ECDS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PolicyUpdate {
@@ -28,7 +65,8 @@ pub enum PolicyUpdate {
 /// (`config_reload` counts every attempt, accepted or not, so it does not tell the outcome.)
 pub const ECDS_STAT_PREFIX: &str = "extension_config_discovery.http_filter.sidecar-resilience.";
 
-/// Options for [`Envoy::start_with`]; `Default` picks free ports.
+/// Options for [`Envoy::start_with`] and [`Envoy::start_on`]; `Default` picks free ports, the
+/// shipped bootstrap and the built filter.
 #[derive(Debug, Clone)]
 pub struct EnvoyOptions {
     pub admin_port: Option<u16>,
@@ -36,8 +74,11 @@ pub struct EnvoyOptions {
     /// Envoy's `-l` level (`info` by default: the filter's info logs and Envoy's config messages).
     pub log_level: String,
     pub startup_timeout: Duration,
-    /// Port of cluster `kafka-bridge`: a real bridge (the demo's); None = `services.bridge`.
-    pub kafka_bridge_port: Option<u16>,
+    /// The bootstrap template (`envoy/bootstrap.yaml` by default; the bench's are under
+    /// `envoy/bench/`).
+    pub template: PathBuf,
+    /// The filter module the ECDS file names ([`filter_wasm`] by default).
+    pub wasm: PathBuf,
 }
 
 impl Default for EnvoyOptions {
@@ -47,14 +88,16 @@ impl Default for EnvoyOptions {
             listen_port: None,
             log_level: "info".to_string(),
             startup_timeout: Duration::from_secs(30),
-            kafka_bridge_port: None,
+            template: bootstrap_template(),
+            wasm: filter_wasm(),
         }
     }
 }
 
-/// A running Envoy (`--concurrency 2`) from `envoy/bootstrap.yaml`, with the filter delivered by
-/// ECDS from a file in its own temp dir. Dropping it stops Envoy (SIGTERM, then SIGKILL), prints
-/// the Envoy log if the thread is panicking (a failing test), and removes the temp dir.
+/// A running Envoy (`--concurrency 2`) from a bootstrap template (`envoy/bootstrap.yaml` unless
+/// [`EnvoyOptions::template`] says otherwise), with the filter delivered by ECDS from a file in
+/// its own temp dir. Dropping it stops Envoy (SIGTERM, then SIGKILL), prints the Envoy log if the
+/// thread is panicking (a failing test), and removes the temp dir.
 pub struct Envoy {
     child: Option<Child>,
     dir: TempDir,
@@ -77,11 +120,24 @@ impl Envoy {
         policy: &Value,
         options: &EnvoyOptions,
     ) -> Result<Envoy, String> {
+        Envoy::start_on(&services.ports(), Some(policy), options)
+    }
+
+    /// Starts Envoy with its clusters pointing at `ports`; with `policy`, the filter is
+    /// delivered through ECDS carrying it (without, no ECDS file is written: for templates
+    /// without the filter). Returns once admin `/ready` says LIVE, the listener answers and the
+    /// policy (if any) was applied.
+    pub fn start_on(
+        ports: &ServicePorts,
+        policy: Option<&Value>,
+        options: &EnvoyOptions,
+    ) -> Result<Envoy, String> {
         let fixed_ports = options.admin_port.is_some() || options.listen_port.is_some();
+        let policy_json = policy.map(Value::to_string);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match Envoy::start_once(services, &policy.to_string(), options) {
+            match Envoy::start_once(ports, policy_json.as_deref(), options) {
                 // Free ports are only free until someone else binds them: retry on a clash.
                 Err(e) if !fixed_ports && attempt < 3 && e.contains("Address already in use") => {
                     continue
@@ -92,12 +148,12 @@ impl Envoy {
     }
 
     fn start_once(
-        services: &Services,
-        policy_json: &str,
+        ports: &ServicePorts,
+        policy_json: Option<&str>,
         options: &EnvoyOptions,
     ) -> Result<Envoy, String> {
-        let wasm = filter_wasm();
-        if !wasm.is_file() {
+        let wasm = options.wasm.clone();
+        if policy_json.is_some() && !wasm.is_file() {
             return Err(format!(
                 "filter not built: {} (run `make wasm`)",
                 wasm.display()
@@ -114,23 +170,23 @@ impl Envoy {
             admin_port: port(options.admin_port)?,
             listen_port: port(options.listen_port)?,
             ecds_path: ecds_path.clone(),
-            user_service_port: services.user.port(),
-            order_service_port: services.order.port(),
-            istio_user_service_port: services.istio_user.port(),
-            payment_service_port: services.payment.port(),
-            kafka_bridge_port: options
-                .kafka_bridge_port
-                .unwrap_or_else(|| services.bridge.port()),
+            user_service_port: ports.user,
+            order_service_port: ports.order,
+            istio_user_service_port: ports.istio_user,
+            payment_service_port: ports.payment,
+            kafka_bridge_port: ports.kafka_bridge,
         };
-        let bootstrap = render_bootstrap(&bootstrap_template(), &values)?;
+        let bootstrap = render_bootstrap(&options.template, &values)?;
         let bootstrap_path = dir.path().join("bootstrap.yaml");
         std::fs::write(&bootstrap_path, bootstrap)
             .map_err(|e| format!("writing {}: {e}", bootstrap_path.display()))?;
-        write_atomically(
-            &ecds_path,
-            &ecds_response(1, &wasm, policy_json).to_string(),
-        )
-        .map_err(|e| format!("writing {}: {e}", ecds_path.display()))?;
+        if let Some(policy_json) = policy_json {
+            write_atomically(
+                &ecds_path,
+                &ecds_response(1, &wasm, policy_json).to_string(),
+            )
+            .map_err(|e| format!("writing {}: {e}", ecds_path.display()))?;
+        }
 
         let stdio_path = dir.path().join("stdio.log");
         let stdio = std::fs::File::create(&stdio_path)
@@ -155,13 +211,13 @@ impl Envoy {
             wasm,
             version: 1,
         };
-        match envoy.wait_started(options.startup_timeout) {
+        match envoy.wait_started(options.startup_timeout, policy_json.is_some()) {
             Ok(()) => Ok(envoy),
             Err(e) => Err(format!("{e}\n--- envoy log ---\n{}", envoy.log())),
         }
     }
 
-    fn wait_started(&mut self, timeout: Duration) -> Result<(), String> {
+    fn wait_started(&mut self, timeout: Duration, with_policy: bool) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
         let short = Duration::from_secs(2);
         #[derive(Debug)]
@@ -195,6 +251,7 @@ impl Envoy {
                     )
                     .is_ok()
                 }
+                Stage::InitialPolicy if !with_policy => return Ok(()),
                 Stage::InitialPolicy => {
                     let success = self.ecds_counter("update_success");
                     let rejected =
@@ -235,6 +292,11 @@ impl Envoy {
 
     pub fn admin_port(&self) -> u16 {
         self.admin_port
+    }
+
+    /// Envoy's process id (None once stopped).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn admin_url(&self) -> String {
@@ -336,6 +398,16 @@ impl Envoy {
             .filter_map(|line| line.split_once(": "))
             .find(|(n, _)| *n == name)
             .and_then(|(_, v)| v.trim().parse().ok())
+    }
+
+    /// Counters and gauges whose name matches `regex` (admin `/stats?filter=`), name → value.
+    pub fn counters(&self, regex: &str) -> Result<BTreeMap<String, u64>, String> {
+        let text = self.admin_get(&format!("/stats?filter={}", percent_encode(regex)))?;
+        Ok(text
+            .lines()
+            .filter_map(|line| line.split_once(": "))
+            .filter_map(|(name, value)| Some((name.to_string(), value.trim().parse().ok()?)))
+            .collect())
     }
 
     /// One of the filter's ECDS counters (see [`ECDS_STAT_PREFIX`]); 0 when absent.

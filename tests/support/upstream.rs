@@ -440,7 +440,7 @@ pub struct Services {
     /// Cluster `payment-service`: no policy instance, passes through.
     pub payment: Upstream,
     /// Cluster `kafka-bridge` (authority `kafka-bridge`): stands in for the Kafka HTTP bridge
-    /// unless [`EnvoyOptions::kafka_bridge_port`](super::EnvoyOptions) names a real one.
+    /// (the demo points the cluster at a real one with [`Envoy::start_on`](super::Envoy)).
     pub bridge: Upstream,
 }
 

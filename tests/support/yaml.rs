@@ -1,7 +1,4 @@
 //! YAML as JSON values, for tests that read istio/ manifests, compose files and importer output.
-//! Included with `#[path = "support/yaml.rs"] mod yaml;` by the tests that need it.
-
-#![allow(dead_code)]
 
 use serde_json::{Map, Number, Value};
 use yaml_rust2::{Yaml, YamlLoader};

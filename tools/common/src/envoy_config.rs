@@ -1,12 +1,17 @@
-//! How Envoy loads this filter: the Wasm filter config and the ECDS resource that carries it.
-//! One definition for every place that writes one (the test harness, the demo, the importer,
-//! the compose entrypoint's test), so they cannot drift apart.
+//! How Envoy loads this filter: the module `make wasm` builds, the Wasm filter config and the
+//! ECDS resource that carries it. One definition for every place that writes one (the test
+//! harness, the demo, the bench, the importer, the compose entrypoint's test), so they cannot
+//! drift apart.
 
 use serde_json::{json, Value};
 
 /// The filter's name in Envoy: the HTTP filter, its ECDS resource, the plugin and vm ids.
 /// Shared-data keys and logs carry the plugin name (Istio sets `<namespace>.<name>`).
-pub const FILTER_NAME: &str = "sidecar-resilience";
+pub use sidecar_resilience::FILTER_NAME;
+
+/// The module `make wasm` builds, relative to the repository root (the Makefile's
+/// `FILTER_WASM` default; tests/compose.rs checks the two agree).
+pub const FILTER_WASM: &str = "target/wasm32-wasip1/release/sidecar_resilience.wasm";
 
 /// The `envoy.extensions.filters.http.wasm.v3.Wasm` config that loads the module at
 /// `wasm_path` with `policy_json` (a JSON string in a `StringValue`, parsed by the filter).

@@ -4,23 +4,16 @@
 //! bridge and read back by the consumer group `order-processor-group`; then Envoy keeps running
 //! until Ctrl-C.
 
-#[allow(unused_imports)]
-#[path = "../../tests/support/mod.rs"]
-mod support;
-
-// The events tests' real parts: Tansu broker, the kafka-bridge binary, the librdkafka consumer.
-#[allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-#[path = "../../tests/support/events.rs"]
-mod events_support;
-
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-use events_support::{try_consume, Bridge, Broker, GROUP};
-use serde_json::{json, Value};
-use support::{
-    Action, Envoy, EnvoyOptions, Services, Upstream, KAFKA_BRIDGE, ORDER, PAYMENT, USER,
+// The events tests' real parts: Tansu broker, the kafka-bridge tool, the librdkafka consumer.
+use harness::events::{consume, Bridge, Broker, GROUP};
+use harness::{
+    free_port, shipped_policy, Action, Envoy, EnvoyOptions, ServicePorts, Services, Upstream,
+    KAFKA_BRIDGE, ORDER, PAYMENT, SHIPPED_POLICY, USER,
 };
+use serde_json::{json, Value};
 
 struct Timeline {
     started: Instant,
@@ -139,9 +132,9 @@ fn publish_event(
     envoy: &Envoy,
     bridge_port: u16,
 ) -> Result<(Bridge, Broker), String> {
-    let broker = Broker::try_start()
-        .map_err(|e| format!("the Kafka broker (Tansu) could not start: {e}"))?;
-    let bridge = Bridge::try_start_on(&broker, bridge_port)
+    let broker =
+        Broker::start().map_err(|e| format!("the Kafka broker (Tansu) could not start: {e}"))?;
+    let bridge = Bridge::start_on(&broker, bridge_port)
         .map_err(|e| format!("the Kafka bridge could not start: {e}"))?;
     println!(
         "  {:>6.1}s  broker (Tansu) on {}, topics created; kafka-bridge on 127.0.0.1:{bridge_port}",
@@ -172,7 +165,7 @@ fn publish_event(
     if response.status != 200 {
         return Err(format!("the bridge answered {}", response.status));
     }
-    let got = try_consume(&broker, Duration::from_secs(8), Duration::ZERO, |r| {
+    let got = consume(&broker, Duration::from_secs(8), Duration::ZERO, |r| {
         !r.is_empty()
     })?;
     let received = got
@@ -195,11 +188,7 @@ fn publish_event(
 }
 
 fn run() -> Result<(), String> {
-    let policy_path = support::repo_root().join("envoy/policy.json");
-    let policy_text = std::fs::read_to_string(&policy_path)
-        .map_err(|e| format!("{}: {e}", policy_path.display()))?;
-    let policy: serde_json::Value = serde_json::from_str(&policy_text)
-        .map_err(|e| format!("{}: {e}", policy_path.display()))?;
+    let policy = shipped_policy()?;
     let services = Services::start().map_err(|e| format!("demo upstreams: {e}"))?;
     let port_or_free = |preferred: u16| match std::net::TcpListener::bind(("127.0.0.1", preferred))
     {
@@ -207,18 +196,20 @@ fn run() -> Result<(), String> {
         Err(_) => None,
     };
     // Envoy's `kafka-bridge` cluster points here; step 5 starts the bridge on it.
-    let bridge_port = support::free_port().map_err(|e| format!("free port: {e}"))?;
+    let bridge_port = free_port().map_err(|e| format!("free port: {e}"))?;
+    let ports = ServicePorts {
+        kafka_bridge: bridge_port,
+        ..services.ports()
+    };
     let options = EnvoyOptions {
         admin_port: port_or_free(9901),
         listen_port: port_or_free(10000),
-        kafka_bridge_port: Some(bridge_port),
         ..EnvoyOptions::default()
     };
     println!(
-        "Starting Envoy 1.40 (--concurrency 2) with the filter and the seed policy plus events ({})…",
-        policy_path.display()
+        "Starting Envoy 1.40 (--concurrency 2) with the filter and the seed policy plus events ({SHIPPED_POLICY})…"
     );
-    let mut envoy = Envoy::start_with(&services, &policy, &options)?;
+    let mut envoy = Envoy::start_on(&ports, Some(&policy), &options)?;
     let t = Timeline {
         started: Instant::now(),
     };

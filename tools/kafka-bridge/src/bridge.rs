@@ -7,14 +7,15 @@ use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::Engine as _;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
 use serde_json::{json, Value};
-
-use sidecar_resilience::events::codec::base64_decode;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 const MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -352,6 +353,20 @@ struct Prepared {
     value: Option<Vec<u8>>,
     partition: Option<i32>,
     headers: Vec<(String, Vec<u8>)>,
+}
+
+/// Base64 as Java's `Base64.getDecoder()` (which the Strimzi bridge uses) reads it: the
+/// standard alphabet, padding optional, unused trailing bits ignored.
+const JAVA_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
+
+/// None: not base64.
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    JAVA_BASE64.decode(text).ok()
 }
 
 fn bytes_of(format: Format, v: &Value, what: &str) -> Result<Option<Vec<u8>>, String> {

@@ -17,13 +17,8 @@
 //! Usage: `kafka-bridge --listen 127.0.0.1:8080 --bootstrap 127.0.0.1:9092`. Prints
 //! `kafka-bridge listening on http://ADDR` once it serves.
 
-#[cfg(not(target_arch = "wasm32"))]
 mod bridge;
 
-#[cfg(not(target_arch = "wasm32"))]
 fn main() {
     std::process::exit(bridge::main());
 }
-
-#[cfg(target_arch = "wasm32")]
-fn main() {}

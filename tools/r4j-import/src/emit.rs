@@ -1,7 +1,7 @@
 //! What the importer writes: the Istio `WasmPlugin` and the Envoy ECDS file.
 //!
-//! The ECDS file has exactly the shape the integration tests write (tests/support/render.rs
-//! `ecds_response`; tests/import.rs compares them), so `envoy/bootstrap.yaml`'s
+//! The ECDS file has exactly the shape the integration tests write (both use
+//! `tools_common::ecds_response`; tests/import.rs compares them), so `envoy/bootstrap.yaml`'s
 //! `config_discovery` reads it unchanged.
 
 use std::fmt::Write as _;
@@ -13,7 +13,7 @@ use yaml_rust2::yaml::Hash;
 use yaml_rust2::{Yaml, YamlEmitter};
 
 /// The filter's name everywhere: HTTP filter, ECDS resource, plugin, root and VM id.
-pub use sidecar_resilience::envoy_config::{self, FILTER_NAME};
+use tools_common::envoy_config::{self, FILTER_NAME};
 
 pub struct PluginSettings {
     pub name: String,

@@ -7,29 +7,23 @@
 //! its key path; nothing is dropped silently.
 //!
 //! ```text
-//! cargo run --bin r4j-import -- [OPTIONS] INPUT.yaml
+//! cargo run -p r4j-import -- [OPTIONS] INPUT.yaml
 //! ```
 //! Run with `--help` for the options. Exit status: 0 imported (warnings may have been printed),
 //! 1 the policy has errors, 2 the input could not be read or the command line is wrong.
 
-#[cfg(not(target_arch = "wasm32"))]
 mod emit;
-#[cfg(not(target_arch = "wasm32"))]
 mod spring;
-#[cfg(not(target_arch = "wasm32"))]
 mod validate;
 
-#[cfg(not(target_arch = "wasm32"))]
 fn main() {
     std::process::exit(cli::run(std::env::args().skip(1).collect()));
 }
 
-#[cfg(target_arch = "wasm32")]
-fn main() {}
-
-#[cfg(not(target_arch = "wasm32"))]
 mod cli {
     use std::path::{Path, PathBuf};
+
+    use tools_common::FILTER_WASM;
 
     use super::emit::{self, PluginSettings};
     use super::spring::{self, Selection};
@@ -65,9 +59,12 @@ The WasmPlugin:
   --sha256 HEX            spec.sha256 (default: computed from --wasm when --url is file://)
 
 The ECDS file:
-  --wasm PATH             the module Envoy loads (default
-                          target/wasm32-wasip1/release/sidecar_resilience.wasm, made absolute)
+  --wasm PATH             the module Envoy loads (default {FILTER_WASM}, made absolute)
 ";
+
+    fn usage() -> String {
+        USAGE.replace("{FILTER_WASM}", FILTER_WASM)
+    }
 
     struct Options {
         input: Option<PathBuf>,
@@ -147,11 +144,11 @@ The ECDS file:
         let options = match parse_args(args) {
             Ok(o) => o,
             Err(e) if e.is_empty() => {
-                print!("{USAGE}");
+                print!("{}", usage());
                 return 0;
             }
             Err(e) => {
-                eprintln!("r4j-import: {e}\n\n{USAGE}");
+                eprintln!("r4j-import: {e}\n\n{}", usage());
                 return 2;
             }
         };
@@ -213,9 +210,7 @@ The ECDS file:
         }
         o.plugin.namespace = o.namespace.clone();
         o.plugin.source = extracted.source.clone();
-        let wasm = absolute(o.wasm.clone().unwrap_or_else(|| {
-            PathBuf::from("target/wasm32-wasip1/release/sidecar_resilience.wasm")
-        }));
+        let wasm = absolute(o.wasm.clone().unwrap_or_else(|| PathBuf::from(FILTER_WASM)));
         if o.plugin.sha256.is_none() {
             if let Some(file) = o.plugin.url.strip_prefix("file://") {
                 // The module named by the file:// URL is inside the proxy container; the local

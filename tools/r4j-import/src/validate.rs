@@ -79,7 +79,7 @@ pub fn validate(tree: Value, extra: Option<Value>, skip_unsupported: bool) -> Re
                 errors.push(e.to_string());
                 if errors.len() >= MAX_ERRORS
                     || e.path.is_empty()
-                    || !remove_path(&mut work, &e.path)
+                    || tools_common::remove_path(&mut work, &e.path).is_none()
                 {
                     break;
                 }
@@ -93,80 +93,10 @@ pub fn validate(tree: Value, extra: Option<Value>, skip_unsupported: bool) -> Re
     }
 }
 
-/// Removes the value at an error path such as `resilience4j.circuitbreaker.instances.a.b` or
-/// `...record-exceptions[2]`. Keys may contain dots (cluster names), so each step takes the
-/// longest run of segments that names an existing key. False: nothing found to remove.
-pub fn remove_path(doc: &mut Value, path: &str) -> bool {
-    let segments: Vec<&str> = path.split('.').collect();
-    remove_in(doc, &segments)
-}
-
-fn remove_in(node: &mut Value, segments: &[&str]) -> bool {
-    if segments.is_empty() {
-        return false;
-    }
-    for n in (1..=segments.len()).rev() {
-        let joined = segments[..n].join(".");
-        let (name, index) = split_index(&joined);
-        let rest = &segments[n..];
-        let Value::Object(map) = node else {
-            return false;
-        };
-        if !map.contains_key(name) {
-            continue;
-        }
-        match (index, rest.is_empty()) {
-            (None, true) => return map.remove(name).is_some(),
-            (None, false) => {
-                if let Some(child) = map.get_mut(name) {
-                    if remove_in(child, rest) {
-                        return true;
-                    }
-                }
-            }
-            (Some(i), last) => {
-                if let Some(Value::Array(items)) = map.get_mut(name) {
-                    if i < items.len() {
-                        if last {
-                            items.remove(i);
-                            return true;
-                        }
-                        if remove_in(&mut items[i], rest) {
-                            return true;
-                        }
-                    }
-                }
-            }
-        }
-    }
-    false
-}
-
-/// `name[3]` → (`name`, Some(3)).
-fn split_index(segment: &str) -> (&str, Option<usize>) {
-    if let Some(open) = segment.rfind('[') {
-        if let Some(inner) = segment[open + 1..].strip_suffix(']') {
-            if let Ok(i) = inner.parse() {
-                return (&segment[..open], Some(i));
-            }
-        }
-    }
-    (segment, None)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn removes_by_path_with_dotted_keys_and_indexes() {
-        let mut doc = json!({"upstreams": {"outbound|80||a.b.svc": "a"}, "x": {"l": [1, 2, 3]}});
-        assert!(remove_path(&mut doc, "upstreams.outbound|80||a.b.svc"));
-        assert!(remove_path(&mut doc, "x.l[1]"));
-        assert!(!remove_path(&mut doc, "x.nope"));
-        assert_eq!(doc, json!({"upstreams": {}, "x": {"l": [1, 3]}}));
-    }
 
     #[test]
     fn reports_every_error_by_path() {

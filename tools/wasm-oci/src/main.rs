@@ -21,12 +21,9 @@
 //!
 //! Prints `digest sha256:...` and, after a push, `pushed REF@sha256:...`.
 
-#[cfg(not(target_arch = "wasm32"))]
 mod image;
-#[cfg(not(target_arch = "wasm32"))]
 mod registry;
 
-#[cfg(not(target_arch = "wasm32"))]
 fn main() {
     std::process::exit(match run(std::env::args().skip(1).collect()) {
         Ok(()) => 0,
@@ -37,13 +34,8 @@ fn main() {
     });
 }
 
-#[cfg(target_arch = "wasm32")]
-fn main() {}
-
-#[cfg(not(target_arch = "wasm32"))]
 const USAGE: &str = "usage: wasm-oci build [--wasm FILE] [--out DIR] [--image HOST[:PORT]/REPO[:TAG]] [--push] [--plain-http] [--istio DIR]";
 
-#[cfg(not(target_arch = "wasm32"))]
 fn run(args: Vec<String>) -> Result<(), String> {
     use std::path::PathBuf;
 
@@ -56,7 +48,7 @@ fn run(args: Vec<String>) -> Result<(), String> {
         }
         _ => return Err(USAGE.to_string()),
     }
-    let mut wasm = PathBuf::from("target/wasm32-wasip1/release/sidecar_resilience.wasm");
+    let mut wasm = PathBuf::from(tools_common::FILTER_WASM);
     let mut out = PathBuf::from("target/oci");
     let mut image: Option<String> = None;
     let mut push = false;
