@@ -5,7 +5,8 @@
 use serde_json::{json, Value};
 
 /// The filter's name in Envoy: the HTTP filter, its ECDS resource, the plugin and vm ids.
-/// Shared-data keys and logs carry the plugin name (Istio sets `<namespace>.<name>`).
+/// Shared-data keys and logs carry the plugin name (Istio sets `<namespace>.<name>`; from 1.30
+/// `<namespace>.<name>~istio-translated-wasmplugin`).
 pub const FILTER_NAME: &str = "sidecar-resilience";
 
 /// The `envoy.extensions.filters.http.wasm.v3.Wasm` config that loads the module at
