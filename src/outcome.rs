@@ -168,7 +168,10 @@ mod tests {
     fn fault_filter_aborts_are_told_apart_in_both_flag_forms() {
         assert!(fault_injected(&(1u64 << 10).to_le_bytes()));
         assert!(fault_injected(&((1u64 << 10) | (1 << 9)).to_le_bytes()));
-        assert!(!fault_injected(&(1u64 << 9).to_le_bytes()), "DI: a delay only");
+        assert!(
+            !fault_injected(&(1u64 << 9).to_le_bytes()),
+            "DI: a delay only"
+        );
         assert!(!fault_injected(&0u64.to_le_bytes()));
         assert!(fault_injected(b"FI"));
         assert!(fault_injected(b"DI,FI"));

@@ -105,7 +105,11 @@ fn file_url_gets_no_sha256_and_refuses_one() {
         sha,
     ]);
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
-    assert!(stderr(&refused).contains("checks no sha256"), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("checks no sha256"),
+        "{}",
+        stderr(&refused)
+    );
     // For an OCI url the digest is kept: Istio verifies it.
     let oci = import(&[seed_manifests().to_str().unwrap(), "--sha256", sha]);
     assert!(oci.status.success(), "{}", stderr(&oci));
@@ -120,7 +124,11 @@ fn without_selector_the_scope_is_said_and_mesh_wide_needs_the_flag() {
     let shop = import(&[seed, "--namespace", "shop"]);
     assert!(shop.status.success(), "{}", stderr(&shop));
     let note = "no selector: this plugin applies to every workload in namespace shop";
-    assert!(stderr(&shop).to_lowercase().contains(note), "{}", stderr(&shop));
+    assert!(
+        stderr(&shop).to_lowercase().contains(note),
+        "{}",
+        stderr(&shop)
+    );
     let text = String::from_utf8_lossy(&shop.stdout).to_lowercase();
     assert!(text.contains(&format!("# {note}")), "{text}");
 
@@ -128,7 +136,13 @@ fn without_selector_the_scope_is_said_and_mesh_wide_needs_the_flag() {
     let root = import(&[seed, "--namespace", "istio-system"]);
     assert_eq!(root.status.code(), Some(2), "{}", stderr(&root));
     assert!(stderr(&root).contains("--mesh-wide"), "{}", stderr(&root));
-    let other_root = import(&[seed, "--namespace", "mesh-root", "--root-namespace", "mesh-root"]);
+    let other_root = import(&[
+        seed,
+        "--namespace",
+        "mesh-root",
+        "--root-namespace",
+        "mesh-root",
+    ]);
     assert_eq!(other_root.status.code(), Some(2));
     let mesh = import(&[seed, "--mesh-wide"]);
     assert!(mesh.status.success(), "{}", stderr(&mesh));

@@ -337,7 +337,11 @@ impl ChainEnvoy {
             if let Ok(Some(status)) = envoy.child.try_wait() {
                 panic!("envoy exited ({status}):\n{}", envoy.log());
             }
-            assert!(Instant::now() < deadline, "envoy not ready:\n{}", envoy.log());
+            assert!(
+                Instant::now() < deadline,
+                "envoy not ready:\n{}",
+                envoy.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         envoy
@@ -384,7 +388,8 @@ fn istio_chain_bootstrap(admin: u16, listen: u16, upstream: u16, policy: &Value)
             "route": {"cluster": cluster, "timeout": "5s"}
         });
         if fault {
-            r["match"]["headers"] = json!([{"name": "x-chaos", "string_match": {"exact": "abort"}}]);
+            r["match"]["headers"] =
+                json!([{"name": "x-chaos", "string_match": {"exact": "abort"}}]);
             r["typed_per_filter_config"] = json!({"envoy.filters.http.fault": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault",
                 "abort": {"http_status": 503,
@@ -452,7 +457,15 @@ fn in_istios_filter_order_injected_aborts_are_neither_counted_nor_retried() {
     });
     let send = |chaos: bool| {
         let headers: &[(&str, &str)] = if chaos { &[("x-chaos", "abort")] } else { &[] };
-        request(envoy.listen_port, "GET", CHAIN_HOST, "/users/1", headers, b"").unwrap()
+        request(
+            envoy.listen_port,
+            "GET",
+            CHAIN_HOST,
+            "/users/1",
+            headers,
+            b"",
+        )
+        .unwrap()
     };
     let cb = |kind: &str| {
         envoy.stat(&format!(
@@ -472,7 +485,11 @@ fn in_istios_filter_order_injected_aborts_are_neither_counted_nor_retried() {
         assert!(r.header("x-circuit-breaker").is_none());
     }
     assert_eq!(aborts(), 6, "the fault filter answered");
-    assert_eq!(upstream.count(), 1, "no injected abort was retried to the upstream");
+    assert_eq!(
+        upstream.count(),
+        1,
+        "no injected abort was retried to the upstream"
+    );
     assert_eq!((cb("failed"), cb("successful"), cb("ignored")), (0, 1, 0));
     // Six failures would have opened a window of 4 at 50 %: the circuit is still closed.
     assert_eq!(send(false).status, 200);

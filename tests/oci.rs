@@ -211,7 +211,11 @@ fn push_then_pull_by_digest_gives_back_the_module() {
         let rendered = yaml::load_file(&out.path().join(format!("istio/{name}.yaml"))).unwrap();
         let spec = &rendered[0]["spec"];
         assert_eq!(spec["url"], format!("oci://{image}"), "{name}");
-        assert_eq!(spec["sha256"], digest.trim_start_matches("sha256:"), "{name}");
+        assert_eq!(
+            spec["sha256"],
+            digest.trim_start_matches("sha256:"),
+            "{name}"
+        );
         assert_eq!(spec["imagePullPolicy"], "IfNotPresent", "{name}");
     }
     // A file:// module is copied as is: Istio checks no sha256 for it.

@@ -109,7 +109,7 @@ pub fn wasm_plugin(s: &PluginSettings, policy: &Value) -> Result<String, String>
     }
     let _ = writeln!(y, "  url: {}", quoted(&s.url));
     if let Some(sha) = &s.sha256 {
-        let _ = writeln!(y, "  sha256: {sha}");
+        let _ = writeln!(y, "  sha256: {}", quoted(sha));
     }
     // Pull policy means something for downloaded modules only (oci, http, https).
     if !s.url.starts_with("file:") {

@@ -90,7 +90,9 @@ mod tests {
         assert!(scope.unwrap().contains("every workload in namespace shop"));
         let (ns, scope) = decide(None, None, false, false, ROOT).unwrap();
         assert_eq!(ns, None);
-        assert!(scope.unwrap().contains("every workload of the mesh in istio-system"));
+        assert!(scope
+            .unwrap()
+            .contains("every workload of the mesh in istio-system"));
     }
 
     #[test]

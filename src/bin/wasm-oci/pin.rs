@@ -56,7 +56,9 @@ pub fn render_istio(
 fn from_registry(url: &str) -> bool {
     match url.split_once("://") {
         Some((scheme, _)) => scheme == "oci",
-        None => !url.starts_with("file:") && !url.starts_with("http:") && !url.starts_with("https:"),
+        None => {
+            !url.starts_with("file:") && !url.starts_with("http:") && !url.starts_with("https:")
+        }
     }
 }
 
@@ -142,9 +144,11 @@ pub fn pin(text: &str, image_url: &str, sha256: &str) -> Result<String, String> 
                 lines[p] = format!("{pad}imagePullPolicy: IfNotPresent");
             }
         }
+        // Quoted: a digest of digits and one `e` would otherwise read as a YAML number.
+        let sha_line = format!("{pad}sha256: \"{sha256}\"");
         match doc.sha256 {
-            Some(s) => lines[s] = format!("{pad}sha256: {sha256}"),
-            None => lines.insert(url_line + 1, format!("{pad}sha256: {sha256}")),
+            Some(s) => lines[s] = sha_line,
+            None => lines.insert(url_line + 1, sha_line),
         }
         lines[url_line] = format!("{pad}url: {quoted}");
     }
@@ -192,7 +196,7 @@ mod tests {
         let out = pin(text, "oci://127.0.0.1:5000/m/x:t", SHA).unwrap();
         assert_eq!(
             out,
-            format!("# head\napiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata:\n  name: a\n  # url: not this one\nspec:\n  # the image\n  url: \"oci://127.0.0.1:5000/m/x:t\"\n  sha256: {SHA}\n  imagePullPolicy: IfNotPresent\n  pluginConfig:\n    url: nested, untouched\n")
+            format!("# head\napiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata:\n  name: a\n  # url: not this one\nspec:\n  # the image\n  url: \"oci://127.0.0.1:5000/m/x:t\"\n  sha256: \"{SHA}\"\n  imagePullPolicy: IfNotPresent\n  pluginConfig:\n    url: nested, untouched\n")
         );
     }
 
@@ -201,7 +205,9 @@ mod tests {
         let text = "kind: WasmPlugin\nspec:\n  url: file:///m.wasm\n---\nkind: WasmPlugin\nspec:\n    url: \"registry.example.com/x:1\"\n    sha256: old\n";
         let out = pin(text, "oci://r/x:2", SHA).unwrap();
         assert!(out.starts_with("kind: WasmPlugin\nspec:\n  url: file:///m.wasm\n---\n"));
-        assert!(out.ends_with(&format!("    url: \"oci://r/x:2\"\n    sha256: {SHA}\n")));
+        assert!(out.ends_with(&format!(
+            "    url: \"oci://r/x:2\"\n    sha256: \"{SHA}\"\n"
+        )));
     }
 
     #[test]
