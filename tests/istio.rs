@@ -332,7 +332,8 @@ impl ChainEnvoy {
             listen_port,
             dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // Generous: a loaded machine compiles the module slowly.
+        let deadline = Instant::now() + Duration::from_secs(60);
         while !get(admin_port, "127.0.0.1", "/ready").is_ok_and(|r| r.text().trim() == "LIVE") {
             if let Ok(Some(status)) = envoy.child.try_wait() {
                 panic!("envoy exited ({status}):\n{}", envoy.log());
@@ -373,31 +374,56 @@ impl Drop for ChainEnvoy {
 
 const CHAIN_HOST: &str = "user-service.default.svc.cluster.local";
 
+fn chain_get(envoy: &ChainEnvoy, chaos: Option<&str>) -> Response {
+    let headers: Vec<(&str, &str)> = chaos.map(|c| ("x-chaos", c)).into_iter().collect();
+    request(
+        envoy.listen_port,
+        "GET",
+        CHAIN_HOST,
+        "/users/1",
+        &headers,
+        b"",
+    )
+    .unwrap()
+}
+
 /// An outbound HTTP listener as Istio builds it (pilot/pkg/networking/core/listener_builder.go
 /// buildHTTPConnectionManager): the WasmPlugins (UNSPECIFIED_PHASE, the last of them here), then
 /// Istio's grpc_stats, fault and cors filters (pilot/pkg/xds/filters/filters.go, same configs)
 /// and the router. Istio's own istio.* filters (metadata exchange, alpn, stats) are not in
-/// upstream Envoy; none of them answers requests. The route with header `x-chaos: abort`
-/// carries what Istio makes of a VirtualService `fault.abort` (httpStatus 503, 100 %) in the
-/// fault filter's per-route config (pilot/pkg/networking/core/route/route.go TranslateFault).
+/// upstream Envoy; none of them answers requests. The routes with header `x-chaos: abort` and
+/// `x-chaos: delay` carry what Istio makes of a VirtualService `fault.abort` (httpStatus 503,
+/// 100 %) and `fault.delay` (fixedDelay 300ms, 100 %) in the fault filter's per-route config
+/// (pilot/pkg/networking/core/route/route.go TranslateFault).
 fn istio_chain_bootstrap(admin: u16, listen: u16, upstream: u16, policy: &Value) -> Value {
     let cluster = "outbound|8080||user-service.default.svc.cluster.local";
-    let route = |fault: bool| {
+    let all = json!({"numerator": 1000000, "denominator": "MILLION"});
+    let route = |chaos: Option<(&str, Value)>| {
         let mut r = json!({
             "match": {"prefix": "/"},
             "route": {"cluster": cluster, "timeout": "5s"}
         });
-        if fault {
-            r["match"]["headers"] =
-                json!([{"name": "x-chaos", "string_match": {"exact": "abort"}}]);
-            r["typed_per_filter_config"] = json!({"envoy.filters.http.fault": {
-                "@type": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault",
-                "abort": {"http_status": 503,
-                          "percentage": {"numerator": 1000000, "denominator": "MILLION"}}
-            }});
+        if let Some((name, fault)) = chaos {
+            r["match"]["headers"] = json!([{"name": "x-chaos", "string_match": {"exact": name}}]);
+            let mut config = json!({
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault"
+            });
+            config[name] = fault;
+            r["typed_per_filter_config"] = json!({ "envoy.filters.http.fault": config });
         }
         r
     };
+    let routes = json!([
+        route(Some((
+            "abort",
+            json!({"http_status": 503, "percentage": all})
+        ))),
+        route(Some((
+            "delay",
+            json!({"fixed_delay": "0.3s", "percentage": all})
+        ))),
+        route(None),
+    ]);
     json!({
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
         "static_resources": {
@@ -412,7 +438,7 @@ fn istio_chain_bootstrap(admin: u16, listen: u16, upstream: u16, policy: &Value)
                         "route_config": {"name": "8080", "virtual_hosts": [{
                             "name": "user-service.default.svc.cluster.local:8080",
                             "domains": [CHAIN_HOST],
-                            "routes": [route(true), route(false)]
+                            "routes": routes
                         }]},
                         "http_filters": [
                             {"name": format!("extensions.istio.io/trafficextension/{ISTIO_PLUGIN_NAME}"),
@@ -455,18 +481,7 @@ fn in_istios_filter_order_injected_aborts_are_neither_counted_nor_retried() {
     let envoy = ChainEnvoy::start(|admin, listen| {
         istio_chain_bootstrap(admin, listen, upstream.port(), &policy)
     });
-    let send = |chaos: bool| {
-        let headers: &[(&str, &str)] = if chaos { &[("x-chaos", "abort")] } else { &[] };
-        request(
-            envoy.listen_port,
-            "GET",
-            CHAIN_HOST,
-            "/users/1",
-            headers,
-            b"",
-        )
-        .unwrap()
-    };
+    let send = |chaos: bool| chain_get(&envoy, if chaos { Some("abort") } else { None });
     let cb = |kind: &str| {
         envoy.stat(&format!(
             "wasmcustom.resilience4j_circuitbreaker_calls.name.user-service.kind.{kind}"
@@ -509,4 +524,44 @@ fn in_istios_filter_order_injected_aborts_are_neither_counted_nor_retried() {
     assert!(r.header("x-circuit-breaker").is_some(), "{}", r.text());
     assert_eq!(aborts(), 6, "the fault filter never saw it");
     assert_eq!(upstream.count(), 4);
+}
+
+#[test]
+fn in_istios_filter_order_injected_delays_never_count_as_slow() {
+    let upstream = Upstream::start("user-service").unwrap();
+    upstream.set_default(Action::status(200));
+    let policy = json!({"resilience4j": {"circuitbreaker": {"instances": {"user-service": {
+        "sliding-window-size": 4, "minimum-number-of-calls": 4,
+        "slow-call-duration-threshold": "100ms", "slow-call-rate-threshold": 50,
+        "wait-duration-in-open-state": "60s"}}}}});
+    let envoy = ChainEnvoy::start(|admin, listen| {
+        istio_chain_bootstrap(admin, listen, upstream.port(), &policy)
+    });
+    let cb = |kind: &str| {
+        envoy.stat(&format!(
+            "wasmcustom.resilience4j_circuitbreaker_calls.name.user-service.kind.{kind}"
+        ))
+    };
+    // The VirtualService delays each call by 300 ms, three times the slow threshold; the
+    // upstream answers at once. The answers count, the delay does not.
+    for _ in 0..4 {
+        let started = Instant::now();
+        assert_eq!(chain_get(&envoy, Some("delay")).status, 200);
+        assert!(started.elapsed() >= Duration::from_millis(300));
+    }
+    assert_eq!(
+        envoy.stat("http.outbound_0.0.0.0_8080.fault.delays_injected"),
+        4
+    );
+    assert_eq!((cb("successful"), cb("slow_successful")), (4, 0));
+    assert_eq!(chain_get(&envoy, None).status, 200, "still closed");
+    // An upstream that is slow itself is: two slow calls of the last four open the circuit.
+    upstream.push_n(2, Action::delay(300, 200));
+    assert_eq!(chain_get(&envoy, None).status, 200);
+    assert_eq!(chain_get(&envoy, None).status, 200);
+    assert_eq!(cb("slow_successful"), 2);
+    let fallback = chain_get(&envoy, None);
+    assert_eq!(fallback.status, 503, "{}", fallback.text());
+    assert!(fallback.header("x-circuit-breaker").is_some());
+    assert_eq!(upstream.count(), 7);
 }

@@ -19,8 +19,8 @@ use proxy_wasm::types::{Action, ContextType};
 use crate::breaker::{Permission, Snapshot, State, Transition};
 use crate::fallback;
 use crate::outcome::{
-    call_result_from_envoy, call_result_from_flag_bits, classify, fault_injected, CallResult,
-    DEFAULT_FAILURES,
+    call_result_from_envoy, call_result_from_flag_bits, classify, delay_injected, fault_injected,
+    CallResult, DEFAULT_FAILURES,
 };
 use crate::policy::{BreakerConfig, Fallback, Policy, RetryConfig, RetryOptions};
 use crate::retry::{self, Decision};
@@ -843,6 +843,11 @@ impl HttpContext for Stream {
             release_attempt(&runtime, &mut call, now);
             return Action::Continue;
         };
+        if slow_by_injected_delay(&runtime, &call, now) {
+            // The upstream answered, but the fault filter's delay is in the duration: recorded
+            // as a call of no duration, so a VirtualService delay never counts as slow.
+            call.attempt_started_ms = now;
+        }
         record_attempt(&runtime, &mut call, result, now);
         match next_step(&runtime, &call, result, now) {
             Some(wait_ms) => {
@@ -1013,6 +1018,19 @@ fn prepare_replay(guard: &RetryGuard, headers: Vec<(String, String)>) -> Option<
         limit,
         too_large,
     })
+}
+
+/// The attempt would count as slow, and Envoy's fault filter delayed it (DI). Flags are read only
+/// for slow calls, to keep a host call off the common path.
+fn slow_by_injected_delay(runtime: &Runtime, call: &Call, now: u64) -> bool {
+    let Some(guard) = runtime.breakers.get(&call.instance) else {
+        return false;
+    };
+    now.saturating_sub(call.attempt_started_ms) > guard.config.slow_call_duration_threshold_ms
+        && abi::get_property(&["response", "flags"])
+            .ok()
+            .flatten()
+            .is_some_and(|flags| delay_injected(&flags))
 }
 
 /// How the router's attempt ended: status and Envoy's response flags. None: Envoy's fault
