@@ -117,9 +117,9 @@ pub fn wasm_plugin(s: &PluginSettings, policy: &Value) -> Result<String, String>
     }
     y.push_str(
         "  # The last WasmPlugin Istio runs (latest phase, lowest priority): after Istio's authn and\n\
-         \x20 # authz filters, before its fault, cors and stats filters and the router. Aborts\n\
-         \x20 # injected by a VirtualService fault are neither counted nor retried\n\
-         \x20 # (istio/sidecar-resilience.yaml says why).\n\
+         \x20 # authz filters, before its fault, cors and stats filters and the router. Faults a\n\
+         \x20 # VirtualService injects are not held against the upstream: aborts are neither\n\
+         \x20 # counted nor retried, delays never make a call slow (istio/sidecar-resilience.yaml).\n\
          \x20 phase: UNSPECIFIED_PHASE\n\
          \x20 priority: -2147483648\n\
          \x20 # A broken plugin (download or VM failure) is skipped: traffic flows without breakers\n\
