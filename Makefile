@@ -117,7 +117,8 @@ deps-oci:
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends docker-registry >/dev/null; }
 
 # The filter as a Wasm OCI image (tools/wasm-oci): target/oci/layout (OCI image layout) and
-# target/oci/istio/ (istio/*.yaml with url and sha256 filled in). No docker engine needed.
+# target/oci/istio/ (istio/*.yaml pinned to the image: url, sha256 = manifest digest,
+# imagePullPolicy IfNotPresent; file:// plugins copied as is). No docker engine needed.
 # PUSH=HOST[:PORT]/REPO[:TAG] pushes it (loopback over plain HTTP; REGISTRY_USERNAME /
 # REGISTRY_PASSWORD for registries that want credentials).
 OCI_OUT ?= $(ROOT)/target/oci

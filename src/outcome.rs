@@ -99,6 +99,8 @@ const FLAG_LOCAL_RESET: u64 = 1 << 3; // LR
 const FLAG_UPSTREAM_REMOTE_RESET: u64 = 1 << 4; // UR
 const FLAG_UPSTREAM_CONNECTION_FAILURE: u64 = 1 << 5; // UF
 const FLAG_UPSTREAM_CONNECTION_TERMINATION: u64 = 1 << 6; // UC
+const FLAG_DELAY_INJECTED: u64 = 1 << 9; // DI
+const FLAG_FAULT_INJECTED: u64 = 1 << 10; // FI
 const FLAG_DOWNSTREAM_CONNECTION_TERMINATION: u64 = 1 << 14; // DC
 const FLAG_UPSTREAM_PROTOCOL_ERROR: u64 = 1 << 23; // UPE
 const FLAG_DOWNSTREAM_REMOTE_RESET: u64 = 1 << 28; // DR
@@ -120,6 +122,28 @@ pub fn call_result_from_flag_bits(code: u16, bits: u64) -> CallResult {
         CallResult::Reset
     } else {
         CallResult::Response(code)
+    }
+}
+
+/// Envoy's fault filter answered (FI: an injected abort, e.g. an Istio VirtualService `fault`),
+/// not the upstream. `flags` is what `response.flags` returned: a bit set (8 bytes, little
+/// endian) or, from older hosts, the short string (`"FI"`, `"UF,URX"`).
+pub fn fault_injected(flags: &[u8]) -> bool {
+    has_flag(flags, FLAG_FAULT_INJECTED, "FI")
+}
+
+/// Envoy's fault filter held the request back before it went upstream (DI: an injected delay):
+/// the answer is the upstream's, its duration is not.
+pub fn delay_injected(flags: &[u8]) -> bool {
+    has_flag(flags, FLAG_DELAY_INJECTED, "DI")
+}
+
+fn has_flag(flags: &[u8], bit: u64, short: &str) -> bool {
+    match <[u8; 8]>::try_from(flags) {
+        Ok(bits) => u64::from_le_bytes(bits) & bit != 0,
+        Err(_) => String::from_utf8_lossy(flags)
+            .split(',')
+            .any(|f| f.trim() == short),
     }
 }
 
@@ -149,6 +173,25 @@ mod tests {
         );
         assert!(downstream_terminated(1 << 14));
         assert!(!downstream_terminated(1 << 5));
+    }
+
+    #[test]
+    fn fault_filter_aborts_are_told_apart_in_both_flag_forms() {
+        assert!(fault_injected(&(1u64 << 10).to_le_bytes()));
+        assert!(fault_injected(&((1u64 << 10) | (1 << 9)).to_le_bytes()));
+        assert!(
+            !fault_injected(&(1u64 << 9).to_le_bytes()),
+            "DI: a delay only"
+        );
+        assert!(!fault_injected(&0u64.to_le_bytes()));
+        assert!(fault_injected(b"FI"));
+        assert!(fault_injected(b"DI,FI"));
+        assert!(!fault_injected(b"UF"));
+        assert!(!fault_injected(b""));
+        assert!(delay_injected(&(1u64 << 9).to_le_bytes()));
+        assert!(!delay_injected(&(1u64 << 10).to_le_bytes()));
+        assert!(delay_injected(b"DI,FI"));
+        assert!(!delay_injected(b"FI"));
     }
 
     #[test]

@@ -82,24 +82,78 @@ fn seed_configmap_becomes_wasmplugin_ecds_and_policy() {
 }
 
 #[test]
-fn file_url_gets_the_module_sha256() {
-    let wasm_dir = TempDir::new("import-wasm").unwrap();
-    let wasm = wasm_dir.path().join("m.wasm");
-    std::fs::write(&wasm, b"\0asm\x01\0\0\0").unwrap();
-    let out = import(&[
-        seed_manifests().to_str().unwrap(),
-        "--url",
-        "file:///var/local/lib/wasm/sidecar_resilience.wasm",
-        "--wasm",
-        wasm.to_str().unwrap(),
-    ]);
+fn file_url_gets_no_sha256_and_refuses_one() {
+    // Istio makes a file:// url a local data source with the path only: no checksum is checked
+    // (pilot/pkg/model/extensions.go buildDataSource), so the importer claims none.
+    let url = "file:///var/local/lib/wasm/sidecar_resilience.wasm";
+    let out = import(&[seed_manifests().to_str().unwrap(), "--url", url]);
     assert!(out.status.success(), "{}", stderr(&out));
     let docs = yaml::load_docs(&String::from_utf8_lossy(&out.stdout)).unwrap();
-    // sha256 of the 8-byte empty module header.
-    assert_eq!(
-        docs[0]["spec"]["sha256"],
-        "93a44bbb96c751218e4c00d479e4c14358122a389acca16205b1e4d0dc5f9476"
+    assert_eq!(docs[0]["spec"]["url"], url);
+    assert!(docs[0]["spec"].get("sha256").is_none(), "{:?}", docs[0]);
+    assert!(docs[0]["spec"].get("imagePullPolicy").is_none());
+    let sha = "93a44bbb96c751218e4c00d479e4c14358122a389acca16205b1e4d0dc5f9476";
+    let refused = import(&[
+        seed_manifests().to_str().unwrap(),
+        "--url",
+        url,
+        "--sha256",
+        sha,
+    ]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("checks no sha256"),
+        "{}",
+        stderr(&refused)
     );
+    // For an OCI url the digest is kept: Istio verifies it.
+    let oci = import(&[seed_manifests().to_str().unwrap(), "--sha256", sha]);
+    assert!(oci.status.success(), "{}", stderr(&oci));
+    let docs = yaml::load_docs(&String::from_utf8_lossy(&oci.stdout)).unwrap();
+    assert_eq!(docs[0]["spec"]["sha256"], sha);
+}
+
+#[test]
+fn without_selector_the_scope_is_said_and_mesh_wide_needs_the_flag() {
+    let seed = seed_manifests();
+    let seed = seed.to_str().unwrap();
+    let shop = import(&[seed, "--namespace", "shop"]);
+    assert!(shop.status.success(), "{}", stderr(&shop));
+    let note = "no selector: this plugin applies to every workload in namespace shop";
+    assert!(
+        stderr(&shop).to_lowercase().contains(note),
+        "{}",
+        stderr(&shop)
+    );
+    let text = String::from_utf8_lossy(&shop.stdout).to_lowercase();
+    assert!(text.contains(&format!("# {note}")), "{text}");
+
+    // The root namespace without a selector is the whole mesh: refused unless asked for.
+    let root = import(&[seed, "--namespace", "istio-system"]);
+    assert_eq!(root.status.code(), Some(2), "{}", stderr(&root));
+    assert!(stderr(&root).contains("--mesh-wide"), "{}", stderr(&root));
+    let other_root = import(&[
+        seed,
+        "--namespace",
+        "mesh-root",
+        "--root-namespace",
+        "mesh-root",
+    ]);
+    assert_eq!(other_root.status.code(), Some(2));
+    let mesh = import(&[seed, "--mesh-wide"]);
+    assert!(mesh.status.success(), "{}", stderr(&mesh));
+    let docs = yaml::load_docs(&String::from_utf8_lossy(&mesh.stdout)).unwrap();
+    assert_eq!(docs[0]["metadata"]["namespace"], "istio-system");
+    assert!(docs[0]["spec"].get("selector").is_none());
+    assert!(
+        String::from_utf8_lossy(&mesh.stdout).contains("every workload of the mesh"),
+        "the manifest says what it covers"
+    );
+    // A selector in the root namespace names its workloads: no flag needed.
+    let selected = import(&[seed, "--namespace", "istio-system", "--selector", "app=a"]);
+    assert!(selected.status.success(), "{}", stderr(&selected));
+    let contradiction = import(&[seed, "--mesh-wide", "--selector", "app=a"]);
+    assert_eq!(contradiction.status.code(), Some(2));
 }
 
 #[test]

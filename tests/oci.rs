@@ -196,15 +196,31 @@ fn push_then_pull_by_digest_gives_back_the_module() {
     assert_eq!(status, 200);
     assert_eq!(format!("sha256:{}", sha256(&config)), config_digest);
 
-    // The rendered WasmPlugins point at this image and carry the digests Istio verifies.
-    let rendered = yaml::load_file(&out.path().join("istio/sidecar-resilience.yaml")).unwrap();
-    assert_eq!(rendered[0]["spec"]["url"], format!("oci://{image}"));
-    assert_eq!(
-        rendered[0]["spec"]["sha256"],
-        digest.trim_start_matches("sha256:")
-    );
+    // The rendered WasmPlugins point at this image and carry the digest Istio verifies; the
+    // canary too, with IfNotPresent (a pinned module is looked up by its checksum).
+    for name in [
+        "sidecar-resilience",
+        "sidecar-resilience-canary",
+        "sidecar-resilience-gateway",
+    ] {
+        let rendered = yaml::load_file(&out.path().join(format!("istio/{name}.yaml"))).unwrap();
+        let spec = &rendered[0]["spec"];
+        assert_eq!(spec["url"], format!("oci://{image}"), "{name}");
+        assert_eq!(
+            spec["sha256"],
+            digest.trim_start_matches("sha256:"),
+            "{name}"
+        );
+        assert_eq!(spec["imagePullPolicy"], "IfNotPresent", "{name}");
+    }
+    // A file:// module is copied as is: Istio checks no sha256 for it.
     let file = yaml::load_file(&out.path().join("istio/sidecar-resilience-file.yaml")).unwrap();
-    assert_eq!(file[0]["spec"]["sha256"], sha256(&wasm));
+    assert!(file[0]["spec"].get("sha256").is_none());
+    assert_eq!(
+        file[0]["spec"],
+        yaml::load_file(&repo_root().join("istio/sidecar-resilience-file.yaml")).unwrap()[0]
+            ["spec"]
+    );
 
     // Pushing again is harmless (blobs already there) and names the same manifest.
     let again = build(out.path(), &["--image", &image, "--push"]);

@@ -19,7 +19,8 @@ use proxy_wasm::types::{Action, ContextType};
 use crate::breaker::{Permission, Snapshot, State, Transition};
 use crate::fallback;
 use crate::outcome::{
-    call_result_from_envoy, call_result_from_flag_bits, classify, CallResult, DEFAULT_FAILURES,
+    call_result_from_envoy, call_result_from_flag_bits, classify, delay_injected, fault_injected,
+    CallResult, DEFAULT_FAILURES,
 };
 use crate::policy::{BreakerConfig, Fallback, Policy, RetryConfig, RetryOptions};
 use crate::retry::{self, Decision};
@@ -650,6 +651,18 @@ fn record_attempt(runtime: &Runtime, call: &mut Call, result: CallResult, now: u
     }
 }
 
+/// Gives back the current attempt's permission unrecorded: its answer says nothing about the
+/// upstream.
+fn release_attempt(runtime: &Runtime, call: &mut Call, now: u64) {
+    if !call.holds_permission {
+        return;
+    }
+    call.holds_permission = false;
+    if let Some(guard) = runtime.breakers.get(&call.instance) {
+        guard.release(now);
+    }
+}
+
 /// Some(wait): retry after waiting; None: this result is final.
 fn next_step(runtime: &Runtime, call: &Call, result: CallResult, now: u64) -> Option<u64> {
     let guard = runtime.retries.get(&call.instance)?;
@@ -823,7 +836,18 @@ impl HttpContext for Stream {
             return Action::Continue;
         }
         let now = abi::now_ms().unwrap_or(call.attempt_started_ms);
-        let result = response_result();
+        let Some(result) = response_result() else {
+            // Envoy's fault filter answered: a VirtualService fault, which Istio places after
+            // every WasmPlugin phase (README: Istio). Not the upstream's answer: neither
+            // recorded nor retried (a retry would bypass the fault filter); the caller gets it.
+            release_attempt(&runtime, &mut call, now);
+            return Action::Continue;
+        };
+        if slow_by_injected_delay(&runtime, &call, now) {
+            // The upstream answered, but the fault filter's delay is in the duration: recorded
+            // as a call of no duration, so a VirtualService delay never counts as slow.
+            call.attempt_started_ms = now;
+        }
         record_attempt(&runtime, &mut call, result, now);
         match next_step(&runtime, &call, result, now) {
             Some(wait_ms) => {
@@ -996,22 +1020,40 @@ fn prepare_replay(guard: &RetryGuard, headers: Vec<(String, String)>) -> Option<
     })
 }
 
-/// How the router's attempt ended: status and Envoy's response flags.
-fn response_result() -> CallResult {
+/// The attempt would count as slow, and Envoy's fault filter delayed it (DI). Flags are read only
+/// for slow calls, to keep a host call off the common path.
+fn slow_by_injected_delay(runtime: &Runtime, call: &Call, now: u64) -> bool {
+    let Some(guard) = runtime.breakers.get(&call.instance) else {
+        return false;
+    };
+    now.saturating_sub(call.attempt_started_ms) > guard.config.slow_call_duration_threshold_ms
+        && abi::get_property(&["response", "flags"])
+            .ok()
+            .flatten()
+            .is_some_and(|flags| delay_injected(&flags))
+}
+
+/// How the router's attempt ended: status and Envoy's response flags. None: Envoy's fault
+/// filter answered (an injected abort), not the upstream.
+fn response_result() -> Option<CallResult> {
     let code = abi::get_int_property(&["response", "code"])
         .ok()
         .flatten()
         .unwrap_or(0);
     let code = u16::try_from(code).unwrap_or(0);
-    // Below 500 the status says it all; flags only tell how a 5xx or a missing answer came about.
-    if (100..500).contains(&code) {
-        return CallResult::Response(code);
+    // Below 400 the status says it all; flags tell an injected abort (an error status) from the
+    // upstream's answer, and how a 5xx or a missing answer came about.
+    if (100..400).contains(&code) {
+        return Some(CallResult::Response(code));
     }
-    match abi::get_property(&["response", "flags"]).ok().flatten() {
-        Some(bytes) => match <[u8; 8]>::try_from(bytes.as_slice()) {
-            Ok(array) => call_result_from_flag_bits(code, u64::from_le_bytes(array)),
-            Err(_) => call_result_from_envoy(code, &String::from_utf8_lossy(&bytes)),
-        },
-        None => call_result_from_flag_bits(code, 0),
+    let Some(bytes) = abi::get_property(&["response", "flags"]).ok().flatten() else {
+        return Some(call_result_from_flag_bits(code, 0));
+    };
+    if fault_injected(&bytes) {
+        return None;
     }
+    Some(match <[u8; 8]>::try_from(bytes.as_slice()) {
+        Ok(array) => call_result_from_flag_bits(code, u64::from_le_bytes(array)),
+        Err(_) => call_result_from_envoy(code, &String::from_utf8_lossy(&bytes)),
+    })
 }

@@ -6,7 +6,8 @@
 use serde_json::{json, Value};
 
 /// The filter's name in Envoy: the HTTP filter, its ECDS resource, the plugin and vm ids.
-/// Shared-data keys and logs carry the plugin name (Istio sets `<namespace>.<name>`).
+/// Shared-data keys and logs carry the plugin name (Istio sets `<namespace>.<name>`; from 1.30
+/// `<namespace>.<name>~istio-translated-wasmplugin`).
 pub use sidecar_resilience::FILTER_NAME;
 
 /// The module `make wasm` builds, relative to the repository root (the Makefile's

@@ -8,7 +8,6 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use yaml_rust2::yaml::Hash;
 use yaml_rust2::{Yaml, YamlEmitter};
 
@@ -23,6 +22,8 @@ pub struct PluginSettings {
     pub sha256: Option<String>,
     /// Where the policy came from (for the header comment).
     pub source: String,
+    /// Which workloads the plugin applies to, when no selector says (a comment in its place).
+    pub scope: Option<String>,
 }
 
 impl Default for PluginSettings {
@@ -37,17 +38,9 @@ impl Default for PluginSettings {
             ),
             sha256: None,
             source: String::new(),
+            scope: None,
         }
     }
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .fold(String::with_capacity(64), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }
 
 /// JSON → YAML node (object keys keep serde_json's order, which is sorted).
@@ -103,6 +96,11 @@ pub fn wasm_plugin(s: &PluginSettings, policy: &Value) -> Result<String, String>
         let _ = writeln!(y, "  namespace: {}", quoted(ns));
     }
     y.push_str("spec:\n");
+    if let Some(scope) = &s.scope {
+        for line in scope.lines() {
+            let _ = writeln!(y, "  # {line}");
+        }
+    }
     if !s.selector.is_empty() {
         y.push_str("  selector:\n    matchLabels:\n");
         for (k, v) in &s.selector {
@@ -111,14 +109,19 @@ pub fn wasm_plugin(s: &PluginSettings, policy: &Value) -> Result<String, String>
     }
     let _ = writeln!(y, "  url: {}", quoted(&s.url));
     if let Some(sha) = &s.sha256 {
-        let _ = writeln!(y, "  sha256: {sha}");
+        let _ = writeln!(y, "  sha256: {}", quoted(sha));
+    }
+    // Pull policy means something for downloaded modules only (oci, http, https).
+    if !s.url.starts_with("file:") {
+        y.push_str("  imagePullPolicy: IfNotPresent\n");
     }
     y.push_str(
-        "  imagePullPolicy: IfNotPresent\n\
-         \x20 # Last before the router: after authn/authz (denied requests never count against a\n\
-         \x20 # breaker) and after Istio's stats filters (they see what the caller got, fallbacks too).\n\
+        "  # The last WasmPlugin Istio runs (latest phase, lowest priority): after Istio's authn and\n\
+         \x20 # authz filters, before its fault, cors and stats filters and the router. Faults a\n\
+         \x20 # VirtualService injects are not held against the upstream: aborts are neither\n\
+         \x20 # counted nor retried, delays never make a call slow (istio/sidecar-resilience.yaml).\n\
          \x20 phase: UNSPECIFIED_PHASE\n\
-         \x20 priority: 10\n\
+         \x20 priority: -2147483648\n\
          \x20 # A broken plugin (download or VM failure) is skipped: traffic flows without breakers\n\
          \x20 # rather than the service going down.\n\
          \x20 failStrategy: FAIL_OPEN\n\
@@ -145,14 +148,6 @@ pub fn ecds_file(wasm: &Path, policy: &Value) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn sha256_of_empty_input() {
-        assert_eq!(
-            sha256_hex(b""),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
-    }
 
     #[test]
     fn yaml_block_round_trips_through_yaml() {

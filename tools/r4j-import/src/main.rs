@@ -13,6 +13,7 @@
 //! 1 the policy has errors, 2 the input could not be read or the command line is wrong.
 
 mod emit;
+mod scope;
 mod spring;
 mod validate;
 
@@ -26,6 +27,7 @@ mod cli {
     use tools_common::FILTER_WASM;
 
     use super::emit::{self, PluginSettings};
+    use super::scope;
     use super::spring::{self, Selection};
     use super::validate;
 
@@ -53,10 +55,15 @@ Selecting the input:
 The WasmPlugin:
   --name NAME             metadata.name (default sidecar-resilience)
   --namespace NS          metadata.namespace (default: the ConfigMap's, else none)
-  --selector KEY=VALUE    spec.selector.matchLabels entry (repeatable; default: no selector,
-                          i.e. every workload in the namespace)
+  --selector KEY=VALUE    spec.selector.matchLabels entry (repeatable). Without one the plugin
+                          applies to every workload of its namespace, and in the root namespace
+                          to every workload of the mesh, which needs --mesh-wide
+  --mesh-wide             no selector, in the root namespace: every workload of the mesh
+  --root-namespace NS     the mesh's root namespace (meshConfig.rootNamespace; default
+                          istio-system)
   --url URL               spec.url (default oci://registry.example.com/sidecar-resilience:VERSION)
-  --sha256 HEX            spec.sha256 (default: computed from --wasm when --url is file://)
+  --sha256 HEX            spec.sha256: the OCI image's manifest digest (what Istio verifies), or
+                          an http(s) module's sha256. Not with a file:// url: Istio checks none
 
 The ECDS file:
   --wasm PATH             the module Envoy loads (default {FILTER_WASM}, made absolute)
@@ -77,6 +84,8 @@ The ECDS file:
         filter_keys: Option<PathBuf>,
         plugin: PluginSettings,
         namespace: Option<String>,
+        mesh_wide: bool,
+        root_namespace: String,
         wasm: Option<PathBuf>,
     }
 
@@ -92,6 +101,8 @@ The ECDS file:
             filter_keys: None,
             plugin: PluginSettings::default(),
             namespace: None,
+            mesh_wide: false,
+            root_namespace: "istio-system".to_string(),
             wasm: None,
         };
         let mut it = args.into_iter();
@@ -113,6 +124,8 @@ The ECDS file:
                 "--filter-keys" => o.filter_keys = Some(value("--filter-keys")?.into()),
                 "--name" => o.plugin.name = value("--name")?,
                 "--namespace" => o.namespace = Some(value("--namespace")?),
+                "--mesh-wide" => o.mesh_wide = true,
+                "--root-namespace" => o.root_namespace = value("--root-namespace")?,
                 "--selector" => {
                     let v = value("--selector")?;
                     let (k, val) = v
@@ -205,22 +218,27 @@ The ECDS file:
             return Ok(1);
         };
 
-        if o.namespace.is_none() {
-            o.namespace = extracted.namespace.clone();
+        if o.plugin.sha256.is_some() && o.plugin.url.starts_with("file:") {
+            return Err(format!(
+                "--sha256 with the file:// url {}: Istio checks no sha256 for a file \
+                 (it becomes a local data source with the path only)",
+                o.plugin.url
+            ));
         }
-        o.plugin.namespace = o.namespace.clone();
+        let (namespace, scope) = scope::decide(
+            o.namespace.as_deref(),
+            extracted.namespace.as_deref(),
+            !o.plugin.selector.is_empty(),
+            o.mesh_wide,
+            &o.root_namespace,
+        )?;
+        if let Some(scope) = &scope {
+            eprintln!("r4j-import: note: {}", scope.replace('\n', " "));
+        }
+        o.plugin.namespace = namespace;
+        o.plugin.scope = scope;
         o.plugin.source = extracted.source.clone();
         let wasm = absolute(o.wasm.clone().unwrap_or_else(|| PathBuf::from(FILTER_WASM)));
-        if o.plugin.sha256.is_none() {
-            if let Some(file) = o.plugin.url.strip_prefix("file://") {
-                // The module named by the file:// URL is inside the proxy container; the local
-                // build is the same bytes when it is the one being shipped.
-                if let Ok(bytes) = std::fs::read(&wasm) {
-                    o.plugin.sha256 = Some(emit::sha256_hex(&bytes));
-                    eprintln!("r4j-import: sha256 of {} used for {file}", wasm.display());
-                }
-            }
-        }
 
         let plugin_yaml = emit::wasm_plugin(&o.plugin, &policy)?;
         let ecds = emit::ecds_file(&wasm, &policy);

@@ -1,6 +1,6 @@
-//! The image: blobs, manifest, OCI image layout on disk, rendered Istio manifests.
+//! The image: blobs, manifest, OCI image layout on disk.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -102,41 +102,4 @@ impl Image {
         std::fs::write(&p, r#"{"imageLayoutVersion":"1.0.0"}"#).map_err(|e| io(&p, e))?;
         Ok(())
     }
-}
-
-/// Renders every `*.yaml` under `templates` into `out`, replacing `{{NAME}}`; a placeholder
-/// without a value is an error (a manifest must never ship half filled).
-pub fn render_istio(
-    templates: &Path,
-    out: &Path,
-    values: &[(&str, String)],
-) -> Result<Vec<PathBuf>, String> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(templates)
-        .map_err(|e| format!("{}: {e}", templates.display()))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-        .collect();
-    files.sort();
-    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let mut written = Vec::new();
-    for file in files {
-        let mut text =
-            std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-        for (name, value) in values {
-            text = text.replace(&format!("{{{{{name}}}}}"), value);
-        }
-        if let Some(at) = text.find("{{") {
-            let token: String = text[at..].chars().take_while(|c| *c != '\n').collect();
-            return Err(format!(
-                "{}: placeholder {token} has no value",
-                file.display()
-            ));
-        }
-        let name = file.file_name().map(PathBuf::from).unwrap_or_default();
-        let target = out.join(name);
-        std::fs::write(&target, text).map_err(|e| format!("{}: {e}", target.display()))?;
-        written.push(target);
-    }
-    Ok(written)
 }

@@ -11,9 +11,9 @@
 //! wasm-oci build [--wasm FILE] [--out DIR] [--image REF] [--push] [--plain-http] [--istio DIR]
 //! ```
 //! - writes the image as an OCI image layout (`DIR/layout`: oci-layout, index.json, blobs/);
-//! - renders the WasmPlugins under `--istio` (default `istio/`) into `DIR/istio/`, filling
-//!   `{{IMAGE_URL}}` (oci://REF), `{{IMAGE_SHA256}}` (the manifest digest: what Istio verifies for
-//!   an OCI url) and `{{WASM_SHA256}}` (the module's digest: what it verifies for file://);
+//! - writes the WasmPlugins under `--istio` (default `istio/`, which apply as committed) into
+//!   `DIR/istio/` pinned to this image: url oci://REF, sha256 the manifest digest (what Istio
+//!   verifies for an OCI url); file:// modules are copied as is (pin.rs);
 //! - with `--push`, pushes blobs and manifest to REF (`HOST[:PORT]/REPO[:TAG]`) through the OCI
 //!   distribution API. Loopback registries are spoken to in plain HTTP, others in HTTPS unless
 //!   `--plain-http`. Credentials, if the registry wants them (Basic or Bearer token), come from
@@ -22,6 +22,7 @@
 //! Prints `digest sha256:...` and, after a push, `pushed REF@sha256:...`.
 
 mod image;
+mod pin;
 mod registry;
 
 fn main() {
@@ -97,20 +98,11 @@ fn run(args: Vec<String>) -> Result<(), String> {
             env!("CARGO_PKG_VERSION")
         ),
     };
-    let rendered = image::render_istio(
+    let rendered = pin::render_istio(
         &istio,
         &out.join("istio"),
-        &[
-            ("IMAGE_URL", image_url),
-            (
-                "IMAGE_SHA256",
-                image::hex_of(&built.manifest_digest).to_string(),
-            ),
-            (
-                "WASM_SHA256",
-                image::hex_of(&built.layer_digest).to_string(),
-            ),
-        ],
+        &image_url,
+        image::hex_of(&built.manifest_digest),
     )?;
     for file in rendered {
         println!("rendered {}", file.display());
