@@ -31,10 +31,10 @@ use crate::policy::RetryConfig;
 /// attempt would otherwise be retried.
 pub trait RetryHost {
     /// A uniform sample in [0, 1), for a randomized wait.
-    fn random01(&mut self) -> f64;
+    fn random01(&self) -> f64;
     /// Takes one retry from the instance's shared budget at `now_ms`; false: none is left (or
     /// the budget cannot be read, and retries that cannot be bounded are not made).
-    fn withdraw_budget(&mut self, now_ms: u64) -> bool;
+    fn withdraw_budget(&self, now_ms: u64) -> bool;
 }
 
 /// Whether and when a failed attempt is retried: the request's retry instance. The host gives
@@ -46,7 +46,7 @@ pub struct RetryRules<'a> {
     pub overall_timeout_ms: Option<u64>,
     /// The request body was larger than the instance keeps for a replay.
     pub body_too_large: bool,
-    pub host: &'a mut dyn RetryHost,
+    pub host: &'a dyn RetryHost,
 }
 
 /// What the host does next.

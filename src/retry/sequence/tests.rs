@@ -5,6 +5,8 @@
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
+use std::cell::Cell;
+
 use super::*;
 use crate::outcome::OutcomeMatcher;
 
@@ -24,40 +26,47 @@ fn config() -> RetryConfig {
 /// The host's side: a budget of `retries_left` and a fixed random sample; counts what it was
 /// asked.
 struct Host {
-    retries_left: u32,
+    retries_left: Cell<u32>,
     random01: f64,
-    budget_asked: u32,
-    random_asked: u32,
+    budget_asked: Cell<u32>,
+    random_asked: Cell<u32>,
 }
 
 impl Host {
     fn with_budget(retries_left: u32) -> Self {
         Host {
-            retries_left,
+            retries_left: Cell::new(retries_left),
             random01: 0.5,
-            budget_asked: 0,
-            random_asked: 0,
+            budget_asked: Cell::new(0),
+            random_asked: Cell::new(0),
         }
+    }
+
+    /// (random samples, budget withdrawals) asked for so far.
+    fn asked(&self) -> (u32, u32) {
+        (self.random_asked.get(), self.budget_asked.get())
     }
 }
 
 impl RetryHost for Host {
-    fn random01(&mut self) -> f64 {
-        self.random_asked += 1;
+    fn random01(&self) -> f64 {
+        self.random_asked.set(self.random_asked.get() + 1);
         self.random01
     }
 
-    fn withdraw_budget(&mut self, _now_ms: u64) -> bool {
-        self.budget_asked += 1;
-        if self.retries_left == 0 {
-            return false;
+    fn withdraw_budget(&self, _now_ms: u64) -> bool {
+        self.budget_asked.set(self.budget_asked.get() + 1);
+        match self.retries_left.get() {
+            0 => false,
+            left => {
+                self.retries_left.set(left - 1);
+                true
+            }
         }
-        self.retries_left -= 1;
-        true
     }
 }
 
-fn rules<'a>(config: &'a RetryConfig, host: &'a mut Host) -> Option<RetryRules<'a>> {
+fn rules<'a>(config: &'a RetryConfig, host: &'a Host) -> Option<RetryRules<'a>> {
     Some(RetryRules {
         config,
         overall_timeout_ms: None,
@@ -69,7 +78,7 @@ fn rules<'a>(config: &'a RetryConfig, host: &'a mut Host) -> Option<RetryRules<'
 fn within<'a>(
     overall_timeout_ms: u64,
     config: &'a RetryConfig,
-    host: &'a mut Host,
+    host: &'a Host,
 ) -> Option<RetryRules<'a>> {
     Some(RetryRules {
         overall_timeout_ms: Some(overall_timeout_ms),
@@ -90,7 +99,7 @@ fn fallback(state: State, retry_after_ms: Option<u64>) -> FinalResponse<Reply> {
 
 /// A sequence whose first attempt failed at `T0 + 10` and whose wait (500 ms) is over: the
 /// tick has asked for the replay.
-fn replay_due(c: &RetryConfig, host: &mut Host) -> Sequence<Reply> {
+fn replay_due(c: &RetryConfig, host: &Host) -> Sequence<Reply> {
     let mut s = Sequence::start(T0, true);
     let ended = s.first_response(T0 + 10, UNAVAILABLE, rules(c, host));
     assert_eq!(ended.step, Step::WaitUntil(T0 + 510));
@@ -103,10 +112,10 @@ fn replay_due(c: &RetryConfig, host: &mut Host) -> Sequence<Reply> {
 #[test]
 fn a_success_goes_on_as_it_is_and_asks_the_host_nothing() {
     let c = config();
-    let mut host = Host::with_budget(10);
+    let host = Host::with_budget(10);
     let mut s = Sequence::<Reply>::start(T0, true);
     assert!(s.awaits_first_response());
-    let ended = s.first_response(T0 + 40, OK, rules(&c, &mut host));
+    let ended = s.first_response(T0 + 40, OK, rules(&c, &host));
     assert_eq!(
         ended,
         AttemptEnded {
@@ -115,7 +124,7 @@ fn a_success_goes_on_as_it_is_and_asks_the_host_nothing() {
             step: finish(FinalResponse::FirstResponse, OK),
         }
     );
-    assert_eq!((host.random_asked, host.budget_asked), (0, 0));
+    assert_eq!(host.asked(), (0, 0));
     assert_eq!(s.attempts(), 1);
     assert!(!s.awaits_first_response() && !s.permission_held());
 }
@@ -135,27 +144,27 @@ fn without_retry_rules_every_result_is_final() {
 #[test]
 fn the_breaker_hears_an_attempt_only_when_it_permitted_it() {
     let c = config();
-    let mut host = Host::with_budget(10);
+    let host = Host::with_budget(10);
     let mut s = Sequence::<Reply>::start(T0, false);
     assert!(!s.permission_held());
-    let ended = s.first_response(T0 + 5, OK, rules(&c, &mut host));
+    let ended = s.first_response(T0 + 5, OK, rules(&c, &host));
     assert_eq!(ended.record_duration_ms, None);
 }
 
 #[test]
 fn a_failure_that_is_not_retryable_is_final() {
     let c = config();
-    let mut host = Host::with_budget(10);
+    let host = Host::with_budget(10);
     let mut s = Sequence::<Reply>::start(T0, true);
-    let ended = s.first_response(T0 + 5, NOT_FOUND, rules(&c, &mut host));
+    let ended = s.first_response(T0 + 5, NOT_FOUND, rules(&c, &host));
     assert_eq!(ended.step, finish(FinalResponse::FirstResponse, NOT_FOUND));
     assert_eq!(ended.not_retried, None);
-    assert_eq!((host.random_asked, host.budget_asked), (0, 0));
+    assert_eq!(host.asked(), (0, 0));
 
     let mut ignoring = config();
     ignoring.ignore = vec![OutcomeMatcher::Status(503)];
     let mut s = Sequence::<Reply>::start(T0, true);
-    let ended = s.first_response(T0 + 5, UNAVAILABLE, rules(&ignoring, &mut host));
+    let ended = s.first_response(T0 + 5, UNAVAILABLE, rules(&ignoring, &host));
     assert_eq!(
         ended.step,
         finish(FinalResponse::FirstResponse, UNAVAILABLE)
@@ -167,9 +176,9 @@ fn a_failure_that_is_not_retryable_is_final() {
 #[test]
 fn a_retryable_failure_waits_then_the_tick_starts_the_replay() {
     let c = config();
-    let mut host = Host::with_budget(10);
+    let host = Host::with_budget(10);
     let mut s = Sequence::<Reply>::start(T0, true);
-    let ended = s.first_response(T0 + 10, UNAVAILABLE, rules(&c, &mut host));
+    let ended = s.first_response(T0 + 10, UNAVAILABLE, rules(&c, &host));
     assert_eq!(
         ended,
         AttemptEnded {
@@ -178,7 +187,7 @@ fn a_retryable_failure_waits_then_the_tick_starts_the_replay() {
             step: Step::WaitUntil(T0 + 510),
         }
     );
-    assert_eq!((host.random_asked, host.budget_asked), (1, 1));
+    assert_eq!(host.asked(), (1, 1));
     assert!(!s.is_due(T0 + 509));
     assert_eq!(s.tick(T0 + 509), None);
     assert!(s.is_due(T0 + 510));
@@ -195,17 +204,17 @@ fn waits_follow_the_backoff_for_each_retry() {
     c.wait_duration_ms = 100;
     c.enable_exponential_backoff = true;
     c.exponential_backoff_multiplier = 2.0;
-    let mut host = Host::with_budget(10);
+    let host = Host::with_budget(10);
     let mut s = Sequence::<Reply>::start(T0, false);
     assert_eq!(
-        s.first_response(T0, UNAVAILABLE, rules(&c, &mut host)).step,
+        s.first_response(T0, UNAVAILABLE, rules(&c, &host)).step,
         Step::WaitUntil(T0 + 100)
     );
     let mut now = T0 + 100;
     for wait in [200, 400] {
         assert_eq!(s.tick(now), Some(Step::Replay));
         s.replay_sent(now, false);
-        let ended = s.replay_answered(now, UNAVAILABLE, Some("503"), rules(&c, &mut host));
+        let ended = s.replay_answered(now, UNAVAILABLE, Some("503"), rules(&c, &host));
         assert_eq!(ended.step, Step::WaitUntil(now + wait));
         now += wait;
     }
@@ -216,10 +225,12 @@ fn the_random_sample_randomizes_the_wait() {
     let mut c = config();
     c.enable_randomized_wait = true;
     c.randomized_wait_factor = 0.5;
-    let mut host = Host::with_budget(10);
-    host.random01 = 0.0;
+    let host = Host {
+        random01: 0.0,
+        ..Host::with_budget(10)
+    };
     let mut s = Sequence::<Reply>::start(T0, false);
-    let ended = s.first_response(T0, UNAVAILABLE, rules(&c, &mut host));
+    let ended = s.first_response(T0, UNAVAILABLE, rules(&c, &host));
     assert_eq!(ended.step, Step::WaitUntil(T0 + 250));
 }
 
@@ -228,12 +239,12 @@ fn the_random_sample_randomizes_the_wait() {
 #[test]
 fn a_replay_that_succeeds_is_the_answer() {
     let c = config();
-    let mut host = Host::with_budget(10);
-    let mut s = replay_due(&c, &mut host);
+    let host = Host::with_budget(10);
+    let mut s = replay_due(&c, &host);
     s.replay_sent(T0 + 511, true);
     assert_eq!((s.attempts(), s.attempt_started_ms()), (2, T0 + 511));
     assert!(s.permission_held());
-    let ended = s.replay_answered(T0 + 530, OK, Some("200"), rules(&c, &mut host));
+    let ended = s.replay_answered(T0 + 530, OK, Some("200"), rules(&c, &host));
     assert_eq!(
         ended,
         AttemptEnded {
@@ -247,14 +258,14 @@ fn a_replay_that_succeeds_is_the_answer() {
 #[test]
 fn exhausted_attempts_answer_with_the_last_reply() {
     let c = config();
-    let mut host = Host::with_budget(10);
-    let mut s = replay_due(&c, &mut host);
+    let host = Host::with_budget(10);
+    let mut s = replay_due(&c, &host);
     s.replay_sent(T0 + 510, false);
     let ended = s.replay_answered(
         T0 + 520,
         UNAVAILABLE,
         Some("first 503"),
-        rules(&c, &mut host),
+        rules(&c, &host),
     );
     assert_eq!(ended.step, Step::WaitUntil(T0 + 1020));
     assert_eq!(s.tick(T0 + 1020), Some(Step::Replay));
@@ -263,7 +274,7 @@ fn exhausted_attempts_answer_with_the_last_reply() {
         T0 + 1030,
         UNAVAILABLE,
         Some("second 503"),
-        rules(&c, &mut host),
+        rules(&c, &host),
     );
     assert_eq!(s.attempts(), 3);
     assert_eq!(ended.not_retried, Some(NotRetried::AttemptsExhausted));
@@ -271,16 +282,16 @@ fn exhausted_attempts_answer_with_the_last_reply() {
         ended.step,
         finish(FinalResponse::Replayed("second 503"), UNAVAILABLE)
     );
-    assert_eq!(host.budget_asked, 2, "exhaustion does not touch the budget");
+    assert_eq!(host.asked().1, 2, "exhaustion does not touch the budget");
 }
 
 #[test]
 fn a_replay_without_an_answer_keeps_the_previous_failure_to_show() {
     let c = config();
-    let mut host = Host::with_budget(10);
-    let mut s = replay_due(&c, &mut host);
+    let host = Host::with_budget(10);
+    let mut s = replay_due(&c, &host);
     s.replay_sent(T0 + 510, false);
-    s.replay_answered(T0 + 520, CallResult::Reset, None, rules(&c, &mut host));
+    s.replay_answered(T0 + 520, CallResult::Reset, None, rules(&c, &host));
     // The next replay cannot go out: the caller gets the first response, still held.
     assert_eq!(s.tick(T0 + 1020), Some(Step::Replay));
     assert_eq!(
@@ -293,10 +304,10 @@ fn a_replay_without_an_answer_keeps_the_previous_failure_to_show() {
 fn a_last_attempt_without_an_answer_says_there_was_no_response() {
     let mut c = config();
     c.max_attempts = 2;
-    let mut host = Host::with_budget(10);
-    let mut s = replay_due(&c, &mut host);
+    let host = Host::with_budget(10);
+    let mut s = replay_due(&c, &host);
     s.replay_sent(T0 + 510, true);
-    let ended = s.replay_answered(T0 + 600, CallResult::Timeout, None, rules(&c, &mut host));
+    let ended = s.replay_answered(T0 + 600, CallResult::Timeout, None, rules(&c, &host));
     assert_eq!(ended.record_duration_ms, Some(90));
     assert_eq!(ended.not_retried, Some(NotRetried::AttemptsExhausted));
     assert_eq!(
@@ -314,14 +325,14 @@ fn a_last_attempt_without_an_answer_says_there_was_no_response() {
 fn a_wait_of_zero_replays_at_once() {
     let mut c = config();
     c.wait_duration_ms = 0;
-    let mut host = Host::with_budget(10);
+    let host = Host::with_budget(10);
     let mut s = Sequence::<Reply>::start(T0, true);
-    let ended = s.first_response(T0 + 5, UNAVAILABLE, rules(&c, &mut host));
+    let ended = s.first_response(T0 + 5, UNAVAILABLE, rules(&c, &host));
     assert_eq!(ended.step, Step::Replay);
     assert!(!s.is_due(T0 + 5), "the host starts it, not the tick");
     s.replay_sent(T0 + 5, true);
     // And again after a replay's answer.
-    let ended = s.replay_answered(T0 + 8, UNAVAILABLE, Some("503"), rules(&c, &mut host));
+    let ended = s.replay_answered(T0 + 8, UNAVAILABLE, Some("503"), rules(&c, &host));
     assert_eq!(ended.step, Step::Replay);
 }
 
@@ -329,9 +340,9 @@ fn a_wait_of_zero_replays_at_once() {
 fn a_refusal_inside_the_response_callback_is_served_by_the_next_tick() {
     let mut c = config();
     c.wait_duration_ms = 0;
-    let mut host = Host::with_budget(10);
+    let host = Host::with_budget(10);
     let mut s = Sequence::<Reply>::start(T0, true);
-    s.first_response(T0 + 5, UNAVAILABLE, rules(&c, &mut host));
+    s.first_response(T0 + 5, UNAVAILABLE, rules(&c, &host));
     assert_eq!(s.replay_refused(State::Open, Some(60_000)), Step::Defer);
     assert!(s.is_due(T0 + 5));
     assert_eq!(
@@ -348,9 +359,9 @@ fn a_refusal_inside_the_response_callback_is_served_by_the_next_tick() {
 fn a_failed_dispatch_inside_the_response_callback_is_tried_again_by_the_tick() {
     let mut c = config();
     c.wait_duration_ms = 0;
-    let mut host = Host::with_budget(10);
+    let host = Host::with_budget(10);
     let mut s = Sequence::<Reply>::start(T0, true);
-    s.first_response(T0 + 5, UNAVAILABLE, rules(&c, &mut host));
+    s.first_response(T0 + 5, UNAVAILABLE, rules(&c, &host));
     assert_eq!(s.replay_not_sent(T0 + 5), Step::Defer);
     assert!(s.is_due(T0 + 5));
     assert_eq!(s.tick(T0 + 15), Some(Step::Replay));
@@ -367,8 +378,8 @@ fn a_failed_dispatch_inside_the_response_callback_is_tried_again_by_the_tick() {
 #[test]
 fn a_refusal_from_the_tick_is_answered_with_the_fallback_at_once() {
     let c = config();
-    let mut host = Host::with_budget(10);
-    let mut s = replay_due(&c, &mut host);
+    let host = Host::with_budget(10);
+    let mut s = replay_due(&c, &host);
     assert_eq!(
         s.replay_refused(State::HalfOpen, None),
         finish(fallback(State::HalfOpen, None), CallResult::Response(503))
@@ -379,14 +390,14 @@ fn a_refusal_from_the_tick_is_answered_with_the_fallback_at_once() {
 #[test]
 fn a_failed_dispatch_from_the_tick_answers_with_the_latest_reply() {
     let c = config();
-    let mut host = Host::with_budget(10);
-    let mut s = replay_due(&c, &mut host);
+    let host = Host::with_budget(10);
+    let mut s = replay_due(&c, &host);
     s.replay_sent(T0 + 510, false);
     s.replay_answered(
         T0 + 520,
         UNAVAILABLE,
         Some("replayed 503"),
-        rules(&c, &mut host),
+        rules(&c, &host),
     );
     assert_eq!(s.tick(T0 + 1020), Some(Step::Replay));
     assert_eq!(
@@ -399,11 +410,11 @@ fn a_failed_dispatch_from_the_tick_answers_with_the_latest_reply() {
 fn a_refusal_after_a_replays_answer_is_answered_at_once() {
     let mut c = config();
     c.wait_duration_ms = 0;
-    let mut host = Host::with_budget(10);
+    let host = Host::with_budget(10);
     let mut s = Sequence::<Reply>::start(T0, false);
-    s.first_response(T0, UNAVAILABLE, rules(&c, &mut host));
+    s.first_response(T0, UNAVAILABLE, rules(&c, &host));
     s.replay_sent(T0, false);
-    let ended = s.replay_answered(T0 + 1, UNAVAILABLE, Some("503"), rules(&c, &mut host));
+    let ended = s.replay_answered(T0 + 1, UNAVAILABLE, Some("503"), rules(&c, &host));
     assert_eq!(ended.step, Step::Replay);
     assert_eq!(
         s.replay_refused(State::Open, Some(1_000)),
@@ -419,13 +430,13 @@ fn a_refusal_after_a_replays_answer_is_answered_at_once() {
 #[test]
 fn a_body_too_large_to_keep_is_not_replayed() {
     let c = config();
-    let mut host = Host::with_budget(10);
+    let host = Host::with_budget(10);
     let mut s = Sequence::<Reply>::start(T0, false);
     let too_large = Some(RetryRules {
         config: &c,
         overall_timeout_ms: None,
         body_too_large: true,
-        host: &mut host,
+        host: &host,
     });
     let ended = s.first_response(T0, UNAVAILABLE, too_large);
     assert_eq!(ended.not_retried, Some(NotRetried::BodyTooLarge));
@@ -433,16 +444,16 @@ fn a_body_too_large_to_keep_is_not_replayed() {
         ended.step,
         finish(FinalResponse::FirstResponse, UNAVAILABLE)
     );
-    assert_eq!(host.budget_asked, 0);
+    assert_eq!(host.asked().1, 0);
 }
 
 #[test]
 fn no_retry_starts_past_the_overall_timeout() {
     let c = config();
-    let mut host = Host::with_budget(10);
+    let host = Host::with_budget(10);
     let mut s = Sequence::<Reply>::start(T0, false);
     // 400 + 500 ms wait: within 1 s of the request's arrival.
-    let ended = s.first_response(T0 + 400, UNAVAILABLE, within(1_000, &c, &mut host));
+    let ended = s.first_response(T0 + 400, UNAVAILABLE, within(1_000, &c, &host));
     assert_eq!(ended.step, Step::WaitUntil(T0 + 900));
     assert_eq!(s.tick(T0 + 900), Some(Step::Replay));
     s.replay_sent(T0 + 900, false);
@@ -451,26 +462,26 @@ fn no_retry_starts_past_the_overall_timeout() {
         T0 + 950,
         UNAVAILABLE,
         Some("503"),
-        within(1_000, &c, &mut host),
+        within(1_000, &c, &host),
     );
     assert_eq!(ended.not_retried, Some(NotRetried::PastOverallTimeout));
     assert_eq!(
         ended.step,
         finish(FinalResponse::Replayed("503"), UNAVAILABLE)
     );
-    assert_eq!(host.budget_asked, 1);
+    assert_eq!(host.asked().1, 1);
 }
 
 #[test]
 fn an_exhausted_budget_stops_retries() {
     let c = config();
-    let mut host = Host::with_budget(0);
+    let host = Host::with_budget(0);
     let mut s = Sequence::<Reply>::start(T0, false);
-    let ended = s.first_response(T0, UNAVAILABLE, rules(&c, &mut host));
+    let ended = s.first_response(T0, UNAVAILABLE, rules(&c, &host));
     assert_eq!(ended.not_retried, Some(NotRetried::BudgetExhausted));
     assert_eq!(
         ended.step,
         finish(FinalResponse::FirstResponse, UNAVAILABLE)
     );
-    assert_eq!(host.budget_asked, 1);
+    assert_eq!(host.asked().1, 1);
 }
