@@ -52,7 +52,12 @@ pub struct RetryInstance {
 
 impl RetryInstance {
     /// Defines the instance's metrics.
-    pub fn new(plugin_name: &str, instance: &str, config: RetryConfig, options: RetryOptions) -> Self {
+    pub fn new(
+        plugin_name: &str,
+        instance: &str,
+        config: RetryConfig,
+        options: RetryOptions,
+    ) -> Self {
         RetryInstance {
             config,
             options,
@@ -487,8 +492,7 @@ fn answer_stream(stream: u32, response: &LocalResponse, details: &str) {
         })
         .cloned()
         .collect();
-    if let Err(e) = abi::send_local_response(response.status, &headers, &response.body, details)
-    {
+    if let Err(e) = abi::send_local_response(response.status, &headers, &response.body, details) {
         log::warn!("could not answer stream {stream} (host status {})", e.0);
     }
 }

@@ -40,28 +40,23 @@ impl Runtime {
     /// Defines the instances' metrics; shared state is left alone (see
     /// [`Runtime::reset_changed_breakers`]).
     fn new(policy: Policy, plugin_name: &str) -> Runtime {
-        let breakers = policy
-            .circuit_breakers
-            .iter()
-            .map(|(instance, config)| {
-                let fallback = policy.fallbacks.get(instance).cloned();
-                let breaker = SharedBreaker::new(plugin_name, instance, config.clone(), fallback);
-                (instance.clone(), breaker)
-            })
-            .collect();
-        let retries = policy
-            .retries
-            .iter()
-            .map(|(instance, config)| {
-                let options = policy
-                    .retry_options
-                    .get(instance)
-                    .cloned()
-                    .unwrap_or_default();
-                let retry = RetryInstance::new(plugin_name, instance, config.clone(), options);
-                (instance.clone(), retry)
-            })
-            .collect();
+        // Inserted one by one: collecting into a BTreeMap would add a sort to the module.
+        let mut breakers = BTreeMap::new();
+        for (instance, config) in &policy.circuit_breakers {
+            let fallback = policy.fallbacks.get(instance).cloned();
+            let breaker = SharedBreaker::new(plugin_name, instance, config.clone(), fallback);
+            breakers.insert(instance.clone(), breaker);
+        }
+        let mut retries = BTreeMap::new();
+        for (instance, config) in &policy.retries {
+            let options = policy
+                .retry_options
+                .get(instance)
+                .cloned()
+                .unwrap_or_default();
+            let retry = RetryInstance::new(plugin_name, instance, config.clone(), options);
+            retries.insert(instance.clone(), retry);
+        }
         let fast = policy.circuit_breakers.values().any(|c| {
             c.automatic_transition_from_open_to_half_open_enabled
                 || c.max_wait_duration_in_half_open_state_ms > 0

@@ -261,21 +261,11 @@ fn exhausted_attempts_answer_with_the_last_reply() {
     let host = Host::with_budget(10);
     let mut s = replay_due(&c, &host);
     s.replay_sent(T0 + 510, false);
-    let ended = s.replay_answered(
-        T0 + 520,
-        UNAVAILABLE,
-        Some("first 503"),
-        rules(&c, &host),
-    );
+    let ended = s.replay_answered(T0 + 520, UNAVAILABLE, Some("first 503"), rules(&c, &host));
     assert_eq!(ended.step, Step::WaitUntil(T0 + 1020));
     assert_eq!(s.tick(T0 + 1020), Some(Step::Replay));
     s.replay_sent(T0 + 1020, false);
-    let ended = s.replay_answered(
-        T0 + 1030,
-        UNAVAILABLE,
-        Some("second 503"),
-        rules(&c, &host),
-    );
+    let ended = s.replay_answered(T0 + 1030, UNAVAILABLE, Some("second 503"), rules(&c, &host));
     assert_eq!(s.attempts(), 3);
     assert_eq!(ended.not_retried, Some(NotRetried::AttemptsExhausted));
     assert_eq!(
@@ -458,12 +448,7 @@ fn no_retry_starts_past_the_overall_timeout() {
     assert_eq!(s.tick(T0 + 900), Some(Step::Replay));
     s.replay_sent(T0 + 900, false);
     // 950 + 500 ms: past it.
-    let ended = s.replay_answered(
-        T0 + 950,
-        UNAVAILABLE,
-        Some("503"),
-        within(1_000, &c, &host),
-    );
+    let ended = s.replay_answered(T0 + 950, UNAVAILABLE, Some("503"), within(1_000, &c, &host));
     assert_eq!(ended.not_retried, Some(NotRetried::PastOverallTimeout));
     assert_eq!(
         ended.step,
