@@ -5,6 +5,7 @@
 //! - `stream`: the HTTP context — one request to a guarded upstream;
 //! - `breaker`: one circuit breaker instance, shared by the workers through `store`;
 //! - `retry`: retry orchestration — carries out each request's retry sequence;
+//! - `replay`: the request kept for a replay, sent as a callout, and its reply;
 //! - `events`: stamping of records produced through a Kafka bridge;
 //! - `abi`, `store`, `metrics`: host calls, shared data, Envoy stats.
 
@@ -12,6 +13,7 @@ mod abi;
 mod breaker;
 mod events;
 mod metrics;
+mod replay;
 mod retry;
 mod root;
 mod store;

@@ -18,25 +18,17 @@ use proxy_wasm::types::Action;
 use crate::fallback::LocalResponse;
 use crate::outcome::{CallResult, DEFAULT_FAILURES};
 use crate::policy::{RetryConfig, RetryOptions};
+use crate::retry as core_retry;
 use crate::retry::sequence::{
     AttemptEnded, FinalResponse, NotRetried, RetryHost, RetryRules, Sequence, Step,
 };
-use crate::retry::{self as core_retry};
 
 use super::abi::{self, HostError};
 use super::breaker::Acquired;
 use super::metrics::RetryMetrics;
+use super::replay::{self, Replay, HOP_HEADERS};
 use super::root::Runtime;
 use super::store;
-
-/// Not copied from a response into the local reply that replaces it, nor into a replay.
-const HOP_HEADERS: [&str; 5] = [
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "upgrade",
-];
 
 /// One retry instance as this worker runs it; the budget lives in shared data.
 pub struct RetryInstance {
@@ -79,6 +71,14 @@ impl RetryInstance {
         }
     }
 
+    /// Counts the request against the budget, and keeps what a replay needs if the request
+    /// may be replayed at all.
+    pub fn keep_for_replay(&self, headers: Vec<(String, String)>) -> Option<Replay> {
+        self.unflushed_requests
+            .set(self.unflushed_requests.get().saturating_add(1));
+        Replay::keep(&self.config, &self.options, headers)
+    }
+
     /// resilience4j's Retry call kinds, counted once per request when its result is final.
     fn count_final(&self, result: CallResult, retried: bool) {
         let failed = core_retry::is_retryable(&self.config, result)
@@ -113,82 +113,6 @@ pub struct Call {
     pub sequence: Sequence<LocalResponse>,
     /// What a replay sends; None when this request may not be retried.
     pub replay: Option<Replay>,
-}
-
-/// The request as a replay sends it again.
-pub struct Replay {
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-    /// The instance's max-body-bytes.
-    limit: usize,
-    too_large: bool,
-}
-
-impl Replay {
-    /// Counts the request against the instance's budget, and keeps what a replay needs if the
-    /// request may be replayed at all.
-    pub fn prepare(retry: &RetryInstance, headers: Vec<(String, String)>) -> Option<Replay> {
-        retry
-            .unflushed_requests
-            .set(retry.unflushed_requests.get().saturating_add(1));
-        if retry.config.max_attempts <= 1 || headers.is_empty() {
-            return None;
-        }
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.as_str())
-        };
-        let method = header(":method").unwrap_or("GET");
-        if !core_retry::may_replay(
-            method,
-            retry.options.retry_non_idempotent,
-            header("idempotency-key").is_some(),
-        ) {
-            return None;
-        }
-        let limit = retry.options.max_body_bytes as usize;
-        let too_large = header("content-length")
-            .and_then(|v| v.parse::<usize>().ok())
-            .is_some_and(|len| len > limit);
-        Some(Replay {
-            headers,
-            body: Vec::new(),
-            limit,
-            too_large,
-        })
-    }
-
-    /// The next chunk of the request body, as the stream reads it.
-    pub fn keep_chunk(&mut self, chunk: Result<Option<Vec<u8>>, HostError>) {
-        match chunk {
-            Ok(Some(chunk)) if self.body.len() + chunk.len() <= self.limit => {
-                self.body.extend_from_slice(&chunk)
-            }
-            Ok(None) => {}
-            _ => self.drop_body(),
-        }
-    }
-
-    /// The whole body, replaced by the events stamping (a retry replays the stamped body).
-    pub fn replace_body(&mut self, body: Vec<u8>) {
-        if body.len() > self.limit {
-            self.drop_body();
-        } else {
-            self.too_large = false;
-            self.body = body;
-        }
-    }
-
-    pub fn wants_body(&self) -> bool {
-        !self.too_large
-    }
-
-    fn drop_body(&mut self) {
-        self.too_large = true;
-        self.body = Vec::new();
-    }
 }
 
 /// Guarded calls of this worker: streams and the root share it (one VM, one thread).
@@ -251,7 +175,7 @@ pub fn on_replay_answer(
         (stream, call)
     };
     let now = abi::now_ms().unwrap_or(call.sequence.attempt_started_ms());
-    let reply = read_reply(num_headers, body_size);
+    let reply = replay::read_reply(num_headers, body_size);
     let result = reply
         .as_ref()
         .map_or(CallResult::Reset, |r| CallResult::Response(r.status));
@@ -299,7 +223,7 @@ fn rules<'a>(retry: Option<&'a RetryInstance>, replay: Option<&Replay>) -> Optio
     Some(RetryRules {
         config: &retry.config,
         overall_timeout_ms: retry.options.overall_timeout_ms,
-        body_too_large: replay.too_large,
+        body_too_large: replay.too_large(),
         host: retry,
     })
 }
@@ -381,13 +305,9 @@ fn start_replay(runtime: &Runtime, call: &mut Call, now: u64) -> Started {
     }
     let retry = runtime.retries.get(&call.instance);
     let dispatched = match (retry, &call.replay) {
-        (Some(retry), Some(replay)) => abi::dispatch_http_call(
-            &call.cluster,
-            &replay_headers(&replay.headers),
-            &replay.body,
-            retry.options.per_try_timeout_ms,
-        )
-        .map_err(NotSent::Host),
+        (Some(retry), Some(replay)) => replay
+            .send(&call.cluster, retry.options.per_try_timeout_ms)
+            .map_err(NotSent::Host),
         _ => Err(NotSent::NothingToReplay),
     };
     match dispatched {
@@ -458,27 +378,6 @@ fn answer(
     Outcome::Answered
 }
 
-/// A replay's reply; None when it got no response.
-fn read_reply(num_headers: usize, body_size: usize) -> Option<LocalResponse> {
-    if num_headers == 0 {
-        return None;
-    }
-    let headers = abi::get_header_map(abi::MAP_HTTP_CALL_RESPONSE_HEADERS).unwrap_or_default();
-    let status = headers
-        .iter()
-        .find(|(k, _)| k == ":status")
-        .and_then(|(_, v)| v.parse::<u16>().ok())?;
-    let body = abi::get_buffer(abi::BUFFER_HTTP_CALL_RESPONSE_BODY, 0, body_size)
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    Some(LocalResponse {
-        status,
-        headers,
-        body,
-    })
-}
-
 /// Sends `response` as the stream's response, from the root.
 fn answer_stream(stream: u32, response: &LocalResponse, details: &str) {
     if abi::set_effective_context(stream).is_err() {
@@ -515,17 +414,4 @@ fn no_response(attempts: u32) -> LocalResponse {
         headers: vec![("content-type".to_string(), "application/json".to_string())],
         body: body.to_string().into_bytes(),
     }
-}
-
-/// The replay's headers: the request's, minus pseudo-headers other than method, path and
-/// authority, minus framing headers (the callout sets its own).
-fn replay_headers(headers: &[(String, String)]) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .filter(|(k, _)| match k.as_str() {
-            ":method" | ":path" | ":authority" => true,
-            k => !k.starts_with(':') && !HOP_HEADERS.contains(&k),
-        })
-        .cloned()
-        .collect()
 }

@@ -15,7 +15,8 @@ use crate::retry::sequence::Sequence;
 use super::abi;
 use super::breaker::Acquired;
 use super::events::{self, BodyStep, HeadersStep, Publish};
-use super::retry::{self, Call, Replay, SharedCalls};
+use super::replay::Replay;
+use super::retry::{self, Call, SharedCalls};
 use super::root::Runtime;
 
 /// Headers a downstream client could use to make Envoy's router retry on its own, outside
@@ -194,7 +195,7 @@ impl Stream {
         let replay = runtime
             .retries
             .get(&instance)
-            .and_then(|retry| Replay::prepare(retry, headers));
+            .and_then(|retry| retry.keep_for_replay(headers));
         self.calls.borrow_mut().by_stream.insert(
             self.id,
             Call {
@@ -212,7 +213,7 @@ impl Stream {
         if body_size == 0 {
             return;
         }
-        if let Some(mut replay) = self.replay().filter(|r| r.wants_body()) {
+        if let Some(mut replay) = self.replay().filter(|r| !r.too_large()) {
             replay.keep_chunk(abi::get_buffer(abi::BUFFER_REQUEST_BODY, 0, body_size));
         }
     }
