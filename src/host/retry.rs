@@ -124,15 +124,15 @@ pub struct Calls {
 
 pub type SharedCalls = Rc<RefCell<Calls>>;
 
-/// What became of the stream's response once the steps are carried out.
+/// What became of the response the stream holds, once the steps are carried out.
 #[derive(PartialEq, Eq)]
-enum Outcome {
+enum HeldResponse {
     /// Still held: a wait, a replay in flight, or a refusal the tick serves.
-    Held,
+    StillHeld,
     /// Replaced by a local reply.
-    Answered,
-    /// The held first response is the answer and goes on.
-    FirstResponseGoesOn,
+    Replaced,
+    /// The first response is the answer and goes on.
+    GoesOn,
 }
 
 /// The router's response to the first attempt ended with `result` (in the stream's
@@ -151,8 +151,8 @@ pub fn on_first_response(
         .first_response(now, result, rules(retry, call.replay.as_ref()));
     let step = after_attempt(runtime, &call, now, result, ended);
     match carry_out(runtime, calls, stream, call, step, now) {
-        Outcome::FirstResponseGoesOn => Action::Continue,
-        Outcome::Held | Outcome::Answered => Action::Pause,
+        HeldResponse::GoesOn => Action::Continue,
+        HeldResponse::StillHeld | HeldResponse::Replaced => Action::Pause,
     }
 }
 
@@ -184,7 +184,7 @@ pub fn on_replay_answer(
         call.sequence
             .replay_answered(now, result, reply, rules(retry, call.replay.as_ref()));
     let step = after_attempt(runtime, &call, now, result, ended);
-    if carry_out(runtime, calls, stream, call, step, now) == Outcome::FirstResponseGoesOn {
+    if carry_out(runtime, calls, stream, call, step, now) == HeldResponse::GoesOn {
         resume_stream(stream);
     }
 }
@@ -204,9 +204,7 @@ pub fn on_tick(runtime: &Runtime, calls: &SharedCalls, now: u64) {
         };
         match call.sequence.tick(now) {
             Some(step) => {
-                if carry_out(runtime, calls, stream, call, step, now)
-                    == Outcome::FirstResponseGoesOn
-                {
+                if carry_out(runtime, calls, stream, call, step, now) == HeldResponse::GoesOn {
                     resume_stream(stream);
                 }
             }
@@ -257,7 +255,7 @@ fn carry_out(
     mut call: Call,
     mut step: Step<LocalResponse>,
     now: u64,
-) -> Outcome {
+) -> HeldResponse {
     loop {
         step = match step {
             Step::Replay => match start_replay(runtime, &mut call, now) {
@@ -265,13 +263,13 @@ fn carry_out(
                     let mut calls = calls.borrow_mut();
                     calls.stream_of_callout.insert(token, stream);
                     calls.by_stream.insert(stream, call);
-                    return Outcome::Held;
+                    return HeldResponse::StillHeld;
                 }
                 Started::Not(next) => next,
             },
             Step::WaitUntil(_) | Step::Defer => {
                 calls.borrow_mut().by_stream.insert(stream, call);
-                return Outcome::Held;
+                return HeldResponse::StillHeld;
             }
             Step::Finish { response, result } => {
                 if let Some(retry) = runtime.retries.get(&call.instance) {
@@ -356,9 +354,9 @@ fn answer(
     call: &Call,
     stream: u32,
     response: FinalResponse<LocalResponse>,
-) -> Outcome {
+) -> HeldResponse {
     match response {
-        FinalResponse::FirstResponse => return Outcome::FirstResponseGoesOn,
+        FinalResponse::FirstResponse => return HeldResponse::GoesOn,
         FinalResponse::Replayed(reply) => {
             answer_stream(stream, &reply, "retried_upstream_response")
         }
@@ -375,10 +373,10 @@ fn answer(
             }
         }
     }
-    Outcome::Answered
+    HeldResponse::Replaced
 }
 
-/// Sends `response` as the stream's response, from the root.
+/// Sends `response` as the stream's response (from the root, or from the stream itself).
 fn answer_stream(stream: u32, response: &LocalResponse, details: &str) {
     if abi::set_effective_context(stream).is_err() {
         return; // the caller is gone
