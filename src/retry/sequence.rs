@@ -18,6 +18,8 @@
 //! tick or a replay's answer (`Starting`) the caller can be answered at once; inside the
 //! stream's own first-response callback (`StartingInResponse`, a wait of 0) it cannot, so a
 //! refusal or a failed dispatch is left to the next tick.
+//!
+//! A request the breaker refuses outright starts no sequence: the stream serves the fallback.
 
 #[cfg(test)]
 mod tests;
@@ -57,7 +59,8 @@ pub enum Step<R> {
     /// Start the next attempt now: ask the breaker, then send the replay, and report with
     /// [`Sequence::replay_refused`], [`Sequence::replay_sent`] or [`Sequence::replay_not_sent`].
     Replay,
-    /// Nothing now; the next tick carries on.
+    /// Nothing now; the next tick carries on (a refusal or a failed dispatch inside the
+    /// first-response callback).
     Defer,
     /// The sequence is over: give the caller `response`. `result` is the request's final
     /// result, as resilience4j's Retry counts it.
