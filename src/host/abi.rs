@@ -1,7 +1,8 @@
 //! The only file that talks to the proxy-wasm ABI directly for calls on the request path.
 //! The SDK's `hostcalls` panic on statuses they do not expect (e.g. BadArgument when a
 //! property is not available in this phase), and a panic kills the worker's VM. Here every
-//! status becomes a `Result`.
+//! status becomes a `Result`; the one call that still goes through the SDK,
+//! [`dispatch_http_call`], says why it cannot panic.
 
 use std::ptr::{null, null_mut};
 
@@ -361,8 +362,13 @@ fn deserialize_map(bytes: &[u8]) -> Vec<(String, String)> {
     pairs
 }
 
-/// Sends an HTTP request to an Envoy cluster from the root context; the answer arrives in the
-/// root's `on_http_call_response`. The SDK's call is used so its dispatcher routes the answer.
+/// Sends an HTTP request to an Envoy cluster. The answer arrives in the `on_http_call_response`
+/// of the context the call was made from (the root's from the tick, a stream's from its own
+/// callback): the SDK's dispatcher routes it, and it knows only the callouts the SDK sent
+/// (registering one is private to the SDK; an unknown token makes the dispatcher panic), so
+/// this call goes through the SDK. The SDK panics on a status other than Ok, BadArgument and
+/// InternalFailure; Envoy's `proxy_http_call` returns no other for arguments from Rust slices
+/// (its only other one, InvalidMemoryAccess, needs pointers outside the VM's memory).
 pub fn dispatch_http_call(
     cluster: &str,
     headers: &[(String, String)],

@@ -17,6 +17,7 @@ use proxy_wasm::types::Action;
 use crate::events::{self, EventsConfig, RejectReason, Rejection, StampInput, StampStats};
 
 use super::abi::{self, METRIC_COUNTER};
+use super::metrics::{self, add};
 
 pub const MAX_METRIC_TOPICS: usize = 64;
 const OTHER_TOPIC: &str = "_other";
@@ -264,13 +265,7 @@ struct TopicMetrics {
 impl TopicMetrics {
     fn define(topic: &str) -> Self {
         let t = topic.replace('.', "_");
-        let counter = |name: String| match abi::define_metric(METRIC_COUNTER, &name) {
-            Ok(id) => Some(id),
-            Err(e) => {
-                log::warn!("metric {name} unavailable: host status {}", e.0);
-                None
-            }
-        };
+        let counter = |name: String| metrics::define(METRIC_COUNTER, name);
         TopicMetrics {
             stamped: counter(format!("sidecar_events_records_stamped.topic.{t}")),
             kept: counter(format!("sidecar_events_envelopes_kept.topic.{t}")),
@@ -294,11 +289,5 @@ impl TopicMetrics {
         if let Some(i) = RejectReason::ALL.iter().position(|r| *r == reason) {
             add(self.rejected[i], 1);
         }
-    }
-}
-
-fn add(id: Option<u32>, n: u64) {
-    if let (Some(id), true) = (id, n > 0) {
-        let _ = abi::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
     }
 }

@@ -46,7 +46,8 @@ fn stat_segment(s: &str) -> String {
     s.replace('.', "_")
 }
 
-fn define(kind: u32, name: String) -> Option<u32> {
+/// Defines a metric; None (a no-op metric) if the host refuses, with a warning.
+pub fn define(kind: u32, name: String) -> Option<u32> {
     match abi::define_metric(kind, &name) {
         Ok(id) => Some(id),
         Err(e) => {
@@ -139,6 +140,13 @@ fn rate(percent: f32) -> u64 {
 fn increment(id: Option<u32>) {
     if let Some(id) = id {
         let _ = abi::increment_metric(id, 1);
+    }
+}
+
+/// Adds `n` to a counter (Envoy refuses increments of 0).
+pub fn add(id: Option<u32>, n: u64) {
+    if let (Some(id), true) = (id, n > 0) {
+        let _ = abi::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
     }
 }
 

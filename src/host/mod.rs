@@ -1,13 +1,25 @@
-//! The proxy-wasm host layer: contexts, shared-data store, metrics, property reads. Only
-//! translates between Envoy and the pure core; every host call's error is handled.
+//! The proxy-wasm host layer: only translates between Envoy and the pure core; every host
+//! call's error is handled.
+//!
+//! - `root`: the root context — the policy on (re)configuration, the tick;
+//! - `stream`: the HTTP context — one request to a guarded upstream;
+//! - `breaker`: one circuit breaker instance, shared by the workers through `store`;
+//! - `retry`: retry orchestration — carries out each request's retry sequence;
+//! - `replay`: the request kept for a replay, sent as a callout, and its reply;
+//! - `events`: stamping of records produced through a Kafka bridge;
+//! - `abi`, `store`, `metrics`: host calls, shared data, Envoy stats.
 
 mod abi;
+mod breaker;
 mod events;
-mod filter;
 mod metrics;
+mod replay;
+mod retry;
+mod root;
 mod store;
+mod stream;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
-    proxy_wasm::set_root_context(|_| Box::new(filter::FilterRoot::default()));
+    proxy_wasm::set_root_context(|_| Box::new(root::FilterRoot::default()));
 }}

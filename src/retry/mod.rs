@@ -1,10 +1,12 @@
 //! resilience4j's Retry for HTTP calls, as pure pieces the host composes: which results are
-//! retried (`classify`), how long to wait before the next attempt (`backoff`), whether a
-//! request may be replayed at all (`may_replay`), and a retry budget shared by all callers
-//! (`budget`). Deciding is kept apart from doing: the host makes the attempts.
+//! retried (`is_retryable`), how long to wait before the next attempt (`backoff`), whether a
+//! request may be replayed at all (`may_replay`), a retry budget shared by all callers
+//! (`budget`), and one request's attempts from the first to the final answer (`sequence`).
+//! Deciding is kept apart from doing: the host makes the attempts.
 
 pub mod backoff;
 pub mod budget;
+pub mod sequence;
 
 use crate::outcome::{CallResult, DEFAULT_FAILURES};
 use crate::policy::RetryConfig;

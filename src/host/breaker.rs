@@ -1,0 +1,193 @@
+//! One circuit breaker instance as a worker reaches it. The breaker itself lives in shared
+//! data (`store`), so every worker asks the same breaker for permission and records results
+//! in it; this handle holds what a worker needs for that — the config, the shared-data key,
+//! the instance's metrics and fallback — and turns each update into logs and metrics.
+
+use crate::breaker::{Permission, Snapshot, State, Transition};
+use crate::fallback::{self, LocalResponse};
+use crate::outcome::{classify, CallResult};
+use crate::policy::{BreakerConfig, Fallback};
+
+use super::metrics::BreakerMetrics;
+use super::store::{self, StoreError};
+
+/// A handle on one instance's breaker in shared data.
+pub struct SharedBreaker {
+    instance: String,
+    config: BreakerConfig,
+    key: String,
+    metrics: BreakerMetrics,
+    fallback: Option<Fallback>,
+}
+
+pub enum Acquired {
+    Permitted,
+    NotPermitted {
+        state: State,
+        retry_after_ms: Option<u64>,
+    },
+    /// Shared state unavailable: fail open, unrecorded.
+    Unknown,
+}
+
+impl SharedBreaker {
+    /// Defines the instance's metrics.
+    pub fn new(
+        plugin_name: &str,
+        instance: &str,
+        config: BreakerConfig,
+        fallback: Option<Fallback>,
+    ) -> Self {
+        SharedBreaker {
+            instance: instance.to_string(),
+            config,
+            key: store::breaker_key(plugin_name, instance),
+            metrics: BreakerMetrics::define(instance),
+            fallback,
+        }
+    }
+
+    pub fn acquire(&self, now: u64) -> Acquired {
+        let config = &self.config;
+        match store::update_breaker(&self.key, config, now, |cb| {
+            let (permission, transition) = cb.try_acquire_permission(config, now);
+            let snapshot = transition.as_ref().map(|_| cb.snapshot(config, now));
+            (permission, transition, snapshot)
+        }) {
+            Ok((permission, transition, snapshot)) => {
+                if let Some(snapshot) = snapshot {
+                    self.after_update(transition, &snapshot);
+                }
+                match permission {
+                    Permission::Permitted => Acquired::Permitted,
+                    Permission::NotPermitted {
+                        state,
+                        retry_after_ms,
+                    } => {
+                        self.metrics.count_not_permitted();
+                        Acquired::NotPermitted {
+                            state,
+                            retry_after_ms,
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                self.report_store_error(e);
+                Acquired::Unknown
+            }
+        }
+    }
+
+    pub fn record(&self, now: u64, result: CallResult, duration_ms: u64) {
+        let config = &self.config;
+        let outcome = classify(&config.record, &config.ignore, result);
+        // Gauges follow on transitions here and on the tick otherwise: publishing them on
+        // every call costs more host calls than the call's own bookkeeping.
+        match store::update_breaker(&self.key, config, now, |cb| {
+            let (kind, transition) = cb.on_result(config, now, outcome, duration_ms);
+            let snapshot = transition.as_ref().map(|_| cb.snapshot(config, now));
+            (kind, transition, snapshot)
+        }) {
+            Ok((kind, transition, snapshot)) => {
+                self.metrics.count_call(kind);
+                if let Some(snapshot) = snapshot {
+                    self.after_update(transition, &snapshot);
+                }
+            }
+            Err(e) => self.report_store_error(e),
+        }
+    }
+
+    pub fn slow_call_duration_threshold_ms(&self) -> u64 {
+        self.config.slow_call_duration_threshold_ms
+    }
+
+    /// Hands back a permission whose call will have no result (the caller went away, or the
+    /// replay it was for could not be sent).
+    pub fn release(&self, now: u64) {
+        let config = &self.config;
+        if let Err(e) =
+            store::update_breaker(&self.key, config, now, |cb| cb.release_permission(config))
+        {
+            self.report_store_error(e);
+        }
+    }
+
+    /// Scheduled transitions, and the gauges.
+    pub fn tick(&self, now: u64) {
+        let config = &self.config;
+        match store::update_breaker(&self.key, config, now, |cb| {
+            (cb.on_tick(config, now), cb.snapshot(config, now))
+        }) {
+            Ok((transition, snapshot)) => self.after_update(transition, &snapshot),
+            Err(e) => self.report_store_error(e),
+        }
+    }
+
+    /// On (re)configuration: keeps the shared state when it was built for this very config
+    /// (a change to another instance must not reset this one), else starts it afresh; then
+    /// publishes the gauges.
+    pub fn reset_if_config_changed(&self, now: u64) {
+        match store::ensure_breaker(&self.key, &self.config, now) {
+            Ok(true) => log::info!(
+                "circuit breaker '{}': starts fresh ({})",
+                self.instance,
+                config_summary(&self.config)
+            ),
+            Ok(false) => log::info!(
+                "circuit breaker '{}': config unchanged, state kept",
+                self.instance
+            ),
+            Err(e) => self.report_store_error(e),
+        }
+        self.tick(now);
+    }
+
+    /// The response served while the breaker does not permit calls.
+    pub fn fallback(&self, state: State, retry_after_ms: Option<u64>) -> LocalResponse {
+        fallback::render(
+            self.fallback.as_ref(),
+            &self.instance,
+            state.as_str(),
+            retry_after_ms,
+        )
+    }
+
+    fn after_update(&self, transition: Option<Transition>, snapshot: &Snapshot) {
+        if let Some(t) = transition {
+            log::info!(
+                "circuit breaker '{}': {} -> {}",
+                self.instance,
+                t.from.as_str(),
+                t.to.as_str()
+            );
+            self.metrics.count_transition(&t);
+        }
+        self.metrics.publish(snapshot);
+    }
+
+    fn report_store_error(&self, error: StoreError) {
+        match error {
+            StoreError::ConfigChanged => log::debug!(
+                "circuit breaker '{}': policy rollout in progress, call passes unrecorded",
+                self.instance
+            ),
+            other => log::warn!(
+                "circuit breaker '{}': shared state unavailable ({other}); failing open",
+                self.instance
+            ),
+        }
+    }
+}
+
+fn config_summary(c: &BreakerConfig) -> String {
+    format!(
+        "failure-rate-threshold {}%, {:?} window {}, minimum {} calls, open wait {} ms",
+        c.failure_rate_threshold,
+        c.sliding_window_type,
+        c.sliding_window_size,
+        c.minimum_number_of_calls,
+        c.wait_duration_in_open_state_ms
+    )
+}

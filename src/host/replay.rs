@@ -1,0 +1,132 @@
+//! The request as a replay sends it again: kept while the request passes (headers, and the
+//! body up to the instance's max-body-bytes), sent as an HTTP callout to the upstream's
+//! cluster, and its reply read back.
+
+use crate::fallback::LocalResponse;
+use crate::policy::{RetryConfig, RetryOptions};
+use crate::retry::may_replay;
+
+use super::abi::{self, HostError};
+
+/// Not copied from a response into the local reply that replaces it, nor into a replay.
+pub const HOP_HEADERS: [&str; 5] = [
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+];
+
+pub struct Replay {
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    /// The instance's max-body-bytes.
+    limit: usize,
+    too_large: bool,
+}
+
+impl Replay {
+    /// What a replay needs, if the request may be replayed at all.
+    pub fn keep(
+        config: &RetryConfig,
+        options: &RetryOptions,
+        headers: Vec<(String, String)>,
+    ) -> Option<Replay> {
+        if config.max_attempts <= 1 || headers.is_empty() {
+            return None;
+        }
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let method = header(":method").unwrap_or("GET");
+        if !may_replay(
+            method,
+            options.retry_non_idempotent,
+            header("idempotency-key").is_some(),
+        ) {
+            return None;
+        }
+        let limit = options.max_body_bytes as usize;
+        let too_large = header("content-length")
+            .and_then(|v| v.parse::<usize>().ok())
+            .is_some_and(|len| len > limit);
+        Some(Replay {
+            headers,
+            body: Vec::new(),
+            limit,
+            too_large,
+        })
+    }
+
+    /// The body is larger than the instance keeps: the request is not retried.
+    pub fn too_large(&self) -> bool {
+        self.too_large
+    }
+
+    /// The next chunk of the request body, as the stream read it.
+    pub fn keep_chunk(&mut self, chunk: Result<Option<Vec<u8>>, HostError>) {
+        match chunk {
+            Ok(Some(chunk)) if self.body.len() + chunk.len() <= self.limit => {
+                self.body.extend_from_slice(&chunk)
+            }
+            Ok(None) => {}
+            _ => self.drop_body(),
+        }
+    }
+
+    /// The whole body, as the events stamping replaced it (a retry replays the stamped body).
+    pub fn replace_body(&mut self, body: Vec<u8>) {
+        if body.len() > self.limit {
+            self.drop_body();
+        } else {
+            self.too_large = false;
+            self.body = body;
+        }
+    }
+
+    fn drop_body(&mut self) {
+        self.too_large = true;
+        self.body = Vec::new();
+    }
+
+    /// Sends the replay to `cluster`; its answer arrives in the `on_http_call_response` of the
+    /// context that sent it. Ok: the callout's token.
+    pub fn send(&self, cluster: &str, timeout_ms: u64) -> Result<u32, HostError> {
+        // The request's headers, minus pseudo-headers other than method, path and authority,
+        // minus framing headers (the callout sets its own).
+        let headers: Vec<(String, String)> = self
+            .headers
+            .iter()
+            .filter(|(k, _)| match k.as_str() {
+                ":method" | ":path" | ":authority" => true,
+                k => !k.starts_with(':') && !HOP_HEADERS.contains(&k),
+            })
+            .cloned()
+            .collect();
+        abi::dispatch_http_call(cluster, &headers, &self.body, timeout_ms)
+    }
+}
+
+/// A replay's reply, in its `on_http_call_response`; None when it got no response.
+pub fn read_reply(num_headers: usize, body_size: usize) -> Option<LocalResponse> {
+    if num_headers == 0 {
+        return None;
+    }
+    let headers = abi::get_header_map(abi::MAP_HTTP_CALL_RESPONSE_HEADERS).unwrap_or_default();
+    let status = headers
+        .iter()
+        .find(|(k, _)| k == ":status")
+        .and_then(|(_, v)| v.parse::<u16>().ok())?;
+    let body = abi::get_buffer(abi::BUFFER_HTTP_CALL_RESPONSE_BODY, 0, body_size)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    Some(LocalResponse {
+        status,
+        headers,
+        body,
+    })
+}

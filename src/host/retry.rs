@@ -1,0 +1,415 @@
+//! Retry orchestration: carries out the steps of each guarded request's
+//! [`Sequence`](crate::retry::sequence) — Retry around CircuitBreaker, resilience4j's
+//! recommended order, so every attempt asks the breaker and is recorded in it.
+//!
+//! Envoy's router cannot wait a given time between attempts, and it retries before any filter
+//! sees a response (verified with Envoy 1.40). So the first attempt goes through the router;
+//! on a retryable response the stream holds it paused, and after the wait the root's tick
+//! replays the request as an HTTP callout to the same cluster (a wait of 0 goes out at once).
+//! The final answer replaces the held response as a local reply on the stream, or the held
+//! response goes on; either way the caller sees exactly one response.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use proxy_wasm::types::Action;
+
+use crate::fallback::LocalResponse;
+use crate::outcome::{CallResult, DEFAULT_FAILURES};
+use crate::policy::{RetryConfig, RetryOptions};
+use crate::retry as core_retry;
+use crate::retry::sequence::{
+    AttemptEnded, FinalResponse, NotRetried, RetryHost, RetryRules, Sequence, Step,
+};
+
+use super::abi::{self, HostError};
+use super::breaker::Acquired;
+use super::metrics::RetryMetrics;
+use super::replay::{self, Replay, HOP_HEADERS};
+use super::root::Runtime;
+use super::store;
+
+/// One retry instance as this worker runs it; the budget lives in shared data.
+pub struct RetryInstance {
+    config: RetryConfig,
+    options: RetryOptions,
+    budget_key: String,
+    metrics: RetryMetrics,
+    /// Requests this worker has not yet added to the shared budget: counting them in batches
+    /// (each tick, and before any retry asks the budget) keeps a shared-data write off every
+    /// request.
+    unflushed_requests: Cell<u32>,
+}
+
+impl RetryInstance {
+    /// Defines the instance's metrics.
+    pub fn new(
+        plugin_name: &str,
+        instance: &str,
+        config: RetryConfig,
+        options: RetryOptions,
+    ) -> Self {
+        RetryInstance {
+            config,
+            options,
+            budget_key: store::budget_key(plugin_name, instance),
+            metrics: RetryMetrics::define(instance),
+            unflushed_requests: Cell::new(0),
+        }
+    }
+
+    pub fn flush_requests(&self, now: u64) {
+        let count = self.unflushed_requests.replace(0);
+        if count == 0 {
+            return;
+        }
+        if let Err(e) =
+            store::budget_record_requests(&self.budget_key, &self.options.budget, now, count)
+        {
+            log::debug!("retry budget unavailable: {e}");
+        }
+    }
+
+    /// Counts the request against the budget, and keeps what a replay needs if the request
+    /// may be replayed at all.
+    pub fn keep_for_replay(&self, headers: Vec<(String, String)>) -> Option<Replay> {
+        self.unflushed_requests
+            .set(self.unflushed_requests.get().saturating_add(1));
+        Replay::keep(&self.config, &self.options, headers)
+    }
+
+    /// resilience4j's Retry call kinds, counted once per request when its result is final.
+    fn count_final(&self, result: CallResult, retried: bool) {
+        let failed = core_retry::is_retryable(&self.config, result)
+            || DEFAULT_FAILURES.iter().any(|m| m.matches(result));
+        self.metrics.count_call(!failed, retried);
+    }
+}
+
+impl RetryHost for RetryInstance {
+    fn random01(&self) -> f64 {
+        abi::random01()
+    }
+
+    fn withdraw_budget(&self, now_ms: u64) -> bool {
+        self.flush_requests(now_ms);
+        match store::budget_try_withdraw(&self.budget_key, &self.options.budget, now_ms) {
+            Ok(true) => true,
+            Ok(false) => {
+                self.metrics.count_budget_exhausted();
+                false
+            }
+            // Without the shared budget we cannot bound retries: do not retry.
+            Err(_) => false,
+        }
+    }
+}
+
+/// A request in progress on this worker that the filter guards.
+pub struct Call {
+    pub instance: String,
+    pub cluster: String,
+    pub sequence: Sequence<LocalResponse>,
+    /// What a replay sends; None when this request may not be retried.
+    pub replay: Option<Replay>,
+}
+
+/// Guarded calls of this worker: streams and the root share it (one VM, one thread).
+#[derive(Default)]
+pub struct Calls {
+    pub by_stream: HashMap<u32, Call>,
+    pub stream_of_callout: HashMap<u32, u32>,
+}
+
+pub type SharedCalls = Rc<RefCell<Calls>>;
+
+/// What became of the response the stream holds, once the steps are carried out.
+#[derive(PartialEq, Eq)]
+enum HeldResponse {
+    /// Still held: a wait, a replay in flight, or a refusal the tick serves.
+    StillHeld,
+    /// Replaced by a local reply.
+    Replaced,
+    /// The first response is the answer and goes on.
+    GoesOn,
+}
+
+/// The router's response to the first attempt ended with `result` (in the stream's
+/// response-headers callback).
+pub fn on_first_response(
+    runtime: &Runtime,
+    calls: &SharedCalls,
+    stream: u32,
+    mut call: Call,
+    now: u64,
+    result: CallResult,
+) -> Action {
+    let retry = runtime.retries.get(&call.instance);
+    let ended = call
+        .sequence
+        .first_response(now, result, rules(retry, call.replay.as_ref()));
+    let step = after_attempt(runtime, &call, now, result, ended);
+    match carry_out(runtime, calls, stream, call, step, now) {
+        HeldResponse::GoesOn => Action::Continue,
+        HeldResponse::StillHeld | HeldResponse::Replaced => Action::Pause,
+    }
+}
+
+/// A replay's answer arrived (in the root, or in the stream that dispatched it at once).
+pub fn on_replay_answer(
+    runtime: &Runtime,
+    calls: &SharedCalls,
+    token: u32,
+    num_headers: usize,
+    body_size: usize,
+) {
+    let (stream, mut call) = {
+        let mut calls = calls.borrow_mut();
+        let Some(stream) = calls.stream_of_callout.remove(&token) else {
+            return; // the caller went away
+        };
+        let Some(call) = calls.by_stream.remove(&stream) else {
+            return;
+        };
+        (stream, call)
+    };
+    let now = abi::now_ms().unwrap_or(call.sequence.attempt_started_ms());
+    let reply = replay::read_reply(num_headers, body_size);
+    let result = reply
+        .as_ref()
+        .map_or(CallResult::Reset, |r| CallResult::Response(r.status));
+    let retry = runtime.retries.get(&call.instance);
+    let ended =
+        call.sequence
+            .replay_answered(now, result, reply, rules(retry, call.replay.as_ref()));
+    let step = after_attempt(runtime, &call, now, result, ended);
+    if carry_out(runtime, calls, stream, call, step, now) == HeldResponse::GoesOn {
+        resume_stream(stream);
+    }
+}
+
+/// The tick: starts the replays whose wait is over and serves pending refusals.
+pub fn on_tick(runtime: &Runtime, calls: &SharedCalls, now: u64) {
+    let due: Vec<u32> = calls
+        .borrow()
+        .by_stream
+        .iter()
+        .filter(|(_, call)| call.sequence.is_due(now))
+        .map(|(stream, _)| *stream)
+        .collect();
+    for stream in due {
+        let Some(mut call) = calls.borrow_mut().by_stream.remove(&stream) else {
+            continue;
+        };
+        match call.sequence.tick(now) {
+            Some(step) => {
+                if carry_out(runtime, calls, stream, call, step, now) == HeldResponse::GoesOn {
+                    resume_stream(stream);
+                }
+            }
+            None => {
+                calls.borrow_mut().by_stream.insert(stream, call);
+            }
+        }
+    }
+}
+
+/// The retry rules of a request that may be replayed.
+fn rules<'a>(retry: Option<&'a RetryInstance>, replay: Option<&Replay>) -> Option<RetryRules<'a>> {
+    let (retry, replay) = (retry?, replay?);
+    Some(RetryRules {
+        config: &retry.config,
+        overall_timeout_ms: retry.options.overall_timeout_ms,
+        body_too_large: replay.too_large(),
+        host: retry,
+    })
+}
+
+/// The breaker hears the attempt's result; a body too large to replay is counted.
+fn after_attempt(
+    runtime: &Runtime,
+    call: &Call,
+    now: u64,
+    result: CallResult,
+    ended: AttemptEnded<LocalResponse>,
+) -> Step<LocalResponse> {
+    if let Some(duration_ms) = ended.record_duration_ms {
+        if let Some(breaker) = runtime.breakers.get(&call.instance) {
+            breaker.record(now, result, duration_ms);
+        }
+    }
+    if ended.not_retried == Some(NotRetried::BodyTooLarge) {
+        if let Some(retry) = runtime.retries.get(&call.instance) {
+            retry.metrics.count_body_too_large();
+        }
+    }
+    ended.step
+}
+
+/// Carries out `step` and those that follow it, until the call waits or is over.
+fn carry_out(
+    runtime: &Runtime,
+    calls: &SharedCalls,
+    stream: u32,
+    mut call: Call,
+    mut step: Step<LocalResponse>,
+    now: u64,
+) -> HeldResponse {
+    loop {
+        step = match step {
+            Step::Replay => match start_replay(runtime, &mut call, now) {
+                Started::InFlight(token) => {
+                    let mut calls = calls.borrow_mut();
+                    calls.stream_of_callout.insert(token, stream);
+                    calls.by_stream.insert(stream, call);
+                    return HeldResponse::StillHeld;
+                }
+                Started::Not(next) => next,
+            },
+            Step::WaitUntil(_) | Step::Defer => {
+                calls.borrow_mut().by_stream.insert(stream, call);
+                return HeldResponse::StillHeld;
+            }
+            Step::Finish { response, result } => {
+                if let Some(retry) = runtime.retries.get(&call.instance) {
+                    retry.count_final(result, call.sequence.attempts() > 1);
+                }
+                return answer(runtime, &call, stream, response);
+            }
+        }
+    }
+}
+
+enum Started {
+    InFlight(u32),
+    /// Refused by the breaker, or not sent: what the sequence does instead.
+    Not(Step<LocalResponse>),
+}
+
+/// The next attempt: the breaker must permit it, then the replay goes out as a callout.
+fn start_replay(runtime: &Runtime, call: &mut Call, now: u64) -> Started {
+    let breaker = runtime.breakers.get(&call.instance);
+    let mut permission_held = false;
+    if let Some(breaker) = breaker {
+        match breaker.acquire(now) {
+            Acquired::Permitted => permission_held = true,
+            Acquired::NotPermitted {
+                state,
+                retry_after_ms,
+            } => return Started::Not(call.sequence.replay_refused(state, retry_after_ms)),
+            Acquired::Unknown => {}
+        }
+    }
+    let retry = runtime.retries.get(&call.instance);
+    let dispatched = match (retry, &call.replay) {
+        (Some(retry), Some(replay)) => replay
+            .send(&call.cluster, retry.options.per_try_timeout_ms)
+            .map_err(NotSent::Host),
+        _ => Err(NotSent::NothingToReplay),
+    };
+    match dispatched {
+        Ok(token) => {
+            call.sequence.replay_sent(now, permission_held);
+            if let Some(retry) = retry {
+                retry.metrics.count_attempt();
+            }
+            Started::InFlight(token)
+        }
+        Err(e) => {
+            if let (true, Some(breaker)) = (permission_held, breaker) {
+                breaker.release(now);
+            }
+            let next = call.sequence.replay_not_sent(now);
+            if matches!(next, Step::Finish { .. }) {
+                log::warn!(
+                    "retry for '{}' not dispatched ({e}): answering with the last failure",
+                    call.instance
+                );
+            }
+            Started::Not(next)
+        }
+    }
+}
+
+/// Why a replay did not go out.
+enum NotSent {
+    Host(HostError),
+    /// The request was not kept (cannot happen: only a kept request is retried).
+    NothingToReplay,
+}
+
+impl std::fmt::Display for NotSent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotSent::Host(e) => write!(f, "host status {}", e.0),
+            NotSent::NothingToReplay => write!(f, "the request was not kept for a replay"),
+        }
+    }
+}
+
+/// Gives the caller its final response.
+fn answer(
+    runtime: &Runtime,
+    call: &Call,
+    stream: u32,
+    response: FinalResponse<LocalResponse>,
+) -> HeldResponse {
+    match response {
+        FinalResponse::FirstResponse => return HeldResponse::GoesOn,
+        FinalResponse::Replayed(reply) => {
+            answer_stream(stream, &reply, "retried_upstream_response")
+        }
+        FinalResponse::NoResponse { attempts } => {
+            answer_stream(stream, &no_response(attempts), "retried_upstream_reset")
+        }
+        FinalResponse::Fallback {
+            state,
+            retry_after_ms,
+        } => {
+            if let Some(breaker) = runtime.breakers.get(&call.instance) {
+                let fallback = breaker.fallback(state, retry_after_ms);
+                answer_stream(stream, &fallback, "circuit_breaker_not_permitted");
+            }
+        }
+    }
+    HeldResponse::Replaced
+}
+
+/// Sends `response` as the stream's response (from the root, or from the stream itself).
+fn answer_stream(stream: u32, response: &LocalResponse, details: &str) {
+    if abi::set_effective_context(stream).is_err() {
+        return; // the caller is gone
+    }
+    let headers: Vec<(String, String)> = response
+        .headers
+        .iter()
+        .filter(|(k, _)| {
+            !k.starts_with(':') && !HOP_HEADERS.contains(&k.to_ascii_lowercase().as_str())
+        })
+        .cloned()
+        .collect();
+    if let Err(e) = abi::send_local_response(response.status, &headers, &response.body, details) {
+        log::warn!("could not answer stream {stream} (host status {})", e.0);
+    }
+}
+
+/// Lets the paused first response go to the caller.
+fn resume_stream(stream: u32) {
+    if abi::set_effective_context(stream).is_ok() {
+        let _ = abi::resume_http_response();
+    }
+}
+
+/// The answer when the last attempt got no response at all, as Envoy words it.
+fn no_response(attempts: u32) -> LocalResponse {
+    let body = serde_json::json!({
+        "error": "upstream connect error or disconnect/reset before headers",
+        "attempts": attempts,
+    });
+    LocalResponse {
+        status: 503,
+        headers: vec![("content-type".to_string(), "application/json".to_string())],
+        body: body.to_string().into_bytes(),
+    }
+}

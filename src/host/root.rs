@@ -1,0 +1,198 @@
+//! The root context: on (re)configuration it reads the policy into this worker's [`Runtime`];
+//! on the tick it does breaker housekeeping and starts the retries that are due. It also
+//! receives the answers to replays it dispatched.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::ContextType;
+
+use crate::policy::Policy;
+
+use super::abi;
+use super::breaker::SharedBreaker;
+use super::events::Events;
+use super::retry::{self, RetryInstance, SharedCalls};
+use super::stream::Stream;
+
+/// Plugin name when the host does not tell (shared-data keys and logs carry it).
+const DEFAULT_PLUGIN_NAME: &str = crate::FILTER_NAME;
+/// Breakers are shared-data keys and ~20 stats each: bound both.
+const MAX_INSTANCES: usize = 256;
+/// Retry waits are served by the tick: 10 ms keeps a 300 ms wait within a few percent.
+const RETRY_TICK_MS: u32 = 10;
+/// Breaker housekeeping (automatic OPEN -> HALF_OPEN, half-open max wait, gauges).
+const FAST_BREAKER_TICK_MS: u64 = 100;
+const GAUGE_TICK_MS: u64 = 1000;
+
+/// What one policy compiles to inside a worker.
+pub struct Runtime {
+    pub policy: Policy,
+    pub breakers: BTreeMap<String, SharedBreaker>,
+    pub retries: BTreeMap<String, RetryInstance>,
+    breaker_tick_ms: u64,
+    /// The policy's `events` section (stamping records produced through a Kafka bridge).
+    pub events: Option<Events>,
+}
+
+impl Runtime {
+    /// Defines the instances' metrics; shared state is left alone (see
+    /// [`Runtime::reset_changed_breakers`]).
+    fn new(policy: Policy, plugin_name: &str) -> Runtime {
+        // Inserted one by one: collecting into a BTreeMap would add a sort to the module.
+        let mut breakers = BTreeMap::new();
+        for (instance, config) in &policy.circuit_breakers {
+            let fallback = policy.fallbacks.get(instance).cloned();
+            let breaker = SharedBreaker::new(plugin_name, instance, config.clone(), fallback);
+            breakers.insert(instance.clone(), breaker);
+        }
+        let mut retries = BTreeMap::new();
+        for (instance, config) in &policy.retries {
+            let options = policy
+                .retry_options
+                .get(instance)
+                .cloned()
+                .unwrap_or_default();
+            let retry = RetryInstance::new(plugin_name, instance, config.clone(), options);
+            retries.insert(instance.clone(), retry);
+        }
+        let fast = policy.circuit_breakers.values().any(|c| {
+            c.automatic_transition_from_open_to_half_open_enabled
+                || c.max_wait_duration_in_half_open_state_ms > 0
+        });
+        let breaker_tick_ms = if fast {
+            FAST_BREAKER_TICK_MS
+        } else {
+            GAUGE_TICK_MS
+        };
+        let events = Events::configure(policy.events.as_ref());
+        Runtime {
+            policy,
+            breakers,
+            retries,
+            breaker_tick_ms,
+            events,
+        }
+    }
+
+    /// Starts afresh every shared breaker whose stored state was built for another config
+    /// (each worker does this on configuration; the first one to see a change resets it).
+    fn reset_changed_breakers(&self, now: u64) {
+        for breaker in self.breakers.values() {
+            breaker.reset_if_config_changed(now);
+        }
+    }
+
+    fn tick_period_ms(&self) -> u32 {
+        if self.retries.is_empty() {
+            self.breaker_tick_ms as u32
+        } else {
+            RETRY_TICK_MS
+        }
+    }
+}
+
+/// The plugin configuration, parsed and checked; policy warnings are logged.
+fn read_policy() -> Result<Policy, String> {
+    let text = match abi::get_buffer(abi::BUFFER_PLUGIN_CONFIGURATION, 0, usize::MAX) {
+        Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+        Ok(None) => String::from("{}"),
+        Err(e) => {
+            return Err(format!(
+                "plugin configuration unreadable (host status {})",
+                e.0
+            ))
+        }
+    };
+    let policy = Policy::from_json(&text).map_err(|e| e.to_string())?;
+    let instances = policy.circuit_breakers.len() + policy.retries.len();
+    if instances > MAX_INSTANCES {
+        return Err(format!("resilience4j: at most {MAX_INSTANCES} circuit breaker and retry instances, got {instances}"));
+    }
+    for warning in &policy.warnings {
+        log::warn!("policy: {warning}");
+    }
+    Ok(policy)
+}
+
+fn plugin_name() -> String {
+    match abi::get_string_property(&["plugin_name"]) {
+        Ok(Some(name)) if !name.is_empty() => name,
+        _ => DEFAULT_PLUGIN_NAME.to_string(),
+    }
+}
+
+#[derive(Default)]
+pub struct FilterRoot {
+    runtime: Option<Rc<Runtime>>,
+    calls: SharedCalls,
+    last_breaker_tick_ms: u64,
+}
+
+impl Context for FilterRoot {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        num_headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        if let Some(runtime) = self.runtime.clone() {
+            retry::on_replay_answer(&runtime, &self.calls, token, num_headers, body_size);
+        }
+    }
+}
+
+impl RootContext for FilterRoot {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let policy = match read_policy() {
+            Ok(policy) => policy,
+            Err(message) => {
+                log::error!("policy rejected: {message}");
+                return false;
+            }
+        };
+        let runtime = Runtime::new(policy, &plugin_name());
+        runtime.reset_changed_breakers(abi::now_ms().unwrap_or(0));
+        if let Err(e) = abi::set_tick_period_ms(runtime.tick_period_ms()) {
+            log::warn!(
+                "tick unavailable (host status {}): retries and automatic transitions stop",
+                e.0
+            );
+        }
+        self.runtime = Some(Rc::new(runtime));
+        true
+    }
+
+    /// Runs on every worker and the main thread. Retries are per worker; breaker
+    /// housekeeping is shared, so whichever root gets there first does it.
+    fn on_tick(&mut self) {
+        let Some(runtime) = self.runtime.clone() else {
+            return;
+        };
+        let Ok(now) = abi::now_ms() else { return };
+        if now.saturating_sub(self.last_breaker_tick_ms) >= runtime.breaker_tick_ms {
+            self.last_breaker_tick_ms = now;
+            for breaker in runtime.breakers.values() {
+                breaker.tick(now);
+            }
+        }
+        for retry in runtime.retries.values() {
+            retry.flush_requests(now);
+        }
+        retry::on_tick(&runtime, &self.calls, now);
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Stream::new(
+            context_id,
+            self.runtime.clone(),
+            self.calls.clone(),
+        )))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}

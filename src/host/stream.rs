@@ -1,0 +1,289 @@
+//! The HTTP context. Per request to a guarded upstream: strip client retry headers, ask the
+//! upstream's breaker for permission (serve the fallback if refused), keep what a replay needs,
+//! and hand the router's response to the retry orchestration (`retry`). A produce request to a
+//! Kafka bridge is stamped first (`events`).
+
+use std::cell::RefMut;
+use std::rc::Rc;
+
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
+
+use crate::outcome::{
+    call_result_from_envoy, call_result_from_flag_bits, delay_injected, fault_injected, CallResult,
+};
+use crate::retry::sequence::Sequence;
+
+use super::abi;
+use super::breaker::Acquired;
+use super::events::{self, BodyStep, HeadersStep, Publish};
+use super::replay::Replay;
+use super::retry::{self, Call, SharedCalls};
+use super::root::Runtime;
+
+/// Headers a downstream client could use to make Envoy's router retry on its own, outside
+/// the policy and its budget. Envoy strips them only for external requests; a sidecar's
+/// callers are internal, so the filter strips them for every guarded upstream.
+const CLIENT_RETRY_HEADERS: [&str; 7] = [
+    "x-envoy-retry-on",
+    "x-envoy-retry-grpc-on",
+    "x-envoy-max-retries",
+    "x-envoy-retriable-status-codes",
+    "x-envoy-retriable-header-names",
+    "x-envoy-upstream-rq-per-try-timeout-ms",
+    "x-envoy-hedge-on-per-try-timeout",
+];
+
+pub struct Stream {
+    id: u32,
+    runtime: Option<Rc<Runtime>>,
+    calls: SharedCalls,
+    /// A produce request to a Kafka bridge whose body is held until stamped.
+    publish: Option<Publish>,
+}
+
+impl Stream {
+    pub fn new(id: u32, runtime: Option<Rc<Runtime>>, calls: SharedCalls) -> Self {
+        Stream {
+            id,
+            runtime,
+            calls,
+            publish: None,
+        }
+    }
+}
+
+impl Context for Stream {
+    /// A replay this stream dispatched itself (a wait of 0) answers here.
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        num_headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        if let Some(runtime) = self.runtime.clone() {
+            retry::on_replay_answer(&runtime, &self.calls, token, num_headers, body_size);
+        }
+    }
+}
+
+impl HttpContext for Stream {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let Some(runtime) = self.runtime.clone() else {
+            return Action::Continue;
+        };
+        let cluster = match abi::get_string_property(&["xds", "cluster_name"]) {
+            Ok(Some(cluster)) => cluster,
+            _ => return Action::Continue,
+        };
+        // Events first: a produce request is stamped before its first attempt, so a retry
+        // replays the stamped body (same ids).
+        match events::request_headers(runtime.events.as_ref(), &cluster, end_of_stream) {
+            HeadersStep::NotOurs => self.guard_request(&runtime, cluster),
+            HeadersStep::Answered => Action::Pause,
+            HeadersStep::Publish(publish) => {
+                self.publish = Some(publish);
+                self.guard_request(&runtime, cluster)
+            }
+        }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if let Some(publish) = &self.publish {
+            let events = self.runtime.as_ref().and_then(|r| r.events.as_ref());
+            match events::request_body(events, publish, body_size, end_of_stream) {
+                BodyStep::Hold(action) => return action,
+                BodyStep::Stamped(body) => {
+                    self.publish = None;
+                    if let Some(mut replay) = self.replay() {
+                        replay.replace_body(body);
+                    }
+                    return Action::Continue;
+                }
+            }
+        }
+        self.keep_body_chunk(body_size);
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Some(runtime) = self.runtime.clone() else {
+            return Action::Continue;
+        };
+        let Some(call) = self.calls.borrow_mut().by_stream.remove(&self.id) else {
+            return Action::Continue;
+        };
+        if !call.sequence.awaits_first_response() {
+            // Not ours to judge (e.g. the local reply that ends a retry sequence).
+            self.calls.borrow_mut().by_stream.insert(self.id, call);
+            return Action::Continue;
+        }
+        let now = abi::now_ms().unwrap_or(call.sequence.attempt_started_ms());
+        let mut call = call;
+        let Some(result) = response_result() else {
+            // Envoy's fault filter answered: a VirtualService fault, which Istio places after
+            // every WasmPlugin phase (README: Istio). Not the upstream's answer: neither
+            // recorded nor retried (a retry would bypass the fault filter); the caller gets it.
+            if call.sequence.permission_held() {
+                if let Some(breaker) = runtime.breakers.get(&call.instance) {
+                    breaker.release(now);
+                }
+            }
+            return Action::Continue;
+        };
+        if slow_by_injected_delay(&runtime, &call, now) {
+            // The upstream answered, but the fault filter's delay is in the duration: recorded
+            // as a call of no duration, so a VirtualService delay never counts as slow.
+            call.sequence.restart_attempt_clock(now);
+        }
+        retry::on_first_response(&runtime, &self.calls, self.id, call, now, result)
+    }
+
+    fn on_log(&mut self) {
+        let call = {
+            let mut calls = self.calls.borrow_mut();
+            calls
+                .stream_of_callout
+                .retain(|_, stream| *stream != self.id);
+            calls.by_stream.remove(&self.id)
+        };
+        let (Some(call), Some(runtime)) = (call, &self.runtime) else {
+            return;
+        };
+        // Still holding a permission: no result will come (the caller went away).
+        if call.sequence.permission_held() {
+            if let Some(breaker) = runtime.breakers.get(&call.instance) {
+                breaker.release(abi::now_ms().unwrap_or(call.sequence.attempt_started_ms()));
+            }
+        }
+    }
+}
+
+impl Stream {
+    /// Request headers to a guarded upstream: breaker permission, and what a retry needs.
+    fn guard_request(&mut self, runtime: &Runtime, cluster: String) -> Action {
+        let Some(instance) = runtime
+            .policy
+            .instance_for_cluster(&cluster)
+            .map(str::to_string)
+        else {
+            return Action::Continue;
+        };
+        // One read of the request headers serves both the stripping and the replay.
+        let mut headers = abi::get_header_map(abi::MAP_REQUEST_HEADERS).unwrap_or_default();
+        headers.retain(|(name, _)| {
+            let strip = CLIENT_RETRY_HEADERS.contains(&name.as_str());
+            if strip {
+                let _ = abi::remove_header(abi::MAP_REQUEST_HEADERS, name);
+            }
+            !strip
+        });
+        let Ok(now) = abi::now_ms() else {
+            return Action::Continue;
+        };
+        let mut permission_held = false;
+        if let Some(breaker) = runtime.breakers.get(&instance) {
+            match breaker.acquire(now) {
+                Acquired::Permitted => permission_held = true,
+                Acquired::NotPermitted {
+                    state,
+                    retry_after_ms,
+                } => {
+                    let response = breaker.fallback(state, retry_after_ms);
+                    return match abi::send_local_response(
+                        response.status,
+                        &response.headers,
+                        &response.body,
+                        "circuit_breaker_not_permitted",
+                    ) {
+                        Ok(()) => Action::Pause,
+                        Err(e) => {
+                            log::warn!(
+                                "circuit breaker '{instance}': fallback not sent (host status {})",
+                                e.0
+                            );
+                            Action::Continue
+                        }
+                    };
+                }
+                Acquired::Unknown => {}
+            }
+        }
+        let replay = runtime
+            .retries
+            .get(&instance)
+            .and_then(|retry| retry.keep_for_replay(headers));
+        self.calls.borrow_mut().by_stream.insert(
+            self.id,
+            Call {
+                instance,
+                cluster,
+                sequence: Sequence::start(now, permission_held),
+                replay,
+            },
+        );
+        Action::Continue
+    }
+
+    /// Keeps a chunk of the request body for a replay, if the request may be replayed.
+    fn keep_body_chunk(&mut self, body_size: usize) {
+        if body_size == 0 {
+            return;
+        }
+        if let Some(mut replay) = self.replay().filter(|r| !r.too_large()) {
+            replay.keep_chunk(abi::get_buffer(abi::BUFFER_REQUEST_BODY, 0, body_size));
+        }
+    }
+
+    /// What this stream's request keeps for a replay, if it may be replayed.
+    fn replay(&self) -> Option<RefMut<'_, Replay>> {
+        let id = self.id;
+        RefMut::filter_map(self.calls.borrow_mut(), |calls| {
+            calls
+                .by_stream
+                .get_mut(&id)
+                .and_then(|call| call.replay.as_mut())
+        })
+        .ok()
+    }
+}
+
+/// The attempt would count as slow, and Envoy's fault filter delayed it (DI). Flags are read only
+/// for slow calls, to keep a host call off the common path.
+fn slow_by_injected_delay(runtime: &Runtime, call: &Call, now: u64) -> bool {
+    let Some(breaker) = runtime.breakers.get(&call.instance) else {
+        return false;
+    };
+    now.saturating_sub(call.sequence.attempt_started_ms())
+        > breaker.slow_call_duration_threshold_ms()
+        && abi::get_property(&["response", "flags"])
+            .ok()
+            .flatten()
+            .is_some_and(|flags| delay_injected(&flags))
+}
+
+/// How the router's attempt ended: status and Envoy's response flags. None: Envoy's fault
+/// filter answered (an injected abort), not the upstream.
+fn response_result() -> Option<CallResult> {
+    let code = abi::get_int_property(&["response", "code"])
+        .ok()
+        .flatten()
+        .unwrap_or(0);
+    let code = u16::try_from(code).unwrap_or(0);
+    // Below 400 the status says it all; flags tell an injected abort (an error status) from the
+    // upstream's answer, and how a 5xx or a missing answer came about.
+    if (100..400).contains(&code) {
+        return Some(CallResult::Response(code));
+    }
+    let Some(bytes) = abi::get_property(&["response", "flags"]).ok().flatten() else {
+        return Some(call_result_from_flag_bits(code, 0));
+    };
+    if fault_injected(&bytes) {
+        return None;
+    }
+    Some(match <[u8; 8]>::try_from(bytes.as_slice()) {
+        Ok(array) => call_result_from_flag_bits(code, u64::from_le_bytes(array)),
+        Err(_) => call_result_from_envoy(code, &String::from_utf8_lossy(&bytes)),
+    })
+}
