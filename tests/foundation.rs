@@ -103,7 +103,7 @@ fn shipped_policy_json_is_the_seed_policy() {
         "only the seed's tree and events"
     );
     assert_eq!(shipped["resilience4j"], seed_policy()["resilience4j"]);
-    let events = sidecar_resilience::events::parse_config(&shipped["events"], "events")
+    let events = sidecar_resilience::policy::parse_events(&shipped["events"], "events")
         .unwrap_or_else(|e| panic!("events section: {e:?}"));
     assert_eq!(events.bridges, ["kafka-bridge"]);
     for topic in ["order.created", "order.updated", "payment.completed"] {
