@@ -63,17 +63,17 @@ pub(super) fn read_fallbacks(
         for (key, value, path) in keyed(value, &path, warnings)? {
             match key {
                 FallbackKey::Status => {
-                    fallback.status =
-                        u16::try_from(integer(value, &path, 100, 599)?).unwrap_or(503)
+                    fallback.status = u16::try_from(integer(value, &path, 100, 599)?).unwrap_or(503)
                 }
                 FallbackKey::Headers => fallback.headers = headers(value, &path)?,
                 FallbackKey::Body => {
                     fallback.body = match value {
                         Value::Null => None,
                         Value::String(s) => Some(s.clone()),
-                        other => Some(serde_json::to_string(other).map_err(|e| {
-                            error(&path, format!("cannot be serialized: {e}"))
-                        })?),
+                        other => Some(
+                            serde_json::to_string(other)
+                                .map_err(|e| error(&path, format!("cannot be serialized: {e}")))?,
+                        ),
                     }
                 }
             }

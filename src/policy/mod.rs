@@ -76,7 +76,9 @@ fn parse_policy(text: &str) -> Result<Policy, PolicyError> {
         None => Default::default(),
     };
     let retry_options = filter_keys::read_retry_options(
-        retry_options.as_ref().map(|(value, path)| (*value, path.as_str())),
+        retry_options
+            .as_ref()
+            .map(|(value, path)| (*value, path.as_str())),
         &retries,
         &mut warnings,
     )?;

@@ -3,36 +3,102 @@
 //! optional field per property and the table the reader matches keys against; a module's
 //! build step destructures the struct field by field, so a property that is declared but not
 //! used, or used but not declared, does not compile.
+//!
+//! Reading is data-driven (one [`read_value`] for every property, values held per layer by
+//! position) so that configs, `base-config` chains and `configs.default` resolve the same way
+//! for every module; only the last step, into the typed struct, is per module.
 
 use serde_json::Value;
 
 use super::model::{InitialState, SlidingWindowType};
 use super::outcomes::outcomes;
 use super::read::{
-    boolean, duration_ms, enumeration, error, integer, number, show, string, Key, Result,
+    boolean, describe, duration_ms, enumeration, error, fields, integer, number, show, string,
+    Hint, Key, Result,
 };
 use crate::outcome::OutcomeMatcher;
 
 /// How a property's value is read and checked.
-pub(super) trait Kind {
-    type Value: Clone;
-    fn read(value: &Value, path: &str, warnings: &mut Vec<String>) -> Result<Self::Value>;
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Spec {
+    /// A percentage in (0, 100].
+    Percent,
+    /// A duration of at least `min_ms`.
+    Duration {
+        min_ms: u64,
+    },
+    /// An integer in [min, max], min >= 0.
+    Int {
+        min: i64,
+        max: i64,
+    },
+    Bool,
+    /// In [0, 1), as resilience4j's randomizedWaitFactor.
+    Factor,
+    /// > 0, as resilience4j's exponentialBackoffMultiplier.
+    Multiplier,
+    WindowType,
+    InitialState,
+    /// A record/ignore/retry list (see [`outcomes`]).
+    Outcomes {
+        is_ignore_list: bool,
+    },
+    /// A Java class name (predicates, interval functions): only its shape is checked.
+    ClassName,
+    BaseConfig,
 }
 
-/// How one declared property is read into its struct field.
-pub(super) struct Reader<P> {
-    pub read: fn(&mut P, &Value, &str, &mut Vec<String>) -> Result<()>,
+/// A checked property value.
+#[derive(Debug, Clone)]
+pub(super) enum Val {
+    Num(f64),
+    Int(u32),
+    Ms(u64),
+    Bool(bool),
+    Window(SlidingWindowType),
+    State(InitialState),
+    Outcomes(Vec<OutcomeMatcher>),
+    /// Checked; nothing to keep (class names).
+    Checked,
+    Base(BaseConfig),
+}
+
+/// `base-config`: the name of the config a config or instance builds on, and where it was
+/// written (for errors about it). Empty: none, as in resilience4j.
+#[derive(Debug, Clone)]
+pub(super) struct BaseConfig {
+    pub name: String,
+    pub path: String,
+}
+
+/// A property's kind as a type: how it is read ([`Spec`]) and the typed value it gives.
+pub(super) trait Kind {
+    const SPEC: Spec;
+    type Value;
+    /// The typed value of a value read with [`Self::SPEC`].
+    fn take(value: &Val) -> Option<Self::Value>;
+}
+
+/// One declared property: its position among the module's values, and how it is read.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Prop {
+    pub index: usize,
+    pub spec: Spec,
     /// False: exists in Spring, has no meaning in a sidecar; checked, then ignored with a warning.
     pub sidecar: bool,
 }
 
+/// Position of `base-config` among every module's values.
+pub(super) const BASE_CONFIG: usize = 0;
+
 /// The properties of one module, as declared by [`properties!`](properties).
-pub(super) trait Properties: Default + 'static {
+pub(super) trait Properties: Sized {
     /// Every key, deprecated spellings and `base-config` included.
-    const KEYS: &'static [Key<Reader<Self>>];
-    fn base_config(&self) -> Option<&BaseConfig>;
-    /// Takes from `weaker` every property not set here.
-    fn fill_from(&mut self, weaker: &Self);
+    const KEYS: &'static [Key<Prop>];
+    /// How many values a layer holds (`base-config` included).
+    const COUNT: usize;
+    /// The typed properties from resolved values (by position).
+    fn from_values(values: &[Option<&Val>]) -> Self;
 }
 
 /// Declares a module's instance properties once:
@@ -50,7 +116,8 @@ pub(super) trait Properties: Default + 'static {
 /// ```
 /// `ignored` properties exist in Spring but mean nothing in a sidecar: they are checked, kept
 /// (a build step may still validate with them) and reported with a warning. Every module also
-/// gets `base-config` (field `base_config`), which names the config it builds on.
+/// gets `base-config`, which names the config it builds on (resolved before the struct is
+/// built, so not a field).
 macro_rules! properties {
     (
         $(#[$meta:meta])*
@@ -65,108 +132,171 @@ macro_rules! properties {
         }
     ) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Default)]
+        #[derive(Debug)]
         $vis struct $name {
             $(
                 $(#[$field_meta])*
                 pub $field: Option<<$kind as $crate::policy::properties::Kind>::Value>,
             )+
-            $( pub $ignored: Option<<$ignored_kind as $crate::policy::properties::Kind>::Value>, )*
-            /// `base-config`: the config these properties build on.
-            pub base_config: Option<$crate::policy::properties::BaseConfig>,
+            $(
+                // A build step may validate with it, or drop it (`field: _`).
+                #[allow(dead_code)]
+                pub $ignored: Option<<$ignored_kind as $crate::policy::properties::Kind>::Value>,
+            )*
         }
 
-        impl $crate::policy::properties::Properties for $name {
-            const KEYS: &'static [$crate::policy::read::Key<$crate::policy::properties::Reader<Self>>] = &[
-                $(
-                    $crate::policy::read::Key {
-                        name: $key,
-                        deprecated_for: None,
-                        target: $crate::policy::properties::Reader {
-                            read: |properties, value, path, warnings| {
-                                properties.$field = Some(<$kind as $crate::policy::properties::Kind>::read(value, path, warnings)?);
-                                Ok(())
-                            },
-                            sidecar: true,
+        const _: () = {
+            use $crate::policy::properties::{Kind, Prop, Properties, Spec, Val, BASE_CONFIG};
+            use $crate::policy::read::Key;
+
+            /// Positions of the values (`base-config` first, see BASE_CONFIG).
+            #[allow(non_camel_case_types, dead_code)]
+            enum Index {
+                base_config,
+                $( $field, )+
+                $( $ignored, )*
+                __count,
+            }
+
+            impl Properties for $name {
+                const COUNT: usize = Index::__count as usize;
+                const KEYS: &'static [Key<Prop>] = &[
+                    $(
+                        Key {
+                            name: $key,
+                            deprecated_for: None,
+                            target: Prop { index: Index::$field as usize, spec: <$kind as Kind>::SPEC, sidecar: true },
                         },
+                        $(
+                            Key {
+                                name: $alias,
+                                deprecated_for: Some($key),
+                                target: Prop { index: Index::$field as usize, spec: <$kind as Kind>::SPEC, sidecar: true },
+                            },
+                        )?
+                    )+
+                    Key {
+                        name: "base-config",
+                        deprecated_for: None,
+                        target: Prop { index: BASE_CONFIG, spec: Spec::BaseConfig, sidecar: true },
                     },
                     $(
-                        $crate::policy::read::Key {
-                            name: $alias,
-                            deprecated_for: Some($key),
-                            target: $crate::policy::properties::Reader {
-                                read: |properties, value, path, warnings| {
-                                    properties.$field = Some(<$kind as $crate::policy::properties::Kind>::read(value, path, warnings)?);
-                                    Ok(())
-                                },
-                                sidecar: true,
-                            },
+                        Key {
+                            name: $ignored_key,
+                            deprecated_for: None,
+                            target: Prop { index: Index::$ignored as usize, spec: <$ignored_kind as Kind>::SPEC, sidecar: false },
                         },
-                    )?
-                )+
-                $crate::policy::read::Key {
-                    name: "base-config",
-                    deprecated_for: None,
-                    target: $crate::policy::properties::Reader {
-                        read: |properties, value, path, warnings| {
-                            properties.base_config = Some(<$crate::policy::properties::BaseConfig as $crate::policy::properties::Kind>::read(value, path, warnings)?);
-                            Ok(())
-                        },
-                        sidecar: true,
-                    },
-                },
-                $(
-                    $crate::policy::read::Key {
-                        name: $ignored_key,
-                        deprecated_for: None,
-                        target: $crate::policy::properties::Reader {
-                            read: |properties, value, path, warnings| {
-                                properties.$ignored = Some(<$ignored_kind as $crate::policy::properties::Kind>::read(value, path, warnings)?);
-                                Ok(())
-                            },
-                            sidecar: false,
-                        },
-                    },
-                )*
-            ];
+                    )*
+                ];
 
-            fn base_config(&self) -> Option<&$crate::policy::properties::BaseConfig> {
-                self.base_config.as_ref()
+                fn from_values(values: &[Option<&Val>]) -> Self {
+                    let value = |index: Index| values.get(index as usize).copied().flatten();
+                    $name {
+                        $( $field: value(Index::$field).and_then(<$kind as Kind>::take), )+
+                        $( $ignored: value(Index::$ignored).and_then(<$ignored_kind as Kind>::take), )*
+                    }
+                }
             }
-
-            fn fill_from(&mut self, weaker: &Self) {
-                $( if self.$field.is_none() { self.$field.clone_from(&weaker.$field); } )+
-                $( if self.$ignored.is_none() { self.$ignored.clone_from(&weaker.$ignored); } )*
-            }
-        }
+        };
     };
 }
 pub(super) use properties;
 
-/// Reads the properties written in one `configs.<name>` or `instances.<name>` object.
-pub(super) fn read_properties<P: Properties>(
+/// Reads the properties written in one `configs.<name>` or `instances.<name>` object, by
+/// position (see [`Properties::KEYS`]).
+pub(super) fn read_layer(
     value: &Value,
     path: &str,
+    keys: &'static [Key<Prop>],
+    count: usize,
     warnings: &mut Vec<String>,
-) -> Result<P> {
-    let mut properties = P::default();
-    for field in super::read::fields(
-        value,
-        path,
-        P::KEYS,
-        super::read::Hint::Suggest,
-        warnings,
-    )? {
-        let reader = &field.key.target;
-        (reader.read)(&mut properties, field.value, &field.path, warnings)?;
-        if !reader.sidecar {
+) -> Result<Vec<Option<Val>>> {
+    let mut values = Vec::new();
+    values.resize_with(count, || None);
+    for field in fields(value, path, keys, Hint::Suggest, warnings)? {
+        let prop = field.key.target;
+        let read = read_value(prop.spec, field.value, &field.path, warnings)?;
+        if let Some(slot) = values.get_mut(prop.index) {
+            *slot = Some(read);
+        }
+        if !prop.sidecar {
             warnings.push(format!(
                 "{}: has no meaning in the sidecar; ignored",
                 field.path
             ));
         }
     }
-    Ok(properties)
+    Ok(values)
+}
+
+fn read_value(spec: Spec, value: &Value, path: &str, warnings: &mut Vec<String>) -> Result<Val> {
+    Ok(match spec {
+        Spec::Percent => {
+            let x = number(value, path)?;
+            if !(x > 0.0 && x <= 100.0) {
+                return Err(error(path, format!("must be in (0, 100], got {}", show(x))));
+            }
+            Val::Num(x)
+        }
+        Spec::Duration { min_ms } => Val::Ms(duration_ms(value, path, min_ms)?),
+        Spec::Int { min, max } => {
+            let n = integer(value, path, min, max)?;
+            Val::Int(u32::try_from(n).unwrap_or(0))
+        }
+        Spec::Bool => Val::Bool(boolean(value, path)?),
+        Spec::Factor => {
+            let x = number(value, path)?;
+            if !(0.0..1.0).contains(&x) {
+                return Err(error(path, format!("must be in [0, 1), got {}", show(x))));
+            }
+            Val::Num(x)
+        }
+        Spec::Multiplier => {
+            let x = number(value, path)?;
+            if x <= 0.0 {
+                return Err(error(
+                    path,
+                    format!("must be greater than 0, got {}", show(x)),
+                ));
+            }
+            Val::Num(x)
+        }
+        Spec::WindowType => Val::Window(enumeration(
+            value,
+            path,
+            &[
+                ("COUNT_BASED", SlidingWindowType::CountBased),
+                ("TIME_BASED", SlidingWindowType::TimeBased),
+            ],
+        )?),
+        Spec::InitialState => Val::State(enumeration(
+            value,
+            path,
+            &[
+                ("CLOSED", InitialState::Closed),
+                ("DISABLED", InitialState::Disabled),
+                ("FORCED_OPEN", InitialState::ForcedOpen),
+                ("METRICS_ONLY", InitialState::MetricsOnly),
+            ],
+        )?),
+        Spec::Outcomes { is_ignore_list } => {
+            Val::Outcomes(outcomes(value, path, is_ignore_list, warnings)?)
+        }
+        Spec::ClassName => {
+            let text = string(value, path)?;
+            if !is_class_name(text.trim()) {
+                return Err(error(
+                    path,
+                    format!("expected a Java class name, got {}", describe(value)),
+                ));
+            }
+            Val::Checked
+        }
+        Spec::BaseConfig => Val::Base(BaseConfig {
+            name: string(value, path)?.to_string(),
+            path: path.to_string(),
+        }),
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -176,13 +306,13 @@ pub(super) fn read_properties<P: Properties>(
 pub(super) struct Percent;
 
 impl Kind for Percent {
+    const SPEC: Spec = Spec::Percent;
     type Value = f64;
-    fn read(value: &Value, path: &str, _: &mut Vec<String>) -> Result<f64> {
-        let x = number(value, path)?;
-        if !(x > 0.0 && x <= 100.0) {
-            return Err(error(path, format!("must be in (0, 100], got {}", show(x))));
+    fn take(value: &Val) -> Option<f64> {
+        match value {
+            Val::Num(x) => Some(*x),
+            _ => None,
         }
-        Ok(x)
     }
 }
 
@@ -190,9 +320,13 @@ impl Kind for Percent {
 pub(super) struct Duration<const MIN_MS: u64>;
 
 impl<const MIN_MS: u64> Kind for Duration<MIN_MS> {
+    const SPEC: Spec = Spec::Duration { min_ms: MIN_MS };
     type Value = u64;
-    fn read(value: &Value, path: &str, _: &mut Vec<String>) -> Result<u64> {
-        duration_ms(value, path, MIN_MS)
+    fn take(value: &Val) -> Option<u64> {
+        match value {
+            Val::Ms(ms) => Some(*ms),
+            _ => None,
+        }
     }
 }
 
@@ -200,19 +334,26 @@ impl<const MIN_MS: u64> Kind for Duration<MIN_MS> {
 pub(super) struct Int<const MIN: i64, const MAX: i64>;
 
 impl<const MIN: i64, const MAX: i64> Kind for Int<MIN, MAX> {
+    const SPEC: Spec = Spec::Int { min: MIN, max: MAX };
     type Value = u32;
-    fn read(value: &Value, path: &str, _: &mut Vec<String>) -> Result<u32> {
-        let n = integer(value, path, MIN, MAX)?;
-        Ok(u32::try_from(n).unwrap_or(0))
+    fn take(value: &Val) -> Option<u32> {
+        match value {
+            Val::Int(n) => Some(*n),
+            _ => None,
+        }
     }
 }
 
 pub(super) struct Bool;
 
 impl Kind for Bool {
+    const SPEC: Spec = Spec::Bool;
     type Value = bool;
-    fn read(value: &Value, path: &str, _: &mut Vec<String>) -> Result<bool> {
-        boolean(value, path)
+    fn take(value: &Val) -> Option<bool> {
+        match value {
+            Val::Bool(b) => Some(*b),
+            _ => None,
+        }
     }
 }
 
@@ -220,13 +361,10 @@ impl Kind for Bool {
 pub(super) struct Factor;
 
 impl Kind for Factor {
+    const SPEC: Spec = Spec::Factor;
     type Value = f64;
-    fn read(value: &Value, path: &str, _: &mut Vec<String>) -> Result<f64> {
-        let x = number(value, path)?;
-        if !(0.0..1.0).contains(&x) {
-            return Err(error(path, format!("must be in [0, 1), got {}", show(x))));
-        }
-        Ok(x)
+    fn take(value: &Val) -> Option<f64> {
+        Percent::take(value)
     }
 }
 
@@ -234,46 +372,32 @@ impl Kind for Factor {
 pub(super) struct Multiplier;
 
 impl Kind for Multiplier {
+    const SPEC: Spec = Spec::Multiplier;
     type Value = f64;
-    fn read(value: &Value, path: &str, _: &mut Vec<String>) -> Result<f64> {
-        let x = number(value, path)?;
-        if x <= 0.0 {
-            return Err(error(
-                path,
-                format!("must be greater than 0, got {}", show(x)),
-            ));
-        }
-        Ok(x)
+    fn take(value: &Val) -> Option<f64> {
+        Percent::take(value)
     }
 }
 
 impl Kind for SlidingWindowType {
+    const SPEC: Spec = Spec::WindowType;
     type Value = Self;
-    fn read(value: &Value, path: &str, _: &mut Vec<String>) -> Result<Self> {
-        enumeration(
-            value,
-            path,
-            &[
-                ("COUNT_BASED", SlidingWindowType::CountBased),
-                ("TIME_BASED", SlidingWindowType::TimeBased),
-            ],
-        )
+    fn take(value: &Val) -> Option<Self> {
+        match value {
+            Val::Window(window) => Some(*window),
+            _ => None,
+        }
     }
 }
 
 impl Kind for InitialState {
+    const SPEC: Spec = Spec::InitialState;
     type Value = Self;
-    fn read(value: &Value, path: &str, _: &mut Vec<String>) -> Result<Self> {
-        enumeration(
-            value,
-            path,
-            &[
-                ("CLOSED", InitialState::Closed),
-                ("DISABLED", InitialState::Disabled),
-                ("FORCED_OPEN", InitialState::ForcedOpen),
-                ("METRICS_ONLY", InitialState::MetricsOnly),
-            ],
-        )
+    fn take(value: &Val) -> Option<Self> {
+        match value {
+            Val::State(state) => Some(*state),
+            _ => None,
+        }
     }
 }
 
@@ -281,9 +405,15 @@ impl Kind for InitialState {
 pub(super) struct FailureList;
 
 impl Kind for FailureList {
+    const SPEC: Spec = Spec::Outcomes {
+        is_ignore_list: false,
+    };
     type Value = Vec<OutcomeMatcher>;
-    fn read(value: &Value, path: &str, warnings: &mut Vec<String>) -> Result<Self::Value> {
-        outcomes(value, path, false, warnings)
+    fn take(value: &Val) -> Option<Self::Value> {
+        match value {
+            Val::Outcomes(list) => Some(list.clone()),
+            _ => None,
+        }
     }
 }
 
@@ -291,9 +421,12 @@ impl Kind for FailureList {
 pub(super) struct IgnoreList;
 
 impl Kind for IgnoreList {
+    const SPEC: Spec = Spec::Outcomes {
+        is_ignore_list: true,
+    };
     type Value = Vec<OutcomeMatcher>;
-    fn read(value: &Value, path: &str, warnings: &mut Vec<String>) -> Result<Self::Value> {
-        outcomes(value, path, true, warnings)
+    fn take(value: &Val) -> Option<Self::Value> {
+        FailureList::take(value)
     }
 }
 
@@ -301,19 +434,10 @@ impl Kind for IgnoreList {
 pub(super) struct ClassName;
 
 impl Kind for ClassName {
+    const SPEC: Spec = Spec::ClassName;
     type Value = ();
-    fn read(value: &Value, path: &str, _: &mut Vec<String>) -> Result<()> {
-        let text = string(value, path)?;
-        if !is_class_name(text.trim()) {
-            return Err(error(
-                path,
-                format!(
-                    "expected a Java class name, got {}",
-                    super::read::describe(value)
-                ),
-            ));
-        }
-        Ok(())
+    fn take(value: &Val) -> Option<()> {
+        matches!(value, Val::Checked).then_some(())
     }
 }
 
@@ -328,22 +452,3 @@ pub(super) fn is_class_name(text: &str) -> bool {
                 && chars.all(|c| c.is_alphanumeric() || c == '_' || c == '$')
         })
 }
-
-/// `base-config`: the name of the config a config or instance builds on, and where it was
-/// written (for errors about it).
-#[derive(Debug, Clone)]
-pub(super) struct BaseConfig {
-    pub name: String,
-    pub path: String,
-}
-
-impl Kind for BaseConfig {
-    type Value = Self;
-    fn read(value: &Value, path: &str, _: &mut Vec<String>) -> Result<Self> {
-        Ok(BaseConfig {
-            name: string(value, path)?.to_string(),
-            path: path.to_string(),
-        })
-    }
-}
-

@@ -112,7 +112,10 @@ pub(super) fn object<'a>(value: &'a Value, path: &str) -> Result<Option<&'a Map<
 }
 
 /// The entries of a map keyed by names (instances, configs, clusters), names kept verbatim.
-pub(super) fn entries<'a>(value: &'a Value, path: &str) -> Result<Vec<(&'a str, &'a Value, String)>> {
+pub(super) fn entries<'a>(
+    value: &'a Value,
+    path: &str,
+) -> Result<Vec<(&'a str, &'a Value, String)>> {
     let mut out = Vec::new();
     for (key, value) in object(value, path)?.into_iter().flatten() {
         let entry_path = join(path, key);
@@ -132,13 +135,6 @@ pub(super) struct Key<T> {
     /// A deprecated spelling: the name it stands for (read as that key, with a warning).
     pub deprecated_for: Option<&'static str>,
     pub target: T,
-}
-
-impl<T> Key<T> {
-    /// The property this key sets (a deprecated alias sets the property it stands for).
-    fn property(&self) -> &'static str {
-        self.deprecated_for.unwrap_or(self.name)
-    }
 }
 
 /// What an unknown key's message offers.
@@ -196,6 +192,22 @@ macro_rules! keys {
 }
 pub(super) use keys;
 
+/// The names of a list of declared keys, whatever they stand for (one reader for all lists).
+trait KeyNames {
+    fn count(&self) -> usize;
+    /// Name and, for a deprecated spelling, the name it stands for.
+    fn names(&self, index: usize) -> Option<(&'static str, Option<&'static str>)>;
+}
+
+impl<T> KeyNames for &[Key<T>] {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn names(&self, index: usize) -> Option<(&'static str, Option<&'static str>)> {
+        self.get(index).map(|k| (k.name, k.deprecated_for))
+    }
+}
+
 /// One key of an object, matched to its declaration.
 pub(super) struct Field<'a, 'k, T> {
     pub key: &'k Key<T>,
@@ -213,29 +225,15 @@ pub(super) fn fields<'a, 'k, T>(
     keys: &'k [Key<T>],
     hint: Hint,
     warnings: &mut Vec<String>,
-) -> Result<Vec<Field<'a, 'k, T>>> {
-    let mut out: Vec<Field<'a, 'k, T>> = Vec::new();
-    let mut written: BTreeMap<&'static str, &'a str> = BTreeMap::new();
-    for (written_key, value) in object(value, path)?.into_iter().flatten() {
-        let key_path = join(path, written_key);
-        let canon = canonical_key(written_key);
-        let Some(key) = keys.iter().find(|k| canonical_key(k.name) == canon) else {
-            return Err(unknown_key(&key_path, &canon, keys, hint));
-        };
-        if let Some(name) = key.deprecated_for {
-            warnings.push(format!("{key_path}: deprecated; use {name}"));
-        }
-        if let Some(first) = written.get(key.property()) {
-            return Err(error(&key_path, format!("same property as '{first}'")));
-        }
-        written.insert(key.property(), written_key.as_str());
-        out.push(Field {
-            key,
+) -> Result<impl Iterator<Item = Field<'a, 'k, T>>> {
+    let found = match_keys(value, path, &keys, hint, warnings)?;
+    Ok(found.into_iter().filter_map(move |(index, value, path)| {
+        Some(Field {
+            key: keys.get(index)?,
             value,
-            path: key_path,
-        });
-    }
-    Ok(out)
+            path,
+        })
+    }))
 }
 
 /// [`fields`] of an object whose keys are an enum: (key, value, path) each.
@@ -243,11 +241,42 @@ pub(super) fn keyed<'a, K: Keys>(
     value: &'a Value,
     path: &str,
     warnings: &mut Vec<String>,
-) -> Result<Vec<(K, &'a Value, String)>> {
-    Ok(fields(value, path, K::KEYS, K::HINT, warnings)?
-        .into_iter()
-        .map(|f| (f.key.target, f.value, f.path))
-        .collect())
+) -> Result<impl Iterator<Item = (K, &'a Value, String)>> {
+    Ok(fields(value, path, K::KEYS, K::HINT, warnings)?.map(|f| (f.key.target, f.value, f.path)))
+}
+
+/// (index into `keys`, value, path) of each key of the object.
+fn match_keys<'a>(
+    value: &'a Value,
+    path: &str,
+    keys: &dyn KeyNames,
+    hint: Hint,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<(usize, &'a Value, String)>> {
+    let mut out = Vec::new();
+    let mut written: BTreeMap<&'static str, &'a str> = BTreeMap::new();
+    for (written_key, value) in object(value, path)?.into_iter().flatten() {
+        let key_path = join(path, written_key);
+        let canon = canonical_key(written_key);
+        let found = (0..keys.count()).find_map(|index| {
+            let (name, deprecated_for) = keys.names(index)?;
+            (canonical_key(name) == canon).then_some((index, name, deprecated_for))
+        });
+        let Some((index, name, deprecated_for)) = found else {
+            return Err(unknown_key(&key_path, &canon, keys, hint));
+        };
+        if let Some(name) = deprecated_for {
+            warnings.push(format!("{key_path}: deprecated; use {name}"));
+        }
+        // A deprecated spelling sets the property it stands for.
+        let property = deprecated_for.unwrap_or(name);
+        if let Some(first) = written.get(property) {
+            return Err(error(&key_path, format!("same property as '{first}'")));
+        }
+        written.insert(property, written_key.as_str());
+        out.push((index, value, key_path));
+    }
+    Ok(out)
 }
 
 /// resilience4j modules other than circuitbreaker and retry (Spring prefixes under resilience4j).
@@ -260,11 +289,14 @@ pub const UNSUPPORTED_MODULES: [&str; 6] = [
     "micrometer",
 ];
 
-fn unknown_key<T>(path: &str, canon: &str, keys: &[Key<T>], hint: Hint) -> PolicyError {
-    let current = keys.iter().filter(|k| k.deprecated_for.is_none());
+fn unknown_key(path: &str, canon: &str, keys: &dyn KeyNames, hint: Hint) -> PolicyError {
+    let all = (0..keys.count()).filter_map(|index| keys.names(index));
+    let current = all
+        .clone()
+        .filter(|(_, deprecated_for)| deprecated_for.is_none());
     match hint {
         Hint::ListKnown => {
-            let names: Vec<&str> = current.map(|k| k.name).collect();
+            let names: Vec<&str> = current.map(|(name, _)| name).collect();
             return error(path, format!("unknown key (known: {})", names.join(", ")));
         }
         Hint::Modules => {
@@ -281,9 +313,9 @@ fn unknown_key<T>(path: &str, canon: &str, keys: &[Key<T>], hint: Hint) -> Polic
         Hint::Suggest => {}
     }
     // Current names first, so a tie goes to the name to use rather than a deprecated one.
-    let candidates = current.chain(keys.iter().filter(|k| k.deprecated_for.is_some()));
+    let candidates = current.chain(all.filter(|(_, deprecated_for)| deprecated_for.is_some()));
     let best = candidates
-        .map(|k| (edit_distance(&canonical_key(k.name), canon), k.name))
+        .map(|(name, _)| (edit_distance(&canonical_key(name), canon), name))
         .min_by_key(|(distance, _)| *distance);
     match best {
         // Short keys get only one edit: "code" is no typo of "body".

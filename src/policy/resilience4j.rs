@@ -18,8 +18,8 @@ use serde_json::Value;
 
 use super::model::{BreakerConfig, InitialState, RetryConfig, SlidingWindowType};
 use super::properties::{
-    properties, read_properties, Bool, ClassName, Duration, Factor, FailureList, IgnoreList, Int,
-    Multiplier, Percent, Properties,
+    properties, read_layer, BaseConfig, Bool, ClassName, Duration, Factor, FailureList, IgnoreList,
+    Int, Multiplier, Percent, Prop, Properties, Val, BASE_CONFIG,
 };
 use super::read::{
     entries, error, integer, keyed, keys, object, string, Hint, Key, Result, JAVA_INT_MAX,
@@ -117,15 +117,25 @@ fn section_keys(aspect_order: &'static str) -> [Key<SectionKey>; 6] {
     ]
 }
 
-/// The properties written in one `configs.<name>` or `instances.<name>` object.
-struct Layer<P> {
+/// The values written in one `configs.<name>` or `instances.<name>` object, by position.
+struct Layer {
     path: String,
-    properties: P,
+    values: Vec<Option<Val>>,
 }
 
-struct Section<P> {
-    configs: BTreeMap<String, Layer<P>>,
-    instances: BTreeMap<String, Layer<P>>,
+impl Layer {
+    /// `base-config`, unless empty (resilience4j treats an empty base-config as none).
+    fn base_config(&self) -> Option<&BaseConfig> {
+        match self.values.get(BASE_CONFIG) {
+            Some(Some(Val::Base(base))) if !base.name.is_empty() => Some(base),
+            _ => None,
+        }
+    }
+}
+
+struct Section {
+    configs: BTreeMap<String, Layer>,
+    instances: BTreeMap<String, Layer>,
 }
 
 fn read_module<M: Module>(
@@ -133,47 +143,61 @@ fn read_module<M: Module>(
     path: &str,
     warnings: &mut Vec<String>,
 ) -> Result<BTreeMap<String, M::Config>> {
+    let section = read_section(value, path, M::KEYS, M::COUNT, M::ASPECT_ORDER, warnings)?;
+    let mut out = BTreeMap::new();
+    for (name, layer) in &section.instances {
+        let values = section.resolve(layer)?;
+        out.insert(name.clone(), M::from_values(&values).build(&layer.path)?);
+    }
+    Ok(out)
+}
+
+fn read_section(
+    value: &Value,
+    path: &str,
+    keys: &'static [Key<Prop>],
+    count: usize,
+    aspect_order: &'static str,
+    warnings: &mut Vec<String>,
+) -> Result<Section> {
     let mut section = Section {
         configs: BTreeMap::new(),
         instances: BTreeMap::new(),
     };
-    let keys = section_keys(M::ASPECT_ORDER);
-    for field in super::read::fields(value, path, &keys, Hint::Suggest, warnings)? {
+    let section_keys = section_keys(aspect_order);
+    for field in super::read::fields(value, path, &section_keys, Hint::Suggest, warnings)? {
         let (value, path) = (field.value, field.path.as_str());
-        let ignored = |warnings: &mut Vec<String>| {
-            warnings.push(format!("{path}: has no meaning in the sidecar; ignored"));
-        };
         match field.key.target {
             SectionKey::Instances => {
                 for (name, value, path) in entries(value, path)? {
                     check_instance_name(name, &path)?;
-                    let properties = read_properties(value, &path, warnings)?;
+                    let values = read_layer(value, &path, keys, count, warnings)?;
                     section
                         .instances
-                        .insert(name.to_string(), Layer { path, properties });
+                        .insert(name.to_string(), Layer { path, values });
                 }
             }
             SectionKey::Configs => {
                 for (name, value, path) in entries(value, path)? {
-                    let properties = read_properties(value, &path, warnings)?;
+                    let values = read_layer(value, &path, keys, count, warnings)?;
                     section
                         .configs
-                        .insert(name.to_string(), Layer { path, properties });
+                        .insert(name.to_string(), Layer { path, values });
                 }
             }
             SectionKey::Tags => {
                 for (_, value, path) in entries(value, path)? {
                     string(value, &path)?;
                 }
-                ignored(warnings);
+                ignored(path, warnings);
             }
             SectionKey::Metrics => {
                 object(value, path)?;
-                ignored(warnings);
+                ignored(path, warnings);
             }
             SectionKey::AspectOrder => {
                 integer(value, path, i32::MIN as i64, JAVA_INT_MAX)?;
-                ignored(warnings);
+                ignored(path, warnings);
             }
         }
     }
@@ -181,15 +205,11 @@ fn read_module<M: Module>(
     for (name, layer) in &section.configs {
         section.chain(layer, Some(name))?;
     }
-    let mut out = BTreeMap::new();
-    for (name, layer) in &section.instances {
-        let mut resolved = M::default();
-        for weaker in section.chain(layer, None)? {
-            resolved.fill_from(&weaker.properties);
-        }
-        out.insert(name.clone(), resolved.build(&layer.path)?);
-    }
-    Ok(out)
+    Ok(section)
+}
+
+fn ignored(path: &str, warnings: &mut Vec<String>) {
+    warnings.push(format!("{path}: has no meaning in the sidecar; ignored"));
 }
 
 /// Instance names become part of shared-data keys and stat names.
@@ -209,19 +229,27 @@ fn check_instance_name(name: &str, path: &str) -> Result<()> {
     Ok(())
 }
 
-impl<P: Properties> Section<P> {
+impl Section {
+    /// The values of an instance: each the first written along its layers.
+    fn resolve<'s>(&'s self, instance: &'s Layer) -> Result<Vec<Option<&'s Val>>> {
+        let mut values: Vec<Option<&Val>> = instance.values.iter().map(Option::as_ref).collect();
+        for layer in self.chain(instance, None)?.into_iter().skip(1) {
+            for (value, weaker) in values.iter_mut().zip(&layer.values) {
+                if value.is_none() {
+                    *value = weaker.as_ref();
+                }
+            }
+        }
+        Ok(values)
+    }
+
     /// The layers that make up `own`, strongest first: `own`, its base-config chain, then
     /// (unless already in it) `configs.default` and its chain.
-    fn chain<'s>(&'s self, own: &'s Layer<P>, own_config: Option<&'s str>) -> Result<Vec<&'s Layer<P>>> {
+    fn chain<'s>(&'s self, own: &'s Layer, own_config: Option<&'s str>) -> Result<Vec<&'s Layer>> {
         let mut layers = vec![own];
         let mut seen: Vec<&str> = own_config.into_iter().collect();
         let mut current = own;
-        // resilience4j treats an empty base-config as none.
-        while let Some(base) = current
-            .properties
-            .base_config()
-            .filter(|base| !base.name.is_empty())
-        {
+        while let Some(base) = current.base_config() {
             let name = base.name.as_str();
             if seen.contains(&name) {
                 let mut cycle = seen.clone();
@@ -338,7 +366,6 @@ impl Module for BreakerProperties {
             record_result_predicate: _,
             ignore_exception_predicate: _,
             ignore_class_binding_exceptions: _,
-            base_config: _,
         } = self;
         let exponential = enable_exponential_backoff.unwrap_or(false);
         if exponential && enable_randomized_wait.unwrap_or(false) {
@@ -434,7 +461,6 @@ impl Module for RetryProperties {
             interval_bi_function: _,
             consume_result_before_retry_attempt: _,
             event_consumer_buffer_size: _,
-            base_config: _,
         } = self;
         let d = RetryConfig::default();
         let config = RetryConfig {

@@ -206,7 +206,10 @@ fn an_empty_policy_is_valid_and_empty() {
     );
     assert!(policy.events.is_none() && policy.warnings.is_empty());
     // YAML's empty mapping arrives as null.
-    let policy = parse(&json!({"resilience4j": {"circuitbreaker": {"instances": {"svc": null}}, "retry": null}})).unwrap();
+    let policy = parse(
+        &json!({"resilience4j": {"circuitbreaker": {"instances": {"svc": null}}, "retry": null}}),
+    )
+    .unwrap();
     assert_eq!(policy.circuit_breakers["svc"], r4j_breaker());
 }
 
@@ -449,10 +452,18 @@ fn spring_keys_without_sidecar_meaning_are_accepted_with_one_warning_each() {
     assert_eq!(
         policy.warnings,
         [
-            format!("{BREAKER_PATH}.event-consumer-buffer-size: has no meaning in the sidecar; ignored"),
-            format!("{BREAKER_PATH}.record-failure-predicate: has no meaning in the sidecar; ignored"),
-            format!("{BREAKER_PATH}.register-health-indicator: has no meaning in the sidecar; ignored"),
-            format!("{BREAKER_PATH}.writableStackTraceEnabled: has no meaning in the sidecar; ignored"),
+            format!(
+                "{BREAKER_PATH}.event-consumer-buffer-size: has no meaning in the sidecar; ignored"
+            ),
+            format!(
+                "{BREAKER_PATH}.record-failure-predicate: has no meaning in the sidecar; ignored"
+            ),
+            format!(
+                "{BREAKER_PATH}.register-health-indicator: has no meaning in the sidecar; ignored"
+            ),
+            format!(
+                "{BREAKER_PATH}.writableStackTraceEnabled: has no meaning in the sidecar; ignored"
+            ),
         ]
     );
     // Checked loosely all the same.
@@ -609,9 +620,7 @@ fn other_resilience4j_modules_are_not_supported() {
 fn two_spellings_of_one_property_are_rejected() {
     assert_eq!(
         breaker_error(json!({"failure-rate-threshold": 50, "failureRateThreshold": 60})),
-        format!(
-            "{BREAKER_PATH}.failureRateThreshold: same property as 'failure-rate-threshold'"
-        )
+        format!("{BREAKER_PATH}.failureRateThreshold: same property as 'failure-rate-threshold'")
     );
 }
 
@@ -1073,9 +1082,7 @@ fn errors_name_the_full_path() {
         "events.topics.order.created.mode: must be one of envelope, cloudevents-structured, cloudevents-binary, got \"avro\""
     );
     assert_eq!(
-        events_error(
-            json!({"bridges": ["b"], "topics": {"order.created": {"modes": "envelope"}}})
-        ),
+        events_error(json!({"bridges": ["b"], "topics": {"order.created": {"modes": "envelope"}}})),
         "events.topics.order.created.modes: unknown key (known: mode, type, partition-key)"
     );
     assert_eq!(
