@@ -1120,3 +1120,109 @@ fn errors_name_the_full_path() {
         "events: must be an object, got an array"
     );
 }
+
+#[test]
+fn events_keys_bind_like_every_other_section() {
+    // Relaxed keys (UPPER_CASE too), scalars as strings, relaxed enum values.
+    let c = events_ok(json!({
+        "BRIDGES": ["b"],
+        "MAX_BODY_BYTES": "4096",
+        "spoofed_source": "reject",
+        "Topics": {"order.created": {"PARTITION_KEY": "/id", "Mode": "CLOUDEVENTS_BINARY"}}
+    }));
+    assert_eq!(c.max_body_bytes, 4096);
+    assert_eq!(c.spoofed_source, SpoofedSource::Reject);
+    let topic = c.topic("order.created");
+    assert_eq!(topic.mode, Mode::CloudEventsBinary);
+    assert_eq!(topic.partition_key.as_deref(), Some("/id"));
+    assert_eq!(
+        events_error(json!({"bridges": ["b"], "max-body-bytes": 1, "maxBodyBytes": 2})),
+        "events.maxBodyBytes: same property as 'max-body-bytes'"
+    );
+    assert_eq!(
+        events_error(json!({"bridges": ["b"], "max-body-bytes": 4096.5})),
+        "events.max-body-bytes: must be an integer in [1, 67108864], got 4096.5"
+    );
+}
+
+#[test]
+fn events_null_reads_as_empty() {
+    assert_eq!(
+        events_error(Value::Null),
+        "events.bridges: is required: the Envoy cluster name(s) of the Kafka HTTP bridge"
+    );
+    assert_eq!(
+        events_error(json!({"bridges": null})),
+        "events.bridges: must name at least one Envoy cluster"
+    );
+    let c = events_ok(json!({"bridges": ["b"], "topics": {"order.created": null}}));
+    assert_eq!(c.topics["order.created"], c.topic("order.updated"));
+    assert!(events_ok(json!({"bridges": ["b"], "topics": null}))
+        .topics
+        .is_empty());
+}
+
+#[test]
+fn events_errors_in_a_policy_carry_the_path_as_written() {
+    assert_eq!(
+        rejected(json!({"Events": {"bridges": ["b"], "topics": {"order.created": {"mode": "avro"}}}})),
+        "Events.topics.order.created.mode: must be one of envelope, cloudevents-structured, cloudevents-binary, got \"avro\""
+    );
+    let policy = parse(&json!({"events": {"bridges": ["b"]}})).unwrap();
+    assert_eq!(
+        policy.events.map(|e| e.bridges),
+        Some(vec!["b".to_string()])
+    );
+}
+
+// -- limits and declarations -------------------------------------------------------------
+
+#[test]
+fn at_most_max_instances_circuit_breaker_and_retry_instances_together() {
+    let instances = |n: usize| -> Map<String, Value> {
+        (0..n).map(|i| (format!("svc-{i}"), json!({}))).collect()
+    };
+    let policy = parse(&json!({"resilience4j": {
+        "circuitbreaker": {"instances": instances(200)},
+        "retry": {"instances": instances(56)}}}))
+    .unwrap();
+    assert_eq!(
+        policy.circuit_breakers.len() + policy.retries.len(),
+        MAX_INSTANCES
+    );
+    assert_eq!(
+        rejected(json!({"RESILIENCE4J": {
+            "circuitbreaker": {"instances": instances(200)},
+            "retry": {"instances": instances(57)}}})),
+        "RESILIENCE4J: at most 256 circuit breaker and retry instances, got 257"
+    );
+}
+
+#[test]
+fn a_null_outcome_list_is_empty() {
+    let policy = parse(&breaker_policy(json!({"record-exceptions": null}))).unwrap();
+    assert_eq!(policy.circuit_breakers["svc"], r4j_breaker());
+    assert!(policy.warnings.is_empty());
+}
+
+#[test]
+fn declared_property_keys_are_kebab_case_and_distinct() {
+    use super::properties::Properties;
+    use super::resilience4j::{BreakerProperties, RetryProperties};
+    for keys in [BreakerProperties::KEYS, RetryProperties::KEYS] {
+        let mut seen = std::collections::BTreeSet::new();
+        for key in keys {
+            assert!(
+                key.name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+                "{}",
+                key.name
+            );
+            assert!(seen.insert(canonical_key(key.name)), "{} twice", key.name);
+            if let Some(name) = key.deprecated_for {
+                assert!(keys.iter().any(|k| k.name == name), "{name}");
+            }
+        }
+    }
+}
