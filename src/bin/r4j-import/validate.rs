@@ -6,7 +6,7 @@
 //! spellings) come from the parser too.
 
 use serde_json::{Map, Value};
-use sidecar_resilience::policy::{Policy, UNSUPPORTED_MODULES};
+use sidecar_resilience::policy::{canonical_key, Policy, UNSUPPORTED_MODULES};
 /// More errors than this in one file: the rest are not worth listing.
 const MAX_ERRORS: usize = 50;
 
@@ -15,13 +15,6 @@ pub struct Report {
     pub policy: Option<Value>,
     pub errors: Vec<String>,
     pub warnings: Vec<String>,
-}
-
-fn canonical(key: &str) -> String {
-    key.chars()
-        .filter(|c| *c != '-' && *c != '_')
-        .map(|c| c.to_ascii_lowercase())
-        .collect()
 }
 
 pub fn validate(tree: Value, extra: Option<Value>, skip_unsupported: bool) -> Report {
@@ -35,7 +28,7 @@ pub fn validate(tree: Value, extra: Option<Value>, skip_unsupported: bool) -> Re
                 .filter(|k| {
                     UNSUPPORTED_MODULES
                         .iter()
-                        .any(|m| canonical(m) == canonical(k))
+                        .any(|m| canonical_key(m) == canonical_key(k))
                 })
                 .cloned()
                 .collect();
@@ -166,6 +159,21 @@ mod tests {
         assert!(remove_path(&mut doc, "x.l[1]"));
         assert!(!remove_path(&mut doc, "x.nope"));
         assert_eq!(doc, json!({"upstreams": {}, "x": {"l": [1, 3]}}));
+    }
+
+    #[test]
+    fn reports_and_removes_event_topic_keys_by_the_path_the_filter_reports() {
+        let tree = json!({"retry": {"instances": {"a": {}}}});
+        let extra = json!({"events": {"bridges": ["b"], "topics": {
+            "order.created": {"mode": "avro"}, "order.updated": {"colour": 1}}}});
+        let report = validate(tree, Some(extra), false);
+        assert_eq!(
+            report.errors,
+            [
+                "events.topics.order.created.mode: must be one of envelope, cloudevents-structured, cloudevents-binary, got \"avro\"",
+                "events.topics.order.updated.colour: unknown key (known: mode, type, partition-key)",
+            ]
+        );
     }
 
     #[test]
