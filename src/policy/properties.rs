@@ -1,8 +1,9 @@
 //! Instance properties of a resilience4j module, each declared once with its Spring key and
 //! its kind ([`properties!`](properties)). The declaration gives a struct with one typed,
 //! optional field per property and the table the reader matches keys against; a module's
-//! build step destructures the struct field by field, so a property that is declared but not
-//! used, or used but not declared, does not compile.
+//! build step destructures the struct field by field (no `..`), so a property used but not
+//! declared, or declared but left out of the build, does not compile, and one bound but never
+//! read fails `make lint` (dead code).
 //!
 //! Reading is data-driven (one [`read_value`] for every property, values held per layer by
 //! position) so that configs, `base-config` chains and `configs.default` resolve the same way
@@ -149,14 +150,16 @@ macro_rules! properties {
             use $crate::policy::properties::{Kind, Prop, Properties, Spec, Val, BASE_CONFIG};
             use $crate::policy::read::Key;
 
-            /// Positions of the values (`base-config` first, see BASE_CONFIG).
-            #[allow(non_camel_case_types, dead_code)]
+            /// Positions of the values: the fields' names, in declaration order, after
+            /// `base-config`.
+            #[allow(non_camel_case_types)]
             enum Index {
                 base_config,
                 $( $field, )+
                 $( $ignored, )*
                 __count,
             }
+            const _: () = assert!(Index::base_config as usize == BASE_CONFIG);
 
             impl Properties for $name {
                 const COUNT: usize = Index::__count as usize;

@@ -10,7 +10,10 @@
 //! the instance's own keys.
 //!
 //! A module is its [`Module`] implementation: the properties it declares
-//! ([`properties!`](super::properties::properties)) and how they build its model.
+//! ([`properties!`](super::properties::properties)) and how they build its model. Adding one
+//! (timelimiter, bulkhead, ...): declare its properties, implement [`Module`] (aspect-order key,
+//! build), add its key to `ModuleKey` (the compiler then asks for it in [`read`]) and its
+//! instances to the model, and take it off `UNSUPPORTED_MODULES`.
 
 use std::collections::BTreeMap;
 
@@ -88,6 +91,8 @@ pub(super) trait Module: Properties {
     fn build(self, path: &str) -> Result<Self::Config>;
 }
 
+/// The keys of a module's section. Not declared with `keys!`: the aspect-order key is named
+/// after the module (see [`section_keys`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SectionKey {
     Instances,
