@@ -145,6 +145,9 @@ fn bad_policies() -> Vec<BadPolicy> {
         &format!("{USER_BREAKER}.failure-rate-treshold"),
         json!(50),
     );
+    // The seed has 2 circuit breaker instances: 255 retry instances more make 257.
+    let too_many_retries =
+        Value::Object((0..255).map(|i| (format!("svc-{i}"), json!({}))).collect());
     vec![
         BadPolicy {
             what: "unknown key (typo)",
@@ -183,6 +186,12 @@ fn bad_policies() -> Vec<BadPolicy> {
             json!(-5),
             None,
         ),
+        BadPolicy {
+            what: "more instances than the filter keeps",
+            policy: policy_with("resilience4j.retry.instances", too_many_retries),
+            path: "resilience4j".to_string(),
+            message: Some("at most 256 circuit breaker and retry instances, got 257"),
+        },
     ]
 }
 
