@@ -162,6 +162,17 @@ mod tests {
     }
 
     #[test]
+    fn refuses_what_the_filter_refuses_such_as_too_many_instances() {
+        let instances: Map<String, Value> =
+            (0..257).map(|i| (format!("svc-{i}"), json!({}))).collect();
+        let report = validate(json!({"retry": {"instances": instances}}), None, false);
+        assert_eq!(
+            report.errors,
+            ["resilience4j: at most 256 circuit breaker and retry instances, got 257"]
+        );
+    }
+
+    #[test]
     fn reports_and_removes_event_topic_keys_by_the_path_the_filter_reports() {
         let tree = json!({"retry": {"instances": {"a": {}}}});
         let extra = json!({"events": {"bridges": ["b"], "topics": {
