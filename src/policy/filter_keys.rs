@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use super::model::{BreakerConfig, BudgetConfig, Fallback, RetryConfig, RetryOptions};
+use super::model::{BudgetConfig, Fallback, RetryConfig, RetryOptions};
 use super::read::{
     boolean, describe, duration_ms, entries, error, integer, keyed, keys, number, show, string,
     type_error, Hint, Result, JAVA_INT_MAX,
@@ -17,13 +17,12 @@ use super::read::{
 pub(super) fn read_upstreams(
     value: &Value,
     path: &str,
-    breakers: &BTreeMap<String, BreakerConfig>,
-    retries: &BTreeMap<String, RetryConfig>,
+    is_instance: &dyn Fn(&str) -> bool,
 ) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for (cluster, value, path) in entries(value, path)? {
         let instance = string(value, &path)?;
-        if !breakers.contains_key(instance) && !retries.contains_key(instance) {
+        if !is_instance(instance) {
             return Err(error(&path, format!("unknown instance '{instance}'")));
         }
         out.insert(cluster.to_string(), instance.to_string());
@@ -39,17 +38,17 @@ keys! {
     }
 }
 
-/// `fallbacks`: circuit breaker instance -> the response served while its circuit does not
-/// permit.
+/// `fallbacks`: circuit breaker or time limiter instance -> the response served while its
+/// circuit does not permit, or when its time limiter cut an attempt short.
 pub(super) fn read_fallbacks(
     value: &Value,
     path: &str,
-    breakers: &BTreeMap<String, BreakerConfig>,
+    answers_refusals: &dyn Fn(&str) -> bool,
     warnings: &mut Vec<String>,
 ) -> Result<BTreeMap<String, Fallback>> {
     let mut out = BTreeMap::new();
     for (instance, value, path) in entries(value, path)? {
-        if !breakers.contains_key(instance) {
+        if !answers_refusals(instance) {
             return Err(error(
                 &path,
                 format!("unknown circuit breaker instance '{instance}'"),

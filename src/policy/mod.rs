@@ -17,6 +17,8 @@ mod read;
 mod resilience4j;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod timelimiter_tests;
 
 use serde_json::Value;
 
@@ -56,22 +58,27 @@ fn parse_policy(text: &str) -> Result<Policy, PolicyError> {
         *slot = Some((value, path));
     }
 
-    let (circuit_breakers, retries) = match resilience4j {
+    let (circuit_breakers, retries, time_limiters) = match resilience4j {
         Some((value, path)) => {
             let tree = resilience4j::read(value, &path, &mut warnings)?;
-            (tree.circuit_breakers, tree.retries)
+            (tree.circuit_breakers, tree.retries, tree.time_limiters)
         }
         None => Default::default(),
+    };
+    let is_instance = |name: &str| {
+        circuit_breakers.contains_key(name)
+            || retries.contains_key(name)
+            || time_limiters.contains_key(name)
     };
     let upstreams = match upstreams {
-        Some((value, path)) => {
-            filter_keys::read_upstreams(value, &path, &circuit_breakers, &retries)?
-        }
+        Some((value, path)) => filter_keys::read_upstreams(value, &path, &is_instance)?,
         None => Default::default(),
     };
+    let answers_refusals =
+        |name: &str| circuit_breakers.contains_key(name) || time_limiters.contains_key(name);
     let fallbacks = match fallbacks {
         Some((value, path)) => {
-            filter_keys::read_fallbacks(value, &path, &circuit_breakers, &mut warnings)?
+            filter_keys::read_fallbacks(value, &path, &answers_refusals, &mut warnings)?
         }
         None => Default::default(),
     };
@@ -89,6 +96,7 @@ fn parse_policy(text: &str) -> Result<Policy, PolicyError> {
     Ok(Policy {
         circuit_breakers,
         retries,
+        time_limiters,
         upstreams,
         fallbacks,
         retry_options,
@@ -123,6 +131,7 @@ impl Policy {
     fn known_instance(&self, name: &str) -> Option<&str> {
         let breaker = self.circuit_breakers.get_key_value(name).map(|(k, _)| k);
         let retry = self.retries.get_key_value(name).map(|(k, _)| k);
-        breaker.or(retry).map(String::as_str)
+        let time_limiter = self.time_limiters.get_key_value(name).map(|(k, _)| k);
+        breaker.or(retry).or(time_limiter).map(String::as_str)
     }
 }

@@ -12,6 +12,8 @@ pub struct Policy {
     pub circuit_breakers: BTreeMap<String, BreakerConfig>,
     /// resilience4j.retry.instances, resolved the same way.
     pub retries: BTreeMap<String, RetryConfig>,
+    /// resilience4j.timelimiter.instances, resolved the same way.
+    pub time_limiters: BTreeMap<String, TimeLimiterConfig>,
     /// Filter key `upstreams`: Envoy cluster name -> instance name. Overrides the default mapping.
     pub upstreams: BTreeMap<String, String>,
     /// Filter key `fallbacks`: instance name -> response served while its circuit does not permit.
@@ -138,6 +140,26 @@ impl Default for RetryConfig {
             fail_after_max_attempts: false,
             retry_on: vec![],
             ignore: vec![],
+        }
+    }
+}
+
+/// One time limiter instance, every field resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimeLimiterConfig {
+    /// Bounds every attempt (the router's and each replay). Default 1 s.
+    pub timeout_duration_ms: u64,
+    /// Default true. False cannot be honoured (Envoy resets a timed-out upstream request):
+    /// the parser warns.
+    pub cancel_running_future: bool,
+}
+
+/// resilience4j's `TimeLimiterConfig.ofDefaults()`.
+impl Default for TimeLimiterConfig {
+    fn default() -> Self {
+        TimeLimiterConfig {
+            timeout_duration_ms: 1000,
+            cancel_running_future: true,
         }
     }
 }

@@ -279,12 +279,12 @@ fn match_keys<'a>(
     Ok(out)
 }
 
-/// resilience4j modules other than circuitbreaker and retry (Spring prefixes under resilience4j).
-pub const UNSUPPORTED_MODULES: [&str; 6] = [
+/// resilience4j modules other than circuitbreaker, retry and timelimiter (Spring prefixes under
+/// resilience4j).
+pub const UNSUPPORTED_MODULES: [&str; 5] = [
     "ratelimiter",
     "bulkhead",
     "thread-pool-bulkhead",
-    "timelimiter",
     "scheduled",
     "micrometer",
 ];
@@ -306,7 +306,7 @@ fn unknown_key(path: &str, canon: &str, keys: &dyn KeyNames, hint: Hint) -> Poli
             {
                 return error(
                     path,
-                    format!("resilience4j {module} is not supported by this filter (only circuitbreaker and retry)"),
+                    format!("resilience4j {module} is not supported by this filter (only circuitbreaker, retry and timelimiter)"),
                 );
             }
         }

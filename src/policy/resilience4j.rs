@@ -19,7 +19,9 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::model::{BreakerConfig, InitialState, RetryConfig, SlidingWindowType};
+use super::model::{
+    BreakerConfig, InitialState, RetryConfig, SlidingWindowType, TimeLimiterConfig,
+};
 use super::properties::{
     properties, read_layer, BaseConfig, Bool, ClassName, Duration, Factor, FailureList, IgnoreList,
     Int, Multiplier, Percent, Prop, Properties, Val, BASE_CONFIG,
@@ -39,12 +41,14 @@ const MAX_CHAIN: usize = 32;
 pub(super) struct Resilience4j {
     pub circuit_breakers: BTreeMap<String, BreakerConfig>,
     pub retries: BTreeMap<String, RetryConfig>,
+    pub time_limiters: BTreeMap<String, TimeLimiterConfig>,
 }
 
 keys! {
     enum ModuleKey (Hint::Modules) {
         CircuitBreaker = "circuitbreaker",
         Retry = "retry",
+        TimeLimiter = "timelimiter",
     }
 }
 
@@ -53,13 +57,16 @@ pub(super) fn read(value: &Value, path: &str, warnings: &mut Vec<String>) -> Res
     let mut tree = Resilience4j {
         circuit_breakers: BTreeMap::new(),
         retries: BTreeMap::new(),
+        time_limiters: BTreeMap::new(),
     };
     let mut circuit_breakers = None;
     let mut retries = None;
+    let mut time_limiters = None;
     for (key, value, path) in keyed(value, path, warnings)? {
         match key {
             ModuleKey::CircuitBreaker => circuit_breakers = Some((value, path)),
             ModuleKey::Retry => retries = Some((value, path)),
+            ModuleKey::TimeLimiter => time_limiters = Some((value, path)),
         }
     }
     if let Some((value, path)) = circuit_breakers {
@@ -67,6 +74,26 @@ pub(super) fn read(value: &Value, path: &str, warnings: &mut Vec<String>) -> Res
     }
     if let Some((value, path)) = retries {
         tree.retries = read_module::<RetryProperties>(value, &path, warnings)?;
+    }
+    if let Some((value, path)) = time_limiters {
+        tree.time_limiters = read_module::<TimeLimiterProperties>(value, &path, warnings)?;
+        if tree.time_limiters.len() > MAX_INSTANCES {
+            return Err(error(
+                &path,
+                format!(
+                    "at most {MAX_INSTANCES} time limiter instances, got {}",
+                    tree.time_limiters.len()
+                ),
+            ));
+        }
+        for (name, config) in &tree.time_limiters {
+            if !config.cancel_running_future {
+                warnings.push(format!(
+                    "{path}.instances.{name}.cancel-running-future: false cannot be honoured; \
+                     Envoy resets the upstream request when its timeout fires"
+                ));
+            }
+        }
     }
     let instances = tree.circuit_breakers.len() + tree.retries.len();
     if instances > MAX_INSTANCES {
@@ -493,5 +520,37 @@ impl Module for RetryProperties {
             ));
         }
         Ok(config)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// timelimiter
+
+properties! {
+    /// CommonTimeLimiterConfigurationProperties.InstanceProperties.
+    pub(super) struct TimeLimiterProperties {
+        timeout_duration: Duration<0> = "timeout-duration";
+        cancel_running_future: Bool = "cancel-running-future";
+    }
+    ignored {
+        event_consumer_buffer_size: Int<1, JAVA_INT_MAX> = "event-consumer-buffer-size";
+    }
+}
+
+impl Module for TimeLimiterProperties {
+    const ASPECT_ORDER: &'static str = "time-limiter-aspect-order";
+    type Config = TimeLimiterConfig;
+
+    fn build(self, _path: &str) -> Result<TimeLimiterConfig> {
+        let TimeLimiterProperties {
+            timeout_duration,
+            cancel_running_future,
+            event_consumer_buffer_size: _,
+        } = self;
+        let d = TimeLimiterConfig::default();
+        Ok(TimeLimiterConfig {
+            timeout_duration_ms: timeout_duration.unwrap_or(d.timeout_duration_ms),
+            cancel_running_future: cancel_running_future.unwrap_or(d.cancel_running_future),
+        })
     }
 }

@@ -149,6 +149,7 @@ fn seed_policy_parses_to_the_expected_model_with_resilience4j_defaults() {
         ]
         .into_iter()
         .collect(),
+        time_limiters: BTreeMap::new(),
         upstreams: BTreeMap::new(),
         fallbacks: BTreeMap::new(),
         retry_options: [
@@ -601,13 +602,13 @@ fn unknown_top_level_keys_are_rejected() {
 fn other_resilience4j_modules_are_not_supported() {
     assert_eq!(
         rejected(json!({"resilience4j": {"ratelimiter": {}}})),
-        "resilience4j.ratelimiter: resilience4j ratelimiter is not supported by this filter (only circuitbreaker and retry)"
+        "resilience4j.ratelimiter: resilience4j ratelimiter is not supported by this filter (only circuitbreaker, retry and timelimiter)"
     );
     assert_eq!(
         rejected(json!({"resilience4j": {"threadPoolBulkhead": {}}})),
-        "resilience4j.threadPoolBulkhead: resilience4j thread-pool-bulkhead is not supported by this filter (only circuitbreaker and retry)"
+        "resilience4j.threadPoolBulkhead: resilience4j thread-pool-bulkhead is not supported by this filter (only circuitbreaker, retry and timelimiter)"
     );
-    for module in ["bulkhead", "timelimiter", "TIME_LIMITER", "scheduled"] {
+    for module in ["bulkhead", "BULK_HEAD", "scheduled"] {
         let message = rejected(json!({"resilience4j": {module: {}}}));
         assert!(
             message.contains("is not supported by this filter"),
