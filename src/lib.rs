@@ -10,6 +10,7 @@ pub mod fallback;
 pub mod outcome;
 pub mod policy;
 pub mod retry;
+pub mod timelimiter;
 
 /// The filter's name: its plugin name when the host does not tell (shared-data keys and logs
 /// carry it), and the name, root id and vm id the Envoy configs in tools/ give it.
