@@ -270,6 +270,13 @@ extern "C" {
         return_map_size: *mut usize,
     ) -> u32;
     fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
+    fn proxy_replace_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
     fn proxy_continue_stream(stream_type: u32) -> u32;
     fn proxy_set_effective_context(context_id: u32) -> u32;
 }
@@ -297,6 +304,20 @@ pub fn get_header_map(map_type: u32) -> Result<Vec<(String, String)>, HostError>
 pub fn remove_header(map_type: u32, name: &str) -> Result<(), HostError> {
     // SAFETY: the pointers are valid for the call.
     check(unsafe { proxy_remove_header_map_value(map_type, name.as_ptr(), name.len()) })
+}
+
+/// Sets a header, replacing any value it had.
+pub fn replace_header(map_type: u32, name: &str, value: &str) -> Result<(), HostError> {
+    // SAFETY: the pointers are valid for the call.
+    check(unsafe {
+        proxy_replace_header_map_value(
+            map_type,
+            name.as_ptr(),
+            name.len(),
+            value.as_ptr(),
+            value.len(),
+        )
+    })
 }
 
 /// Lets a paused response continue (stream type 1 = HTTP response).

@@ -212,3 +212,36 @@ impl RetryMetrics {
         increment(self.body_too_large);
     }
 }
+
+/// resilience4j-micrometer's TaggedTimeLimiterMetrics: `resilience4j.timelimiter.calls` with
+/// kind successful / failed / timeout, one count per attempt (the TimeLimiter sits inside Retry).
+#[derive(Debug, Default)]
+pub struct TimeLimiterMetrics {
+    calls: [Option<u32>; 3],
+}
+
+impl TimeLimiterMetrics {
+    pub fn define(instance: &str) -> Self {
+        let name = stat_segment(instance);
+        TimeLimiterMetrics {
+            calls: crate::timelimiter::CallKind::ALL.map(|kind| {
+                define(
+                    METRIC_COUNTER,
+                    format!(
+                        "resilience4j_timelimiter_calls.name.{name}.kind.{}",
+                        kind.as_str()
+                    ),
+                )
+            }),
+        }
+    }
+
+    pub fn count_call(&self, kind: crate::timelimiter::CallKind) {
+        if let Some(index) = crate::timelimiter::CallKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+        {
+            increment(self.calls.get(index).copied().flatten());
+        }
+    }
+}

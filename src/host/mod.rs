@@ -6,6 +6,7 @@
 //! - `breaker`: one circuit breaker instance, shared by the workers through `store`;
 //! - `retry`: retry orchestration — carries out each request's retry sequence;
 //! - `replay`: the request kept for a replay, sent as a callout, and its reply;
+//! - `timelimiter`: one time limiter instance — each attempt's timeout, the timeout answer;
 //! - `events`: stamping of records produced through a Kafka bridge;
 //! - `abi`, `store`, `metrics`: host calls, shared data, Envoy stats.
 
@@ -18,6 +19,7 @@ mod retry;
 mod root;
 mod store;
 mod stream;
+mod timelimiter;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);

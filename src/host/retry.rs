@@ -22,6 +22,7 @@ use crate::retry as core_retry;
 use crate::retry::sequence::{
     AttemptEnded, FinalResponse, NotRetried, RetryHost, RetryRules, Sequence, Step,
 };
+use crate::timelimiter;
 
 use super::abi::{self, HostError};
 use super::breaker::Acquired;
@@ -176,10 +177,19 @@ pub fn on_replay_answer(
     };
     let now = abi::now_ms().unwrap_or(call.sequence.attempt_started_ms());
     let reply = replay::read_reply(num_headers, body_size);
-    let result = reply
-        .as_ref()
-        .map_or(CallResult::Reset, |r| CallResult::Response(r.status));
     let retry = runtime.retries.get(&call.instance);
+    let result = match (&reply, runtime.time_limiters.get(&call.instance)) {
+        (None, _) => CallResult::Reset,
+        (Some(reply), Some(limiter)) => timelimiter::replay_result(
+            reply.status,
+            now.saturating_sub(call.sequence.attempt_started_ms()),
+            timelimiter::attempt_timeout_ms(
+                Some(limiter.config()),
+                retry.map_or(u64::MAX, |r| r.options.per_try_timeout_ms),
+            ),
+        ),
+        (Some(reply), None) => CallResult::Response(reply.status),
+    };
     let ended =
         call.sequence
             .replay_answered(now, result, reply, rules(retry, call.replay.as_ref()));
@@ -234,6 +244,9 @@ fn after_attempt(
     result: CallResult,
     ended: AttemptEnded<LocalResponse>,
 ) -> Step<LocalResponse> {
+    if let Some(limiter) = runtime.time_limiters.get(&call.instance) {
+        limiter.count_attempt(result);
+    }
     if let Some(duration_ms) = ended.record_duration_ms {
         if let Some(breaker) = runtime.breakers.get(&call.instance) {
             breaker.record(now, result, duration_ms);
@@ -275,6 +288,13 @@ fn carry_out(
                 if let Some(retry) = runtime.retries.get(&call.instance) {
                     retry.count_final(result, call.sequence.attempts() > 1);
                 }
+                let limiter = runtime.time_limiters.get(&call.instance);
+                if let (CallResult::Timeout, Some(limiter)) = (result, limiter) {
+                    // The time limiter's answer (or the fallback), not Envoy's plain 504.
+                    let response = limiter.timeout_response();
+                    answer_stream(stream, &response, "time_limiter_timeout");
+                    return HeldResponse::Replaced;
+                }
                 return answer(runtime, &call, stream, response);
             }
         }
@@ -303,9 +323,16 @@ fn start_replay(runtime: &Runtime, call: &mut Call, now: u64) -> Started {
     }
     let retry = runtime.retries.get(&call.instance);
     let dispatched = match (retry, &call.replay) {
-        (Some(retry), Some(replay)) => replay
-            .send(&call.cluster, retry.options.per_try_timeout_ms)
-            .map_err(NotSent::Host),
+        (Some(retry), Some(replay)) => {
+            let limiter = runtime.time_limiters.get(&call.instance);
+            let timeout_ms = timelimiter::attempt_timeout_ms(
+                limiter.map(|l| l.config()),
+                retry.options.per_try_timeout_ms,
+            );
+            replay
+                .send(&call.cluster, timeout_ms)
+                .map_err(NotSent::Host)
+        }
         _ => Err(NotSent::NothingToReplay),
     };
     match dispatched {

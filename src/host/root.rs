@@ -15,6 +15,7 @@ use super::breaker::SharedBreaker;
 use super::events::Events;
 use super::retry::{self, RetryInstance, SharedCalls};
 use super::stream::Stream;
+use super::timelimiter::TimeLimiterInstance;
 
 /// Plugin name when the host does not tell (shared-data keys and logs carry it).
 const DEFAULT_PLUGIN_NAME: &str = crate::FILTER_NAME;
@@ -29,6 +30,7 @@ pub struct Runtime {
     pub policy: Policy,
     pub breakers: BTreeMap<String, SharedBreaker>,
     pub retries: BTreeMap<String, RetryInstance>,
+    pub time_limiters: BTreeMap<String, TimeLimiterInstance>,
     breaker_tick_ms: u64,
     /// The policy's `events` section (stamping records produced through a Kafka bridge).
     pub events: Option<Events>,
@@ -55,6 +57,12 @@ impl Runtime {
             let retry = RetryInstance::new(plugin_name, instance, config.clone(), options);
             retries.insert(instance.clone(), retry);
         }
+        let mut time_limiters = BTreeMap::new();
+        for (instance, config) in &policy.time_limiters {
+            let fallback = policy.fallbacks.get(instance).cloned();
+            let limiter = TimeLimiterInstance::new(instance, config.clone(), fallback);
+            time_limiters.insert(instance.clone(), limiter);
+        }
         let fast = policy.circuit_breakers.values().any(|c| {
             c.automatic_transition_from_open_to_half_open_enabled
                 || c.max_wait_duration_in_half_open_state_ms > 0
@@ -69,6 +77,7 @@ impl Runtime {
             policy,
             breakers,
             retries,
+            time_limiters,
             breaker_tick_ms,
             events,
         }

@@ -1,4 +1,5 @@
-//! The HTTP context. Per request to a guarded upstream: strip client retry headers, ask the
+//! The HTTP context. Per request to a guarded upstream: strip client retry headers, set the
+//! time limiter's timeout, ask the
 //! upstream's breaker for permission (serve the fallback if refused), keep what a replay needs,
 //! and hand the router's response to the retry orchestration (`retry`). A produce request to a
 //! Kafka bridge is stamped first (`events`).
@@ -179,6 +180,9 @@ impl Stream {
             }
             !strip
         });
+        if let Some(limiter) = runtime.time_limiters.get(&instance) {
+            limiter.bound_first_attempt(&mut headers);
+        }
         let Ok(now) = abi::now_ms() else {
             return Action::Continue;
         };
