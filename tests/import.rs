@@ -227,20 +227,20 @@ fn unsupported_modules_are_skipped_only_when_asked_and_then_reported() {
     let input = dir.path().join("application.yml");
     std::fs::write(
         &input,
-        "resilience4j:\n  retry:\n    instances:\n      a:\n        max-attempts: 2\n  timelimiter:\n    instances:\n      a:\n        timeout-duration: 2s\n",
+        "resilience4j:\n  retry:\n    instances:\n      a:\n        max-attempts: 2\n  scheduled:\n    executor:\n      core-thread-pool-size: 2\n",
     )
     .unwrap();
     let strict = import(&[input.to_str().unwrap()]);
     assert_eq!(strict.status.code(), Some(1));
     assert!(
-        stderr(&strict).contains("error: resilience4j.timelimiter:"),
+        stderr(&strict).contains("error: resilience4j.scheduled:"),
         "{}",
         stderr(&strict)
     );
     let lenient = import(&[input.to_str().unwrap(), "--skip-unsupported"]);
     assert!(lenient.status.success(), "{}", stderr(&lenient));
     assert!(
-        stderr(&lenient).contains("warning: resilience4j.timelimiter: skipped"),
+        stderr(&lenient).contains("warning: resilience4j.scheduled: skipped"),
         "{}",
         stderr(&lenient)
     );

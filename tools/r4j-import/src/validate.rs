@@ -35,7 +35,7 @@ pub fn validate(tree: Value, extra: Option<Value>, skip_unsupported: bool) -> Re
             for k in skipped {
                 map.remove(&k);
                 warnings.push(format!(
-                    "resilience4j.{k}: skipped (--skip-unsupported): the filter implements circuitbreaker and retry only"
+                    "resilience4j.{k}: skipped (--skip-unsupported): the filter implements circuitbreaker, retry and timelimiter only"
                 ));
             }
         }
@@ -138,13 +138,13 @@ mod tests {
 
     #[test]
     fn skip_unsupported_drops_modules_with_a_warning() {
-        let tree = json!({"retry": {"instances": {"a": {"max-attempts": 2}}}, "timeLimiter": {"instances": {}}});
+        let tree = json!({"retry": {"instances": {"a": {"max-attempts": 2}}}, "Scheduled": {"executor": {}}});
         let report = validate(tree, None, true);
         assert!(report.errors.is_empty(), "{:?}", report.errors);
         assert!(report
             .warnings
             .iter()
-            .any(|w| w.starts_with("resilience4j.timeLimiter: skipped")));
+            .any(|w| w.starts_with("resilience4j.Scheduled: skipped")));
         assert_eq!(
             report.policy,
             Some(json!({"resilience4j": {"retry": {"instances": {"a": {"max-attempts": 2}}}}}))
