@@ -48,6 +48,7 @@ impl Timeline {
         };
         let fallback = match &response {
             Ok(r) if r.header("x-circuit-breaker").is_some() => "  fallback, upstream not called",
+            Ok(r) if r.header("x-time-limiter").is_some() => "  time limiter: attempt cut",
             _ => "",
         };
         println!(
@@ -312,7 +313,35 @@ fn run() -> Result<(), String> {
         );
     }
 
-    println!("\nEnvoy keeps running with the changed policy (user-service threshold 20 %):");
+    t.say("7. TimeLimiter: a live change adds resilience4j.timelimiter.instances.payment-service (timeout-duration 500ms). A payment-service that takes 3 s is cut at 500 ms: Envoy resets the upstream request and the caller gets a 504 naming the upstream; a caller's x-envoy-upstream-rq-timeout-ms cannot lengthen it.");
+    let mut limited = lowered.clone();
+    limited["resilience4j"]["timelimiter"] =
+        json!({"instances": {"payment-service": {"timeout-duration": "500ms"}}});
+    let update = envoy.set_policy(&limited)?;
+    println!(
+        "  {:>6.1}s  policy update {:?}",
+        t.started.elapsed().as_secs_f64(),
+        update
+    );
+    t.header();
+    services.payment.set_default(Action::delay(3000, 200));
+    let started = Instant::now();
+    t.call(&envoy, PAYMENT, &services.payment, "GET", "/payments/4", "");
+    println!(
+        "            answered after {} ms (the upstream would have taken 3000 ms)",
+        started.elapsed().as_millis()
+    );
+    services.payment.set_default(Action::status(200));
+    t.call(
+        &envoy,
+        PAYMENT,
+        &services.payment,
+        "GET",
+        "/payments/5",
+        "fast: passes",
+    );
+
+    println!("\nEnvoy keeps running with the changed policy (user-service threshold 20 %, payment-service time limiter 500 ms):");
     println!("  listener  http://127.0.0.1:{}   e.g. curl -H 'Host: user-service' http://127.0.0.1:{}/users/1", envoy.port(), envoy.port());
     if kafka.is_some() {
         println!("            curl -H 'Host: kafka-bridge' -H 'content-type: application/vnd.kafka.json.v2+json' -d '{{\"records\":[{{\"value\":{{\"orderId\":\"o-2\"}}}}]}}' http://127.0.0.1:{}/topics/order.created", envoy.port());
