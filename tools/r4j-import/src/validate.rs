@@ -150,4 +150,25 @@ mod tests {
             Some(json!({"resilience4j": {"retry": {"instances": {"a": {"max-attempts": 2}}}}}))
         );
     }
+
+    #[test]
+    fn timelimiter_is_imported_not_refused() {
+        let tree = json!({"timelimiter": {
+            "configs": {"default": {"timeoutDuration": "2s", "cancelRunningFuture": true}},
+            "instances": {"backendA": {"timeout-duration": "500ms", "eventConsumerBufferSize": 10}}
+        }});
+        for skip_unsupported in [false, true] {
+            let report = validate(tree.clone(), None, skip_unsupported);
+            assert!(report.errors.is_empty(), "{:?}", report.errors);
+            assert_eq!(
+                report.policy.as_ref().map(|p| &p["resilience4j"]),
+                Some(&tree),
+                "kept as written"
+            );
+            assert!(report
+                .warnings
+                .iter()
+                .any(|w| w.contains("eventConsumerBufferSize: has no meaning")));
+        }
+    }
 }
