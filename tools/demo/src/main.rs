@@ -313,7 +313,7 @@ fn run() -> Result<(), String> {
         );
     }
 
-    t.say("7. TimeLimiter: a live change adds resilience4j.timelimiter.instances.payment-service (timeout-duration 500ms). A payment-service that takes 3 s is cut at 500 ms: Envoy resets the upstream request and the caller gets a 504 naming the upstream; a caller's x-envoy-upstream-rq-timeout-ms cannot lengthen it.");
+    t.say("7. TimeLimiter: a live change adds resilience4j.timelimiter.instances.payment-service (timeout-duration 500ms). A payment-service that takes 3 s is cut at 500 ms: Envoy resets the upstream request and the caller gets a 504 naming the upstream.");
     let mut limited = lowered.clone();
     limited["resilience4j"]["timelimiter"] =
         json!({"instances": {"payment-service": {"timeout-duration": "500ms"}}});
