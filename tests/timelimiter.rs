@@ -246,3 +246,40 @@ fn a_callers_timeout_header_neither_lengthens_nor_shortens_the_bound() {
     );
     envoy.filter_crashes().unwrap();
 }
+
+#[test]
+fn a_time_limiter_alone_guards_its_upstream() {
+    // payment-service has no breaker and no retry: the time limiter alone bounds it.
+    let mut policy = seed_policy();
+    set_path(
+        &mut policy,
+        &format!("{TL}.payment-service.timeout-duration"),
+        json!("300ms"),
+    );
+    let services = Services::start().unwrap();
+    let envoy = Envoy::start(&services, &policy).unwrap();
+    services.payment.push(Action::delay(SLOW_MS, 200));
+    services.payment.push(Action::status(200));
+
+    let started = Instant::now();
+    let response = envoy.get(PAYMENT, "/payments/1").unwrap();
+    assert_eq!(response.status, 504, "{}", response.text());
+    assert!(
+        started.elapsed() < CUT_WITHIN,
+        "not cut: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        response.header("x-time-limiter"),
+        Some("payment-service; timeout=300ms")
+    );
+    assert_eq!(envoy.get(PAYMENT, "/payments/2").unwrap().status, 200);
+    assert_eq!(
+        services.payment.count(),
+        2,
+        "not retried: no retry instance"
+    );
+    assert_eq!(limiter_calls(&envoy, "payment-service", "timeout"), 1);
+    assert_eq!(limiter_calls(&envoy, "payment-service", "successful"), 1);
+    envoy.filter_crashes().unwrap();
+}
