@@ -1,8 +1,7 @@
 //! The HTTP context. Per request to a guarded upstream: strip client retry headers, set the
-//! time limiter's timeout, ask the
-//! upstream's breaker for permission (serve the fallback if refused), keep what a replay needs,
-//! and hand the router's response to the retry orchestration (`retry`). A produce request to a
-//! Kafka bridge is stamped first (`events`).
+//! time limiter's timeout (`timelimiter`), ask the upstream's breaker for permission (serve the
+//! fallback if refused), keep what a replay needs, and hand the router's response to the retry
+//! orchestration (`retry`). A produce request to a Kafka bridge is stamped first (`events`).
 
 use std::cell::RefMut;
 use std::rc::Rc;
