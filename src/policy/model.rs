@@ -32,14 +32,26 @@ pub enum SlidingWindowType {
     TimeBased,
 }
 
-/// States an operator can pin a breaker to (resilience4j's transitionTo*State), via the
-/// filter's `initial-state` instance key. `Closed` is the normal, self-managing breaker.
+/// The state a breaker starts in: resilience4j's `initial-state` (`CircuitBreakerConfig
+/// .initialState`), any `CircuitBreaker.State`. `Closed` is the normal, self-managing breaker;
+/// `Open` starts the open wait when the breaker is created (the policy is loaded), `HalfOpen`
+/// starts with its trial calls; both count as the first opening (resilience4j's attempts 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InitialState {
     Closed,
     Disabled,
     ForcedOpen,
     MetricsOnly,
+    Open,
+    HalfOpen,
+}
+
+/// resilience4j's `transition-to-state-after-wait-duration` (2.2+): where HALF_OPEN goes once
+/// max-wait-duration-in-half-open-state has passed. resilience4j accepts only these two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateAfterWait {
+    Open,
+    Closed,
 }
 
 /// One circuit breaker instance, every field resolved (resilience4j defaults filled in).
@@ -65,11 +77,16 @@ pub struct BreakerConfig {
     pub permitted_number_of_calls_in_half_open_state: u32,
     /// 0 = stay in HALF_OPEN until the permitted calls completed. Default 0.
     pub max_wait_duration_in_half_open_state_ms: u64,
+    /// Where HALF_OPEN goes after max-wait-duration-in-half-open-state. Default OPEN.
+    pub transition_to_state_after_wait_duration: StateAfterWait,
     /// enable-exponential-backoff / exponential-backoff-multiplier: each re-open from HALF_OPEN
     /// multiplies the open wait by this. 1.0 (the default) = constant wait.
     pub open_wait_multiplier: f64,
     /// exponential-max-wait-duration-in-open-state: cap on the grown open wait. None = uncapped.
     pub open_wait_max_ms: Option<u64>,
+    /// enable-randomized-wait / randomized-wait-factor: each open wait is drawn from
+    /// wait·(1 ± factor), factor in [0, 1). None (the default) = not randomized.
+    pub open_wait_randomization_factor: Option<f64>,
     /// Filter key `initial-state` (resilience4j's transitionTo*State). Default CLOSED.
     pub initial_state: InitialState,
     /// HTTP analogue of record-exceptions. Empty = the default: 5xx and every connection failure.
@@ -92,8 +109,10 @@ impl Default for BreakerConfig {
             automatic_transition_from_open_to_half_open_enabled: false,
             permitted_number_of_calls_in_half_open_state: 10,
             max_wait_duration_in_half_open_state_ms: 0,
+            transition_to_state_after_wait_duration: StateAfterWait::Open,
             open_wait_multiplier: 1.0,
             open_wait_max_ms: None,
+            open_wait_randomization_factor: None,
             initial_state: InitialState::Closed,
             record: vec![],
             ignore: vec![],

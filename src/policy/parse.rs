@@ -1081,6 +1081,7 @@ fn build_breaker(chain: &[&Layer]) -> Result<BreakerConfig> {
         ),
         max_wait_duration_in_half_open_state_ms: ms(chain, "max-wait-duration-in-half-open-state")
             .unwrap_or(d.max_wait_duration_in_half_open_state_ms),
+        transition_to_state_after_wait_duration: d.transition_to_state_after_wait_duration,
         open_wait_multiplier: if exponential {
             num(chain, "exponential-backoff-multiplier", DEFAULT_MULTIPLIER)
         } else {
@@ -1091,6 +1092,7 @@ fn build_breaker(chain: &[&Layer]) -> Result<BreakerConfig> {
         } else {
             d.open_wait_max_ms
         },
+        open_wait_randomization_factor: d.open_wait_randomization_factor,
         initial_state: match find(chain, "initial-state") {
             Some(Val::State(state)) => *state,
             _ => d.initial_state,
@@ -1376,8 +1378,10 @@ mod tests {
             automatic_transition_from_open_to_half_open_enabled: false,
             permitted_number_of_calls_in_half_open_state: 10,
             max_wait_duration_in_half_open_state_ms: 0,
+            transition_to_state_after_wait_duration: crate::policy::StateAfterWait::Open,
             open_wait_multiplier: 1.0,
             open_wait_max_ms: None,
+            open_wait_randomization_factor: None,
             initial_state: InitialState::Closed,
             record: vec![],
             ignore: vec![],
@@ -1669,8 +1673,10 @@ mod tests {
                 automatic_transition_from_open_to_half_open_enabled: true,
                 permitted_number_of_calls_in_half_open_state: 3,
                 max_wait_duration_in_half_open_state_ms: 10_000,
+                transition_to_state_after_wait_duration: crate::policy::StateAfterWait::Open,
                 open_wait_multiplier: 2.0,
                 open_wait_max_ms: Some(300_000),
+                open_wait_randomization_factor: None,
                 initial_state: InitialState::ForcedOpen,
                 record: vec![StatusClass(5), Status(429), Timeout],
                 ignore: vec![Status(404)],
