@@ -1509,6 +1509,28 @@ fn a_full_hundred_call_window_encodes_in_under_64_bytes() {
 }
 
 #[test]
+fn a_full_window_of_the_maximum_size_round_trips_in_two_and_a_half_kilobytes() {
+    // crate::policy::MAX_WINDOW_SIZE: 2 bits per call, header 10 bytes, kind 1, varint 2.
+    // (METRICS_ONLY: the same window, filled without evaluating it after every call.)
+    let c = BreakerConfig {
+        initial_state: InitialState::MetricsOnly,
+        ..count_based(crate::policy::MAX_WINDOW_SIZE, u32::MAX, 10)
+    };
+    let mut cb = CircuitBreaker::new(&c, T0, mid_random);
+    for i in 0..crate::policy::MAX_WINDOW_SIZE {
+        let outcome = if i % 7 == 0 {
+            Outcome::Failure
+        } else {
+            Outcome::Success
+        };
+        cb.on_result(&c, T0, outcome, u64::from(i % 3) * 30_000, mid_random);
+    }
+    let bytes = cb.encode(&c);
+    assert_eq!(bytes.len(), 10 + 1 + 2 + 2_500);
+    assert_eq!(CircuitBreaker::decode(&bytes, &c), Ok(cb));
+}
+
+#[test]
 fn decoding_with_another_config_reports_the_change() {
     let c = count_based(10, 5, 3);
     let bytes = CircuitBreaker::new(&c, T0, mid_random).encode(&c);
