@@ -108,9 +108,13 @@ mod tests {
         // to cap first and randomize around 1000, giving 800..1199).
         assert_eq!(wait_before_retry(&c, 3, 0.0), 1000);
         assert_eq!(wait_before_retry(&c, 3, 0.5), 1000);
-        // retry 1: 400 ± 20 % = [320, 480], under the cap.
+        // retry 1: 400 ± 20 % = [320, 480], under the cap; retry 2: 800 ± 20 % = [640, 960]
+        // (resilience4j 2.4.0, run: ofExponentialRandomBackoff(400, 2, 0.2, 1000) gives
+        // 640..960 for attempt 2 and always 1000 for attempt 3).
         assert_eq!(wait_before_retry(&c, 1, 0.0), 320);
         assert_eq!(wait_before_retry(&c, 1, 0.999_999), 480);
+        assert_eq!(wait_before_retry(&c, 2, 0.0), 640);
+        assert_eq!(wait_before_retry(&c, 2, 0.999_999), 960);
     }
 
     #[test]
