@@ -13,6 +13,7 @@
 //! 1 the policy has errors, 2 the input could not be read or the command line is wrong.
 
 mod emit;
+mod output;
 mod scope;
 mod spring;
 mod validate;
@@ -27,6 +28,7 @@ mod cli {
     use tools_common::FILTER_WASM;
 
     use super::emit::{self, PluginSettings};
+    use super::output::{say, stdout};
     use super::scope;
     use super::spring::{self, Selection};
     use super::validate;
@@ -157,18 +159,18 @@ The ECDS file:
         let options = match parse_args(args) {
             Ok(o) => o,
             Err(e) if e.is_empty() => {
-                print!("{}", usage());
+                stdout(&usage());
                 return 0;
             }
             Err(e) => {
-                eprintln!("r4j-import: {e}\n\n{}", usage());
+                say(&format!("{e}\n\n{}", usage()));
                 return 2;
             }
         };
         match import(options) {
             Ok(code) => code,
             Err(e) => {
-                eprintln!("r4j-import: error: {e}");
+                say(&format!("error: {e}"));
                 2
             }
         }
@@ -190,9 +192,9 @@ The ECDS file:
         let name = input.display().to_string();
         let extracted = spring::extract(&text, &name, &o.selection).map_err(|e| e.to_string())?;
         for note in &extracted.notes {
-            eprintln!("r4j-import: note: {note}");
+            say(&format!("note: {note}"));
         }
-        eprintln!("r4j-import: read resilience4j from {}", extracted.source);
+        say(&format!("read resilience4j from {}", extracted.source));
 
         let extra = match &o.filter_keys {
             Some(path) => {
@@ -205,16 +207,16 @@ The ECDS file:
         };
         let report = validate::validate(extracted.tree.clone(), extra, o.skip_unsupported);
         for warning in &report.warnings {
-            eprintln!("r4j-import: warning: {warning}");
+            say(&format!("warning: {warning}"));
         }
         for error in &report.errors {
-            eprintln!("r4j-import: error: {error}");
+            say(&format!("error: {error}"));
         }
         let Some(policy) = report.policy else {
-            eprintln!(
-                "r4j-import: {} error(s); nothing written (the filter would reject this policy)",
+            say(&format!(
+                "{} error(s); nothing written (the filter would reject this policy)",
                 report.errors.len()
-            );
+            ));
             return Ok(1);
         };
 
@@ -233,7 +235,7 @@ The ECDS file:
             &o.root_namespace,
         )?;
         if let Some(scope) = &scope {
-            eprintln!("r4j-import: note: {}", scope.replace('\n', " "));
+            say(&format!("note: {}", scope.replace('\n', " ")));
         }
         o.plugin.namespace = namespace;
         o.plugin.scope = scope;
@@ -258,13 +260,13 @@ The ECDS file:
             write(p, &policy_text, &mut wrote)?;
         }
         match o.wasmplugin.as_deref() {
-            Some("-") => print!("{plugin_yaml}"),
+            Some("-") => stdout(&plugin_yaml),
             Some(p) => write(Path::new(p), &plugin_yaml, &mut wrote)?,
-            None if o.out.is_none() => print!("{plugin_yaml}"),
+            None if o.out.is_none() => stdout(&plugin_yaml),
             None => {}
         }
         for w in wrote {
-            eprintln!("r4j-import: wrote {w}");
+            say(&format!("wrote {w}"));
         }
         Ok(0)
     }
