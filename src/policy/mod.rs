@@ -10,6 +10,7 @@
 
 mod events;
 mod filter_keys;
+mod java_exceptions;
 mod model;
 mod outcomes;
 mod properties;

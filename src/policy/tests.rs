@@ -787,10 +787,45 @@ fn other_java_exceptions_are_accepted_with_a_warning_and_match_nothing() {
     assert_eq!(
         policy.warnings,
         [
-            format!("{BREAKER_PATH}.ignore-exceptions[0]: com.example.Other$Inner has no HTTP meaning in the sidecar; ignored"),
+            format!("{BREAKER_PATH}.ignore-exceptions[0]: com.example.Other$Inner {UNKNOWN_CLASS}"),
             format!("{BREAKER_PATH}.ignore-exceptions: no entry has an HTTP meaning, so nothing is ignored"),
-            format!("{BREAKER_PATH}.record-exceptions[0]: com.example.BusinessException has no HTTP meaning in the sidecar; ignored"),
+            format!("{BREAKER_PATH}.record-exceptions[0]: com.example.BusinessException {UNKNOWN_CLASS}"),
         ]
+    );
+}
+
+const UNKNOWN_CLASS: &str = "is no HTTP client exception the sidecar knows (it sees HTTP answers, not the application's exceptions), so it matches nothing; if it stands for HTTP statuses (an error decoder or handler throws it for them), list those instead, e.g. \"404\" or \"4xx\"";
+
+#[test]
+fn spring_client_exceptions_map_to_their_http_meaning() {
+    let policy = parse(&breaker_policy(json!({
+        "record-exceptions": ["feign.FeignException$ServiceUnavailable",
+            "org.springframework.web.client.ResourceAccessException",
+            "org.springframework.web.reactive.function.client.WebClientResponseException.BadGateway"],
+        "ignore-exceptions": ["org.springframework.web.client.HttpClientErrorException$NotFound",
+            "feign.FeignException$FeignClientException"]})))
+    .unwrap();
+    let cb = &policy.circuit_breakers["svc"];
+    assert_eq!(
+        cb.record,
+        [Status(503), ConnectFailure, Reset, Timeout, Status(502)]
+    );
+    assert_eq!(cb.ignore, [Status(404), StatusClass(4)]);
+    assert_eq!(policy.warnings, Vec::<String>::new());
+}
+
+#[test]
+fn call_not_permitted_in_a_retry_ignore_list_is_said_to_be_what_the_sidecar_does_anyway() {
+    let policy = parse(&retry_policy(json!({"ignore-exceptions": [
+        "io.github.resilience4j.circuitbreaker.CallNotPermittedException"]})))
+    .unwrap();
+    assert_eq!(policy.retries["svc"].ignore, []);
+    assert_eq!(policy.warnings.len(), 1, "{:?}", policy.warnings);
+    assert!(
+        policy.warnings[0].starts_with(&format!("{RETRY_PATH}.ignore-exceptions[0]: io.github.resilience4j.circuitbreaker.CallNotPermittedException is thrown by resilience4j's circuit breaker"))
+            && policy.warnings[0].contains("the sidecar never retries into an open breaker anyway"),
+        "{}",
+        policy.warnings[0]
     );
 }
 

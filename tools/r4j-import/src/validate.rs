@@ -23,11 +23,7 @@ pub fn validate(tree: Value, extra: Option<Value>, skip_unsupported: bool) -> Re
     let mut tree = tree;
     if skip_unsupported {
         if let Value::Object(map) = &mut tree {
-            let skipped: Vec<String> = map
-                .keys()
-                .filter(|k| is_unsupported(k))
-                .cloned()
-                .collect();
+            let skipped: Vec<String> = map.keys().filter(|k| is_unsupported(k)).cloned().collect();
             for k in skipped {
                 map.remove(&k);
                 warnings.push(format!(
@@ -162,9 +158,8 @@ mod tests {
         assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
         assert!(
             report.errors[0].starts_with(&format!("resilience4j.{module}: "))
-                && report.errors[0].ends_with(
-                    "; --skip-unsupported drops it with a warning and imports the rest"
-                ),
+                && report.errors[0]
+                    .ends_with("; --skip-unsupported drops it with a warning and imports the rest"),
             "{}",
             report.errors[0]
         );
