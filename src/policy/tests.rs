@@ -899,6 +899,41 @@ fn upstreams_map_clusters_to_existing_instances() {
 }
 
 #[test]
+fn an_upstreams_service_name_guards_every_istio_cluster_of_that_service() {
+    // A camelCase instance can never be named like a Kubernetes service: `upstreams` maps
+    // the service to it, across ports, subsets and namespaces (what r4j-import's --upstream
+    // writes); a host key names one namespace.
+    let policy = json!({"resilience4j": {"circuitbreaker": {"instances": {"backendA": {}, "backendB": {}}}},
+        "upstreams": {"backend-a": "backendA", "backend-b.shop.svc.cluster.local": "backendB"}});
+    let policy = parse(&policy).unwrap();
+    for cluster in [
+        "outbound|8080||backend-a.shop.svc.cluster.local",
+        "outbound|9090|v2|backend-a.other.svc.cluster.local",
+        "backend-a",
+    ] {
+        assert_eq!(
+            policy.instance_for_cluster(cluster),
+            Some("backendA"),
+            "{cluster}"
+        );
+    }
+    assert_eq!(
+        policy.instance_for_cluster("outbound|80||backend-b.shop.svc.cluster.local"),
+        Some("backendB")
+    );
+    assert_eq!(
+        policy.instance_for_cluster("outbound|80||backend-b.test.svc.cluster.local"),
+        None
+    );
+    // The instance's own name still guards a cluster of that exact name.
+    assert_eq!(policy.instance_for_cluster("backendA"), Some("backendA"));
+    assert_eq!(
+        policy.instance_for_cluster("outbound|8080||backenda.shop.svc.cluster.local"),
+        None
+    );
+}
+
+#[test]
 fn upstreams_naming_unknown_instances_are_rejected() {
     let mut policy: Value = serde_json::from_str(SEED).unwrap();
     policy["upstreams"] = json!({"payments": "payment-service"});
