@@ -16,6 +16,7 @@ mod emit;
 mod output;
 mod scope;
 mod spring;
+mod upstreams;
 mod validate;
 
 fn main() {
@@ -31,6 +32,7 @@ mod cli {
     use super::output::{say, stdout};
     use super::scope;
     use super::spring::{self, Selection};
+    use super::upstreams::{self, Mappings};
     use super::validate;
 
     const USAGE: &str = "\
@@ -53,6 +55,12 @@ Selecting the input:
                           ratelimiter, timelimiter, ...) with a warning each, instead of failing
   --filter-keys FILE      JSON or YAML with the filter's own keys (fallbacks, upstreams,
                           retry-options, events) to put beside resilience4j
+  --upstream INSTANCE=SERVICE
+                          the upstream an instance guards (repeatable), written into
+                          `upstreams`: a Kubernetes service (every Istio outbound cluster of
+                          it), an Istio host or an Envoy cluster. Without it an instance guards
+                          the cluster / service of its own name; the importer says which, per
+                          instance, and warns for names no Kubernetes service can have
 
 The WasmPlugin:
   --name NAME             metadata.name (default sidecar-resilience)
@@ -84,6 +92,7 @@ The ECDS file:
         selection: Selection,
         skip_unsupported: bool,
         filter_keys: Option<PathBuf>,
+        upstreams: Mappings,
         plugin: PluginSettings,
         namespace: Option<String>,
         mesh_wide: bool,
@@ -101,6 +110,7 @@ The ECDS file:
             selection: Selection::default(),
             skip_unsupported: false,
             filter_keys: None,
+            upstreams: Mappings::default(),
             plugin: PluginSettings::default(),
             namespace: None,
             mesh_wide: false,
@@ -124,6 +134,7 @@ The ECDS file:
                 "--profile" => o.selection.profiles.push(value("--profile")?),
                 "--skip-unsupported" => o.skip_unsupported = true,
                 "--filter-keys" => o.filter_keys = Some(value("--filter-keys")?.into()),
+                "--upstream" => o.upstreams.add(&value("--upstream")?)?,
                 "--name" => o.plugin.name = value("--name")?,
                 "--namespace" => o.namespace = Some(value("--namespace")?),
                 "--mesh-wide" => o.mesh_wide = true,
@@ -205,6 +216,7 @@ The ECDS file:
             }
             None => None,
         };
+        let extra = o.upstreams.merge_into(extra)?;
         let report = validate::validate(extracted.tree.clone(), extra, o.skip_unsupported);
         for warning in &report.warnings {
             say(&format!("warning: {warning}"));
@@ -219,6 +231,15 @@ The ECDS file:
             ));
             return Ok(1);
         };
+        if let Ok(parsed) = sidecar_resilience::policy::Policy::from_json(&policy.to_string()) {
+            let guards = upstreams::report(&parsed);
+            for note in &guards.notes {
+                say(&format!("note: {note}"));
+            }
+            for warning in &guards.warnings {
+                say(&format!("warning: {warning}"));
+            }
+        }
 
         if o.plugin.sha256.is_some() && o.plugin.url.starts_with("file:") {
             return Err(format!(
