@@ -87,6 +87,9 @@ pub(super) struct Prop {
     pub spec: Spec,
     /// False: exists in Spring, has no meaning in a sidecar; checked, then ignored with a warning.
     pub sidecar: bool,
+    /// A key resilience4j 2.0 removed: checked, ignored as a 2.x service ignores it, reported
+    /// with this text (what it was, what 2.x runs instead).
+    pub removed: Option<&'static str>,
 }
 
 /// Position of `base-config` among every module's values.
@@ -113,8 +116,14 @@ pub(super) trait Properties: Sized {
 ///     ignored {
 ///         result_predicate: ClassName = "result-predicate";
 ///     }
+///     removed {
+///         "max-retry-attempts": Int<1, JAVA_INT_MAX> => "it was max-attempts; ...";
+///     }
 /// }
 /// ```
+/// `removed` (optional) lists keys resilience4j 2.0 removed: a 2.x service ignores them (Spring
+/// binds unknown keys to nothing) and runs its defaults, and so does the filter, with a warning
+/// carrying the text.
 /// `ignored` properties exist in Spring but mean nothing in a sidecar: they are checked, kept
 /// (a build step may still validate with them) and reported with a warning. Every module also
 /// gets `base-config`, which names the config it builds on (resolved before the struct is
@@ -131,6 +140,9 @@ macro_rules! properties {
         ignored {
             $( $ignored:ident : $ignored_kind:ty = $ignored_key:literal ; )*
         }
+        $( removed {
+            $( $removed_key:literal : $removed_kind:ty => $removed_text:literal ; )*
+        } )?
     ) => {
         $(#[$meta])*
         #[derive(Debug)]
@@ -168,28 +180,36 @@ macro_rules! properties {
                         Key {
                             name: $key,
                             deprecated_for: None,
-                            target: Prop { index: Index::$field as usize, spec: <$kind as Kind>::SPEC, sidecar: true },
+                            target: Prop { index: Index::$field as usize, spec: <$kind as Kind>::SPEC, sidecar: true, removed: None },
                         },
                         $(
                             Key {
                                 name: $alias,
                                 deprecated_for: Some($key),
-                                target: Prop { index: Index::$field as usize, spec: <$kind as Kind>::SPEC, sidecar: true },
+                                target: Prop { index: Index::$field as usize, spec: <$kind as Kind>::SPEC, sidecar: true, removed: None },
                             },
                         )?
                     )+
                     Key {
                         name: "base-config",
                         deprecated_for: None,
-                        target: Prop { index: BASE_CONFIG, spec: Spec::BaseConfig, sidecar: true },
+                        target: Prop { index: BASE_CONFIG, spec: Spec::BaseConfig, sidecar: true, removed: None },
                     },
                     $(
                         Key {
                             name: $ignored_key,
                             deprecated_for: None,
-                            target: Prop { index: Index::$ignored as usize, spec: <$ignored_kind as Kind>::SPEC, sidecar: false },
+                            target: Prop { index: Index::$ignored as usize, spec: <$ignored_kind as Kind>::SPEC, sidecar: false, removed: None },
                         },
                     )*
+                    $( $(
+                        Key {
+                            name: $removed_key,
+                            deprecated_for: None,
+                            // Never stored (see read_layer): the index only has to exist.
+                            target: Prop { index: BASE_CONFIG, spec: <$removed_kind as Kind>::SPEC, sidecar: false, removed: Some($removed_text) },
+                        },
+                    )* )?
                 ];
 
                 fn from_values(values: &[Option<&Val>]) -> Self {
@@ -219,6 +239,13 @@ pub(super) fn read_layer(
     for field in fields(value, path, keys, Hint::Suggest, warnings)? {
         let prop = field.key.target;
         let read = read_value(prop.spec, field.value, &field.path, warnings)?;
+        if let Some(text) = prop.removed {
+            warnings.push(format!(
+                "{}: removed in resilience4j 2.0 ({text})",
+                field.path
+            ));
+            continue;
+        }
         if let Some(slot) = values.get_mut(prop.index) {
             *slot = Some(read);
         }

@@ -294,23 +294,21 @@ impl Section {
 // circuitbreaker
 
 properties! {
-    /// CommonCircuitBreakerConfigurationProperties.InstanceProperties, plus the deprecated 1.x
-    /// ring buffer sizes. Window and half-open call counts are bounded: windows live in shared
+    /// CommonCircuitBreakerConfigurationProperties.InstanceProperties, plus the ring buffer
+    /// sizes resilience4j 2.0 removed. Window and half-open call counts are bounded: windows live in shared
     /// memory.
     pub(super) struct BreakerProperties {
         failure_rate_threshold: Percent = "failure-rate-threshold";
         slow_call_rate_threshold: Percent = "slow-call-rate-threshold";
         slow_call_duration_threshold: Duration<1> = "slow-call-duration-threshold";
         sliding_window_type: SlidingWindowType = "sliding-window-type";
-        sliding_window_size: Int<1, 10_000> = "sliding-window-size",
-            deprecated "ring-buffer-size-in-closed-state";
+        sliding_window_size: Int<1, 10_000> = "sliding-window-size";
         minimum_number_of_calls: Int<1, JAVA_INT_MAX> = "minimum-number-of-calls";
         wait_duration_in_open_state: Duration<1> = "wait-duration-in-open-state";
         automatic_transition_from_open_to_half_open_enabled: Bool =
             "automatic-transition-from-open-to-half-open-enabled";
         permitted_number_of_calls_in_half_open_state: Int<1, 10_000> =
-            "permitted-number-of-calls-in-half-open-state",
-            deprecated "ring-buffer-size-in-half-open-state";
+            "permitted-number-of-calls-in-half-open-state";
         max_wait_duration_in_half_open_state: Duration<0> = "max-wait-duration-in-half-open-state";
         enable_exponential_backoff: Bool = "enable-exponential-backoff";
         exponential_backoff_multiplier: Multiplier = "exponential-backoff-multiplier";
@@ -333,6 +331,17 @@ properties! {
         record_result_predicate: ClassName = "record-result-predicate";
         ignore_exception_predicate: ClassName = "ignore-exception-predicate";
         ignore_class_binding_exceptions: Bool = "ignore-class-binding-exceptions";
+    }
+    removed {
+        "ring-buffer-size-in-closed-state": Int<1, JAVA_INT_MAX> =>
+            "1.x: sliding-window-size and minimum-number-of-calls, COUNT_BASED; a 2.x service \
+             ignores it and so does the sidecar: sliding-window-size and \
+             minimum-number-of-calls stay 100, the defaults, unless set elsewhere. Write them \
+             instead";
+        "ring-buffer-size-in-half-open-state": Int<1, JAVA_INT_MAX> =>
+            "1.x: permitted-number-of-calls-in-half-open-state; a 2.x service ignores it and so \
+             does the sidecar: it stays 10, the default, unless set elsewhere. Write \
+             permitted-number-of-calls-in-half-open-state instead";
     }
 }
 
@@ -422,10 +431,10 @@ impl Module for BreakerProperties {
 // retry
 
 properties! {
-    /// CommonRetryConfigurationProperties.InstanceProperties, plus the deprecated 1.x
-    /// max-retry-attempts.
+    /// CommonRetryConfigurationProperties.InstanceProperties, plus max-retry-attempts, which
+    /// resilience4j 2.0 removed.
     pub(super) struct RetryProperties {
-        max_attempts: Int<1, JAVA_INT_MAX> = "max-attempts", deprecated "max-retry-attempts";
+        max_attempts: Int<1, JAVA_INT_MAX> = "max-attempts";
         wait_duration: Duration<0> = "wait-duration";
         enable_exponential_backoff: Bool = "enable-exponential-backoff";
         exponential_backoff_multiplier: Multiplier = "exponential-backoff-multiplier";
@@ -442,6 +451,12 @@ properties! {
         interval_bi_function: ClassName = "interval-bi-function";
         consume_result_before_retry_attempt: ClassName = "consume-result-before-retry-attempt";
         event_consumer_buffer_size: Int<1, JAVA_INT_MAX> = "event-consumer-buffer-size";
+    }
+    removed {
+        "max-retry-attempts": Int<1, JAVA_INT_MAX> =>
+            "1.x: max-attempts, the first call included; a 2.x service ignores it and so does \
+             the sidecar: max-attempts stays 3, the default, unless set elsewhere. Write \
+             max-attempts instead";
     }
 }
 

@@ -414,7 +414,9 @@ fn initial_states_and_window_types_bind_leniently() {
 }
 
 #[test]
-fn deprecated_ring_buffer_sizes_are_aliases_with_a_warning() {
+fn ring_buffer_sizes_removed_in_2_0_are_ignored_as_a_2x_service_ignores_them() {
+    // resilience4j 2.0 removed them (RELEASENOTES, PR #1188); Spring binds them to nothing, so
+    // a 2.x service runs the defaults. r4j-import --resilience4j-1x reads them as 1.x did.
     let policy = parse(&breaker_policy(json!({
         "ring-buffer-size-in-closed-state": 12, "ringBufferSizeInHalfOpenState": 4})))
     .unwrap();
@@ -422,20 +424,29 @@ fn deprecated_ring_buffer_sizes_are_aliases_with_a_warning() {
     assert_eq!(
         (
             config.sliding_window_size,
+            config.minimum_number_of_calls,
             config.permitted_number_of_calls_in_half_open_state
         ),
-        (12, 4)
+        (100, 100, 10)
     );
+    assert_eq!(policy.warnings.len(), 2, "{:?}", policy.warnings);
+    assert!(policy.warnings[0].starts_with(&format!(
+        "{BREAKER_PATH}.ring-buffer-size-in-closed-state: removed in resilience4j 2.0 (1.x: sliding-window-size and minimum-number-of-calls"
+    )));
+    assert!(policy.warnings[0].contains("stay 100, the defaults"));
+    assert!(policy.warnings[1].starts_with(&format!(
+        "{BREAKER_PATH}.ringBufferSizeInHalfOpenState: removed in resilience4j 2.0 (1.x: permitted-number-of-calls-in-half-open-state"
+    )));
+    // Written beside the current key, the current key counts (as in 2.x).
+    let both = parse(&breaker_policy(
+        json!({"ring-buffer-size-in-closed-state": 12, "sliding-window-size": 10}),
+    ))
+    .unwrap();
+    assert_eq!(both.circuit_breakers["svc"].sliding_window_size, 10);
+    // Still checked: a wrong value is a mistake either way.
     assert_eq!(
-        policy.warnings,
-        [
-            format!("{BREAKER_PATH}.ring-buffer-size-in-closed-state: deprecated; use sliding-window-size"),
-            format!("{BREAKER_PATH}.ringBufferSizeInHalfOpenState: deprecated; use permitted-number-of-calls-in-half-open-state"),
-        ]
-    );
-    assert_eq!(
-        breaker_error(json!({"ring-buffer-size-in-closed-state": 12, "sliding-window-size": 10})),
-        format!("{BREAKER_PATH}.sliding-window-size: same property as 'ring-buffer-size-in-closed-state'")
+        breaker_error(json!({"ring-buffer-size-in-closed-state": "many"})),
+        format!("{BREAKER_PATH}.ring-buffer-size-in-closed-state: expected a number, got \"many\"")
     );
 }
 
@@ -686,14 +697,16 @@ fn every_retry_property_maps_to_the_model() {
 }
 
 #[test]
-fn deprecated_max_retry_attempts_is_an_alias() {
+fn max_retry_attempts_removed_in_2_0_is_ignored_as_a_2x_service_ignores_it() {
     let policy = parse(&retry_policy(json!({"max-retry-attempts": 5}))).unwrap();
-    assert_eq!(policy.retries["svc"].max_attempts, 5);
-    assert_eq!(
-        policy.warnings,
-        [format!(
-            "{RETRY_PATH}.max-retry-attempts: deprecated; use max-attempts"
-        )]
+    assert_eq!(policy.retries["svc"].max_attempts, 3);
+    assert_eq!(policy.warnings.len(), 1, "{:?}", policy.warnings);
+    assert!(
+        policy.warnings[0].starts_with(&format!(
+            "{RETRY_PATH}.max-retry-attempts: removed in resilience4j 2.0 (1.x: max-attempts"
+        )) && policy.warnings[0].contains("max-attempts stays 3, the default"),
+        "{}",
+        policy.warnings[0]
     );
 }
 
