@@ -13,6 +13,7 @@
 //! 1 the policy has errors, 2 the input could not be read or the command line is wrong.
 
 mod emit;
+mod legacy;
 mod output;
 mod scope;
 mod spring;
@@ -29,6 +30,7 @@ mod cli {
     use tools_common::FILTER_WASM;
 
     use super::emit::{self, PluginSettings};
+    use super::legacy;
     use super::output::{say, stdout};
     use super::scope;
     use super::spring::{self, Selection};
@@ -51,6 +53,9 @@ Its `resilience4j` tree is validated with the filter's own parser and written as
 Selecting the input:
   --configmap NAME[/KEY]  the ConfigMap (and data key) to read when several hold resilience4j
   --profile NAME          an active Spring profile (repeatable)
+  --resilience4j-1x       the service runs resilience4j 1.x: read max-retry-attempts and
+                          ring-buffer-size-in-* with their 1.x meaning. Without it they are
+                          ignored, as resilience4j 2.x (Spring Boot 3) ignores them
   --skip-unsupported      drop resilience4j modules the filter does not implement (bulkhead,
                           ratelimiter, timelimiter, ...) with a warning each, instead of failing
   --filter-keys FILE      JSON or YAML with the filter's own keys (fallbacks, upstreams,
@@ -91,6 +96,7 @@ The ECDS file:
         policy: Option<PathBuf>,
         selection: Selection,
         skip_unsupported: bool,
+        resilience4j_1x: bool,
         filter_keys: Option<PathBuf>,
         upstreams: Mappings,
         plugin: PluginSettings,
@@ -109,6 +115,7 @@ The ECDS file:
             policy: None,
             selection: Selection::default(),
             skip_unsupported: false,
+            resilience4j_1x: false,
             filter_keys: None,
             upstreams: Mappings::default(),
             plugin: PluginSettings::default(),
@@ -133,6 +140,7 @@ The ECDS file:
                 }
                 "--profile" => o.selection.profiles.push(value("--profile")?),
                 "--skip-unsupported" => o.skip_unsupported = true,
+                "--resilience4j-1x" => o.resilience4j_1x = true,
                 "--filter-keys" => o.filter_keys = Some(value("--filter-keys")?.into()),
                 "--upstream" => o.upstreams.add(&value("--upstream")?)?,
                 "--name" => o.plugin.name = value("--name")?,
@@ -217,9 +225,24 @@ The ECDS file:
             None => None,
         };
         let extra = o.upstreams.merge_into(extra)?;
-        let report = validate::validate(extracted.tree.clone(), extra, o.skip_unsupported);
+        let mut tree = extracted.tree.clone();
+        let removed_keys = legacy::apply(&mut tree, o.resilience4j_1x);
+        if o.resilience4j_1x {
+            for line in &removed_keys {
+                say(&format!("note: {line}"));
+            }
+        }
+        let report = validate::validate(tree, extra, o.skip_unsupported);
         for warning in &report.warnings {
             say(&format!("warning: {warning}"));
+        }
+        if !o.resilience4j_1x && !removed_keys.is_empty() {
+            say(&format!(
+                "note: {} key(s) removed in resilience4j 2.0 were ignored, as a resilience4j \
+                 2.x service (Spring Boot 3) ignores them; if this service still runs \
+                 resilience4j 1.x, import with --resilience4j-1x to read them as 1.x did",
+                removed_keys.len()
+            ));
         }
         for error in &report.errors {
             say(&format!("error: {error}"));
