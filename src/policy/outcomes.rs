@@ -57,7 +57,8 @@ pub(super) fn outcomes(
             "the default applies (5xx and connection failures)"
         };
         warnings.push(format!(
-            "{path}: no entry has an HTTP meaning, so {consequence}"
+            "{path}: no entry has an HTTP meaning, so {consequence}; list the HTTP outcomes \
+             meant instead (e.g. \"404\", \"5xx\", \"timeout\")"
         ));
     }
     Ok(out)

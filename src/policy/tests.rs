@@ -801,7 +801,7 @@ fn other_java_exceptions_are_accepted_with_a_warning_and_match_nothing() {
         policy.warnings,
         [
             format!("{BREAKER_PATH}.ignore-exceptions[0]: com.example.Other$Inner {UNKNOWN_CLASS}"),
-            format!("{BREAKER_PATH}.ignore-exceptions: no entry has an HTTP meaning, so nothing is ignored"),
+            format!("{BREAKER_PATH}.ignore-exceptions: no entry has an HTTP meaning, so nothing is ignored; list the HTTP outcomes meant instead (e.g. \"404\", \"5xx\", \"timeout\")"),
             format!("{BREAKER_PATH}.record-exceptions[0]: com.example.BusinessException {UNKNOWN_CLASS}"),
         ]
     );

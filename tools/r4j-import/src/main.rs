@@ -12,6 +12,7 @@
 //! Run with `--help` for the options. Exit status: 0 imported (warnings may have been printed),
 //! 1 the policy has errors, 2 the input could not be read or the command line is wrong.
 
+mod advice;
 mod emit;
 mod legacy;
 mod output;
@@ -29,6 +30,7 @@ mod cli {
 
     use tools_common::FILTER_WASM;
 
+    use super::advice;
     use super::emit::{self, PluginSettings};
     use super::legacy;
     use super::output::{say, stdout};
@@ -232,8 +234,12 @@ The ECDS file:
                 say(&format!("note: {line}"));
             }
         }
-        let report = validate::validate(tree, extra, o.skip_unsupported);
-        for warning in &report.warnings {
+        let mut report = validate::validate(tree, extra, o.skip_unsupported);
+        let (notes, warnings) = advice::sort(std::mem::take(&mut report.warnings));
+        for note in &notes {
+            say(&format!("note: {note}"));
+        }
+        for warning in &warnings {
             say(&format!("warning: {warning}"));
         }
         if !o.resilience4j_1x && !removed_keys.is_empty() {
