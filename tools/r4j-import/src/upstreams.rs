@@ -133,7 +133,7 @@ fn describe_upstream(key: &str) -> String {
     if key.starts_with("outbound|") {
         format!("the Istio cluster {key}")
     } else if is_service_name(key) {
-        format!("the Kubernetes service {key} (in Istio every outbound|PORT|SUBSET|{key}.NAMESPACE… cluster) and the Envoy cluster {key}")
+        format!("the Kubernetes service {key} (in Istio every outbound|PORT|SUBSET|{key}.NAMESPACE.svc.cluster.local cluster) and the Envoy cluster {key}")
     } else if key.contains('.') && key.split('.').all(is_service_name) {
         format!("the Istio host {key} (every outbound|PORT|SUBSET|{key} cluster)")
     } else {
