@@ -208,7 +208,7 @@ fn every_error_is_reported_by_path_and_nothing_is_written() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let report = stderr(&out);
     for line in [
-        "error: resilience4j.circuitbreaker.instances.user-service.failure-rate-threshold: must be in (0, 100], got 120",
+        "error: resilience4j.circuitbreaker.instances.user-service.failure-rate-threshold: must be in [1, 100], got 120",
         "error: resilience4j.circuitbreaker.instances.user-service.sliding-windw-size: unknown key",
         "error: resilience4j.retry.instances.user-service.max-attempts:",
         "error: resilience4j.bulkhead:",

@@ -11,19 +11,24 @@
 
 use serde_json::Value;
 
-use super::model::{InitialState, SlidingWindowType};
+use super::model::{
+    rate_threshold_percent, InitialState, SlidingWindowType, StateAfterWait, MAX_WINDOW_SIZE,
+    MAX_WINDOW_SIZE_REASON,
+};
 use super::outcomes::outcomes;
 use super::read::{
     boolean, describe, duration_ms, enumeration, error, fields, integer, number, show, string,
-    Hint, Key, Result,
+    Hint, Key, Result, JAVA_INT_MAX,
 };
 use crate::outcome::OutcomeMatcher;
 
 /// How a property's value is read and checked.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Spec {
-    /// A percentage in (0, 100].
+    /// A rate threshold percentage in [1, 100], as Spring's setters bound it.
     Percent,
+    /// A window size (calls or seconds) or half-open call count in [1, MAX_WINDOW_SIZE].
+    WindowSize,
     /// A duration of at least `min_ms`.
     Duration {
         min_ms: u64,
@@ -40,6 +45,7 @@ pub(super) enum Spec {
     Multiplier,
     WindowType,
     InitialState,
+    StateAfterWait,
     /// A record/ignore/retry list (see [`outcomes`]).
     Outcomes {
         is_ignore_list: bool,
@@ -58,6 +64,7 @@ pub(super) enum Val {
     Bool(bool),
     Window(SlidingWindowType),
     State(InitialState),
+    AfterWait(StateAfterWait),
     Outcomes(Vec<OutcomeMatcher>),
     /// Checked; nothing to keep (class names).
     Checked,
@@ -263,10 +270,25 @@ fn read_value(spec: Spec, value: &Value, path: &str, warnings: &mut Vec<String>)
     Ok(match spec {
         Spec::Percent => {
             let x = number(value, path)?;
-            if !(x > 0.0 && x <= 100.0) {
-                return Err(error(path, format!("must be in (0, 100], got {}", show(x))));
+            // Spring binds a Java Float, then requires [1, 100]: below 1 % a breaker would
+            // open on a failure rate of 0 %.
+            let Some(percent) = rate_threshold_percent(x) else {
+                return Err(error(
+                    path,
+                    format!("must be in [1, 100], got {}", describe(value)),
+                ));
+            };
+            Val::Num(f64::from(percent))
+        }
+        Spec::WindowSize => {
+            let n = integer(value, path, 1, JAVA_INT_MAX)?;
+            if n > i64::from(MAX_WINDOW_SIZE) {
+                return Err(error(
+                    path,
+                    format!("must be at most {MAX_WINDOW_SIZE}, got {n}: {MAX_WINDOW_SIZE_REASON}"),
+                ));
             }
-            Val::Num(x)
+            Val::Int(u32::try_from(n).unwrap_or(MAX_WINDOW_SIZE))
         }
         Spec::Duration { min_ms } => Val::Ms(duration_ms(value, path, min_ms)?),
         Spec::Int { min, max } => {
@@ -307,6 +329,16 @@ fn read_value(spec: Spec, value: &Value, path: &str, warnings: &mut Vec<String>)
                 ("DISABLED", InitialState::Disabled),
                 ("FORCED_OPEN", InitialState::ForcedOpen),
                 ("METRICS_ONLY", InitialState::MetricsOnly),
+                ("OPEN", InitialState::Open),
+                ("HALF_OPEN", InitialState::HalfOpen),
+            ],
+        )?),
+        Spec::StateAfterWait => Val::AfterWait(enumeration(
+            value,
+            path,
+            &[
+                ("OPEN", StateAfterWait::Open),
+                ("CLOSED", StateAfterWait::Closed),
             ],
         )?),
         Spec::Outcomes { is_ignore_list } => {
@@ -332,7 +364,7 @@ fn read_value(spec: Spec, value: &Value, path: &str, warnings: &mut Vec<String>)
 // ---------------------------------------------------------------------------------------------
 // Kinds.
 
-/// A percentage in (0, 100].
+/// A rate threshold percentage in [1, 100].
 pub(super) struct Percent;
 
 impl Kind for Percent {
@@ -415,6 +447,31 @@ impl Kind for SlidingWindowType {
     fn take(value: &Val) -> Option<Self> {
         match value {
             Val::Window(window) => Some(*window),
+            _ => None,
+        }
+    }
+}
+
+/// A window size or half-open call count in [1, MAX_WINDOW_SIZE].
+pub(super) struct WindowSize;
+
+impl Kind for WindowSize {
+    const SPEC: Spec = Spec::WindowSize;
+    type Value = u32;
+    fn take(value: &Val) -> Option<u32> {
+        match value {
+            Val::Int(n) => Some(*n),
+            _ => None,
+        }
+    }
+}
+
+impl Kind for StateAfterWait {
+    const SPEC: Spec = Spec::StateAfterWait;
+    type Value = Self;
+    fn take(value: &Val) -> Option<Self> {
+        match value {
+            Val::AfterWait(state) => Some(*state),
             _ => None,
         }
     }

@@ -19,10 +19,10 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::model::{BreakerConfig, InitialState, RetryConfig, SlidingWindowType};
+use super::model::{BreakerConfig, InitialState, RetryConfig, SlidingWindowType, StateAfterWait};
 use super::properties::{
     properties, read_layer, BaseConfig, Bool, ClassName, Duration, Factor, FailureList, IgnoreList,
-    Int, Multiplier, Percent, Prop, Properties, Val, BASE_CONFIG,
+    Int, Multiplier, Percent, Prop, Properties, Val, WindowSize, BASE_CONFIG,
 };
 use super::read::{
     entries, error, integer, keyed, keys, object, string, Hint, Key, Result, JAVA_INT_MAX,
@@ -302,27 +302,28 @@ properties! {
         slow_call_rate_threshold: Percent = "slow-call-rate-threshold";
         slow_call_duration_threshold: Duration<1> = "slow-call-duration-threshold";
         sliding_window_type: SlidingWindowType = "sliding-window-type";
-        sliding_window_size: Int<1, 10_000> = "sliding-window-size";
+        sliding_window_size: WindowSize = "sliding-window-size";
         minimum_number_of_calls: Int<1, JAVA_INT_MAX> = "minimum-number-of-calls";
         wait_duration_in_open_state: Duration<1> = "wait-duration-in-open-state";
         automatic_transition_from_open_to_half_open_enabled: Bool =
             "automatic-transition-from-open-to-half-open-enabled";
-        permitted_number_of_calls_in_half_open_state: Int<1, 10_000> =
+        permitted_number_of_calls_in_half_open_state: WindowSize =
             "permitted-number-of-calls-in-half-open-state";
         max_wait_duration_in_half_open_state: Duration<0> = "max-wait-duration-in-half-open-state";
+        transition_to_state_after_wait_duration: StateAfterWait =
+            "transition-to-state-after-wait-duration";
         enable_exponential_backoff: Bool = "enable-exponential-backoff";
         exponential_backoff_multiplier: Multiplier = "exponential-backoff-multiplier";
         exponential_max_wait_duration_in_open_state: Duration<1> =
             "exponential-max-wait-duration-in-open-state";
+        enable_randomized_wait: Bool = "enable-randomized-wait";
+        randomized_wait_factor: Factor = "randomized-wait-factor";
         record_exceptions: FailureList = "record-exceptions";
         ignore_exceptions: IgnoreList = "ignore-exceptions";
-        /// The filter's own key (resilience4j's transitionTo*State).
+        /// resilience4j 2.4's initialState: any state, OPEN and HALF_OPEN included.
         initial_state: InitialState = "initial-state";
     }
     ignored {
-        // The open wait is not randomized by the sidecar's breaker.
-        enable_randomized_wait: Bool = "enable-randomized-wait";
-        randomized_wait_factor: Factor = "randomized-wait-factor";
         writable_stack_trace_enabled: Bool = "writable-stack-trace-enabled";
         register_health_indicator: Bool = "register-health-indicator";
         allow_health_indicator_to_fail: Bool = "allow-health-indicator-to-fail";
@@ -347,6 +348,8 @@ properties! {
 
 /// resilience4j's IntervalFunction.DEFAULT_MULTIPLIER, for the open-state wait too.
 const DEFAULT_MULTIPLIER: f64 = 1.5;
+/// resilience4j's IntervalFunction.DEFAULT_RANDOMIZATION_FACTOR, for the open-state wait too.
+const DEFAULT_RANDOMIZATION_FACTOR: f64 = 0.5;
 
 impl Module for BreakerProperties {
     const ASPECT_ORDER: &'static str = "circuit-breaker-aspect-order";
@@ -364,6 +367,7 @@ impl Module for BreakerProperties {
             automatic_transition_from_open_to_half_open_enabled,
             permitted_number_of_calls_in_half_open_state,
             max_wait_duration_in_half_open_state,
+            transition_to_state_after_wait_duration,
             enable_exponential_backoff,
             exponential_backoff_multiplier,
             exponential_max_wait_duration_in_open_state,
@@ -371,7 +375,7 @@ impl Module for BreakerProperties {
             ignore_exceptions,
             initial_state,
             enable_randomized_wait,
-            randomized_wait_factor: _,
+            randomized_wait_factor,
             writable_stack_trace_enabled: _,
             register_health_indicator: _,
             allow_health_indicator_to_fail: _,
@@ -420,8 +424,14 @@ impl Module for BreakerProperties {
             } else {
                 d.open_wait_max_ms
             },
-            transition_to_state_after_wait_duration: d.transition_to_state_after_wait_duration,
-            open_wait_randomization_factor: d.open_wait_randomization_factor,
+            transition_to_state_after_wait_duration: transition_to_state_after_wait_duration
+                .unwrap_or(d.transition_to_state_after_wait_duration),
+            // IntervalFunction.ofRandomized's default factor 0.5.
+            open_wait_randomization_factor: if enable_randomized_wait.unwrap_or(false) {
+                Some(randomized_wait_factor.unwrap_or(DEFAULT_RANDOMIZATION_FACTOR))
+            } else {
+                d.open_wait_randomization_factor
+            },
             initial_state: initial_state.unwrap_or(d.initial_state),
             record: record_exceptions.unwrap_or(d.record),
             ignore: ignore_exceptions.unwrap_or(d.ignore),

@@ -511,16 +511,19 @@ fn section_level_spring_keys_are_accepted_with_a_warning() {
 #[test]
 fn out_of_range_circuit_breaker_values_are_rejected() {
     let cases = [
-        (json!({"failure-rate-threshold": 0}), "failure-rate-threshold: must be in (0, 100], got 0"),
-        (json!({"failure-rate-threshold": 120}), "failure-rate-threshold: must be in (0, 100], got 120"),
-        (json!({"slow-call-rate-threshold": -1}), "slow-call-rate-threshold: must be in (0, 100], got -1"),
-        (json!({"sliding-window-size": 0}), "sliding-window-size: must be in [1, 10000], got 0"),
-        (json!({"sliding-window-size": 10001}), "sliding-window-size: must be in [1, 10000], got 10001"),
+        (json!({"failure-rate-threshold": 0}), "failure-rate-threshold: must be in [1, 100], got 0"),
+        (json!({"failure-rate-threshold": 120}), "failure-rate-threshold: must be in [1, 100], got 120"),
+        (json!({"slow-call-rate-threshold": -1}), "slow-call-rate-threshold: must be in [1, 100], got -1"),
+        // Spring rejects thresholds below 1 %: with 1e-320 the breaker opened on successes.
+        (json!({"failure-rate-threshold": 1e-320}), "failure-rate-threshold: must be in [1, 100], got 1e-320"),
+        (json!({"slow-call-rate-threshold": 0.5}), "slow-call-rate-threshold: must be in [1, 100], got 0.5"),
+        (json!({"sliding-window-size": 0}), "sliding-window-size: must be at least 1, got 0"),
+        (json!({"sliding-window-size": 10001}), "sliding-window-size: must be at most 10000, got 10001: the sidecar reads and rewrites the whole window in shared memory on every call, so larger windows add latency to every request (resilience4j has no upper bound)"),
         (json!({"sliding-window-size": 10.5}), "sliding-window-size: must be an integer, got 10.5"),
         (json!({"minimum-number-of-calls": 0}), "minimum-number-of-calls: must be at least 1, got 0"),
         (
             json!({"permitted-number-of-calls-in-half-open-state": 0}),
-            "permitted-number-of-calls-in-half-open-state: must be in [1, 10000], got 0",
+            "permitted-number-of-calls-in-half-open-state: must be at least 1, got 0",
         ),
         (json!({"wait-duration-in-open-state": "0s"}), "wait-duration-in-open-state: must be at least 1ms, got \"0s\""),
         (json!({"wait-duration-in-open-state": "-5s"}), "wait-duration-in-open-state: must not be negative, got \"-5s\""),
@@ -533,8 +536,12 @@ fn out_of_range_circuit_breaker_values_are_rejected() {
             "sliding-window-type: must be one of COUNT_BASED, TIME_BASED, got \"SLIDING\"",
         ),
         (
-            json!({"initial-state": "HALF_OPEN"}),
-            "initial-state: must be one of CLOSED, DISABLED, FORCED_OPEN, METRICS_ONLY, got \"HALF_OPEN\"",
+            json!({"initial-state": "STARTING"}),
+            "initial-state: must be one of CLOSED, DISABLED, FORCED_OPEN, METRICS_ONLY, OPEN, HALF_OPEN, got \"STARTING\"",
+        ),
+        (
+            json!({"transition-to-state-after-wait-duration": "HALF_OPEN"}),
+            "transition-to-state-after-wait-duration: must be one of OPEN, CLOSED, got \"HALF_OPEN\"",
         ),
     ];
     for (props, message) in cases {
@@ -570,6 +577,33 @@ fn wrong_types_name_what_was_expected_and_what_was_given() {
         breaker_error(json!({"record-exceptions": 503})),
         format!("{BREAKER_PATH}.record-exceptions: expected a list, got 503")
     );
+}
+
+#[test]
+fn resilience4j_2_4_breaker_keys_reach_the_model() {
+    // transition-to-state-after-wait-duration (2.4), initial-state OPEN / HALF_OPEN (2.4), and
+    // the randomized open wait (factor 0.5 unless given), read as Spring relaxes them.
+    let config = breaker(json!({"transitionToStateAfterWaitDuration": "closed",
+        "initial-state": "half-open", "enableRandomizedWait": true}));
+    assert_eq!(
+        config.transition_to_state_after_wait_duration,
+        crate::policy::StateAfterWait::Closed
+    );
+    assert_eq!(config.initial_state, InitialState::HalfOpen);
+    assert_eq!(config.open_wait_randomization_factor, Some(0.5));
+    let config = breaker(
+        json!({"initial-state": "OPEN", "enable-randomized-wait": "true",
+        "randomized-wait-factor": 0.2}),
+    );
+    assert_eq!(config.initial_state, InitialState::Open);
+    assert_eq!(config.open_wait_randomization_factor, Some(0.2));
+    // A factor alone randomizes nothing, as in resilience4j.
+    assert_eq!(
+        breaker(json!({"randomized-wait-factor": 0.2})).open_wait_randomization_factor,
+        None
+    );
+    let policy = parse(&breaker_policy(json!({"enable-randomized-wait": true}))).unwrap();
+    assert_eq!(policy.warnings, Vec::<String>::new(), "no longer ignored");
 }
 
 #[test]
