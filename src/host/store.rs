@@ -79,23 +79,33 @@ fn cas_update<R>(
     Err(StoreError::Contended)
 }
 
-/// Applies `op` to the instance's shared breaker and stores the result.
+/// The instance's stored breaker bytes as they are (one shared-data read, no CAS): for the
+/// request path's peeks (`CircuitBreaker::stored_*`), which decide without decoding whether
+/// an update would change anything. None: no such key yet.
+pub fn read_breaker(key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(abi::get_shared_data(key)?.map(|(bytes, _cas)| bytes))
+}
+
+/// Applies `op` to the instance's shared breaker and stores the result. `fingerprint` is
+/// `config_fingerprint(config)`, computed once per instance.
 pub fn update_breaker<R>(
     key: &str,
     config: &BreakerConfig,
+    fingerprint: u64,
     now_ms: u64,
     mut op: impl FnMut(&mut CircuitBreaker) -> R,
 ) -> Result<R, StoreError> {
     cas_update(key, |stored| {
-        let mut breaker = match stored.map(|b| CircuitBreaker::decode(b, config)) {
-            Some(Ok(breaker)) => breaker,
-            Some(Err(DecodeError::ConfigChanged)) => return Err(StoreError::ConfigChanged),
-            // Unreadable (another format version) or missing: start fresh, as resilience4j
-            // does for a new breaker. An old filter version's state is never misread.
-            Some(Err(_)) | None => CircuitBreaker::new(config, now_ms),
-        };
+        let mut breaker =
+            match stored.map(|b| CircuitBreaker::decode_pinned(b, config, fingerprint)) {
+                Some(Ok(breaker)) => breaker,
+                Some(Err(DecodeError::ConfigChanged)) => return Err(StoreError::ConfigChanged),
+                // Unreadable (another format version) or missing: start fresh, as resilience4j
+                // does for a new breaker. An old filter version's state is never misread.
+                Some(Err(_)) | None => CircuitBreaker::new(config, now_ms),
+            };
         let result = op(&mut breaker);
-        Ok((Some(breaker.encode(config)), result))
+        Ok((Some(breaker.encode_pinned(fingerprint)), result))
     })
 }
 
