@@ -508,10 +508,16 @@ fn shortcuts_of_a_full_window_of_successes_keep_the_exact_window_across_workers(
     services.order.set_default(Action::status(500));
     for n in 1..=4 {
         assert_eq!(envoy.get(ORDER, "/o").unwrap().status, 500, "failure {n}");
-        assert!(state_is(&envoy, "order-service", "closed"), "after failure {n}");
+        assert!(
+            state_is(&envoy, "order-service", "closed"),
+            "after failure {n}"
+        );
     }
     assert_eq!(envoy.get(ORDER, "/o").unwrap().status, 500);
-    assert!(state_is(&envoy, "order-service", "open"), "opens on failure 5");
+    assert!(
+        state_is(&envoy, "order-service", "open"),
+        "opens on failure 5"
+    );
     assert_eq!(envoy.get(ORDER, "/o").unwrap().status, 503);
     assert_eq!(services.order.count(), 20);
     assert_eq!(calls(&envoy, "order-service", "failed"), 5);

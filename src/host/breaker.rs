@@ -60,12 +60,13 @@ impl SharedBreaker {
     /// shared-data read, no decode, no CAS.
     pub fn acquire(&self, now: u64) -> Acquired {
         let config = &self.config;
-        if let Ok(Some(bytes)) = store::read_breaker(&self.key) {
-            if CircuitBreaker::stored_permits_unchanged(&bytes, self.fingerprint) {
+        let read = store::read_breaker(&self.key).ok();
+        if let Some(Some((bytes, _))) = &read {
+            if CircuitBreaker::stored_permits_unchanged(bytes, self.fingerprint) {
                 return Acquired::Permitted;
             }
         }
-        match store::update_breaker(&self.key, config, self.fingerprint, now, |cb| {
+        match store::update_breaker(&self.key, config, self.fingerprint, now, read, |cb| {
             let (permission, transition) = cb.try_acquire_permission(config, now);
             let snapshot = transition.as_ref().map(|_| cb.snapshot(config, now));
             (permission, transition, snapshot)
@@ -101,13 +102,12 @@ impl SharedBreaker {
         // A fast success into a CLOSED window that holds only fast successes changes nothing
         // (the core's `stored_unchanged_by_fast_success`): one read, no decode, no CAS. Any
         // other result goes through the CAS, so no result that counts is ever lost or late.
+        let mut read = None;
         if outcome == Outcome::Success && duration_ms <= config.slow_call_duration_threshold_ms {
-            if let Ok(Some(bytes)) = store::read_breaker(&self.key) {
-                if CircuitBreaker::stored_unchanged_by_fast_success(
-                    &bytes,
-                    config,
-                    self.fingerprint,
-                ) {
+            read = store::read_breaker(&self.key).ok();
+            if let Some(Some((bytes, _))) = &read {
+                if CircuitBreaker::stored_unchanged_by_fast_success(bytes, config, self.fingerprint)
+                {
                     self.metrics.count_call(RecordedKind::Successful);
                     return;
                 }
@@ -115,7 +115,7 @@ impl SharedBreaker {
         }
         // Gauges follow on transitions here and on the tick otherwise: publishing them on
         // every call costs more host calls than the call's own bookkeeping.
-        match store::update_breaker(&self.key, config, self.fingerprint, now, |cb| {
+        match store::update_breaker(&self.key, config, self.fingerprint, now, read, |cb| {
             let (kind, transition) = cb.on_result(config, now, outcome, duration_ms);
             let snapshot = transition.as_ref().map(|_| cb.snapshot(config, now));
             (kind, transition, snapshot)
@@ -138,9 +138,11 @@ impl SharedBreaker {
     /// replay it was for could not be sent).
     pub fn release(&self, now: u64) {
         let config = &self.config;
-        if let Err(e) = store::update_breaker(&self.key, config, self.fingerprint, now, |cb| {
-            cb.release_permission(config)
-        }) {
+        if let Err(e) =
+            store::update_breaker(&self.key, config, self.fingerprint, now, None, |cb| {
+                cb.release_permission(config)
+            })
+        {
             self.report_store_error(e);
         }
     }
@@ -148,7 +150,7 @@ impl SharedBreaker {
     /// Scheduled transitions, and the gauges.
     pub fn tick(&self, now: u64) {
         let config = &self.config;
-        match store::update_breaker(&self.key, config, self.fingerprint, now, |cb| {
+        match store::update_breaker(&self.key, config, self.fingerprint, now, None, |cb| {
             (cb.on_tick(config, now), cb.snapshot(config, now))
         }) {
             Ok((transition, snapshot)) => self.after_update(transition, &snapshot),
