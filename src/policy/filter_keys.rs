@@ -13,17 +13,16 @@ use super::read::{
     type_error, Hint, Result, JAVA_INT_MAX,
 };
 
-/// `upstreams`: Envoy cluster name -> an instance of either module.
+/// `upstreams`: Envoy cluster name -> an instance of any module (`is_instance`).
 pub(super) fn read_upstreams(
     value: &Value,
     path: &str,
-    breakers: &BTreeMap<String, BreakerConfig>,
-    retries: &BTreeMap<String, RetryConfig>,
+    is_instance: impl Fn(&str) -> bool,
 ) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for (cluster, value, path) in entries(value, path)? {
         let instance = string(value, &path)?;
-        if !breakers.contains_key(instance) && !retries.contains_key(instance) {
+        if !is_instance(instance) {
             return Err(error(&path, format!("unknown instance '{instance}'")));
         }
         out.insert(cluster.to_string(), instance.to_string());
