@@ -56,6 +56,103 @@ pub fn render(
     }
 }
 
+/// Why a module refused a call before it reached the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The bulkhead (or thread-pool bulkhead) had no free slot and no room or time to wait:
+    /// resilience4j's BulkheadFullException.
+    BulkheadFull { thread_pool: bool },
+    /// No permit within the timeout: resilience4j's RequestNotPermitted.
+    RateLimited { wait_ms: u64 },
+}
+
+impl Refusal {
+    /// The module, as resilience4j's Spring prefix names it.
+    pub fn module(self) -> &'static str {
+        match self {
+            Refusal::BulkheadFull { thread_pool: false } => "bulkhead",
+            Refusal::BulkheadFull { thread_pool: true } => "thread-pool-bulkhead",
+            Refusal::RateLimited { .. } => "ratelimiter",
+        }
+    }
+
+    /// The refusal kind, as `x-resilience4j-refused` and per-kind fallbacks name it.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Refusal::BulkheadFull { .. } => "bulkhead-full",
+            Refusal::RateLimited { .. } => "rate-limited",
+        }
+    }
+}
+
+/// Renders the response for a call refused by a bulkhead or rate limiter: the instance's
+/// fallback if configured, else `503` (bulkhead full) or `429` with `Retry-After` (rate
+/// limited), with a JSON body naming the upstream, the module and why. The
+/// `x-resilience4j-refused` header tells it from an upstream's answer.
+pub fn render_refusal(
+    configured: Option<&Fallback>,
+    instance: &str,
+    refusal: Refusal,
+) -> LocalResponse {
+    let (default_status, reason, retry_after_s) = match refusal {
+        Refusal::BulkheadFull { .. } => (
+            503,
+            "bulkhead is full and does not permit further calls".to_string(),
+            None,
+        ),
+        Refusal::RateLimited { wait_ms } => (
+            429,
+            "rate limiter does not permit further calls".to_string(),
+            Some(wait_ms.div_ceil(1000).max(1)),
+        ),
+    };
+    let default_body = || {
+        let mut body = serde_json::json!({
+            "error": reason,
+            "upstream": instance,
+            "module": refusal.module(),
+            "refused": refusal.kind(),
+        });
+        if let (Some(seconds), Some(map)) = (retry_after_s, body.as_object_mut()) {
+            map.insert("retryAfterSeconds".to_string(), seconds.into());
+        }
+        body.to_string()
+    };
+    let (status, mut headers, body) = match configured {
+        Some(fallback) => (
+            fallback.status,
+            fallback.headers.clone(),
+            fallback.body.clone().unwrap_or_else(default_body),
+        ),
+        None => (
+            default_status,
+            vec![("content-type".to_string(), "application/json".to_string())],
+            default_body(),
+        ),
+    };
+    if let Some(seconds) = retry_after_s {
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
+        {
+            headers.push(("retry-after".to_string(), seconds.to_string()));
+        }
+    }
+    headers.push((
+        "x-resilience4j-refused".to_string(),
+        format!(
+            "{instance}; module={}; kind={}",
+            refusal.module(),
+            refusal.kind()
+        ),
+    ));
+    LocalResponse {
+        status,
+        headers,
+        body: body.into_bytes(),
+    }
+}
+
 fn default_body(instance: &str, state: &str, retry_after_s: Option<u64>) -> String {
     let mut body = serde_json::json!({
         "error": "circuit breaker does not permit calls",
@@ -120,6 +217,38 @@ mod tests {
         assert_eq!(
             header(&r, "x-circuit-breaker"),
             Some("user-service; state=OPEN")
+        );
+    }
+
+    #[test]
+    fn a_full_bulkhead_is_a_503_naming_upstream_and_module() {
+        let r = render_refusal(None, "svc", Refusal::BulkheadFull { thread_pool: false });
+        assert_eq!(r.status, 503);
+        assert_eq!(header(&r, "retry-after"), None);
+        assert_eq!(
+            header(&r, "x-resilience4j-refused"),
+            Some("svc; module=bulkhead; kind=bulkhead-full")
+        );
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        assert_eq!(body["upstream"], "svc");
+        assert_eq!(body["module"], "bulkhead");
+    }
+
+    #[test]
+    fn a_rate_limited_call_is_a_429_with_retry_after_or_the_fallback() {
+        let r = render_refusal(None, "svc", Refusal::RateLimited { wait_ms: 1200 });
+        assert_eq!(r.status, 429);
+        assert_eq!(header(&r, "retry-after"), Some("2"));
+        let fallback = Fallback {
+            status: 200,
+            headers: vec![],
+            body: Some("cached".into()),
+        };
+        let r = render_refusal(Some(&fallback), "svc", Refusal::RateLimited { wait_ms: 10 });
+        assert_eq!((r.status, r.body.as_slice()), (200, b"cached".as_slice()));
+        assert_eq!(
+            header(&r, "x-resilience4j-refused"),
+            Some("svc; module=ratelimiter; kind=rate-limited")
         );
     }
 

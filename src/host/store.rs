@@ -55,7 +55,7 @@ pub fn budget_key(plugin_name: &str, instance: &str) -> String {
 
 /// The CAS loop. `op` sees the stored bytes (None: no such key) and returns the bytes to
 /// store (None: nothing changed) and a result; it runs once per attempt on fresh bytes.
-fn cas_update<R>(
+pub(super) fn cas_update<R>(
     key: &str,
     mut op: impl FnMut(Option<&[u8]>) -> Result<(Option<Vec<u8>>, R), StoreError>,
 ) -> Result<R, StoreError> {

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use super::model::{BreakerConfig, BudgetConfig, Fallback, RetryConfig, RetryOptions};
+use super::model::{BudgetConfig, Fallback, RetryConfig, RetryOptions};
 use super::read::{
     boolean, describe, duration_ms, entries, error, integer, keyed, keys, number, show, string,
     type_error, Hint, Result, JAVA_INT_MAX,
@@ -38,17 +38,18 @@ keys! {
     }
 }
 
-/// `fallbacks`: circuit breaker instance -> the response served while its circuit does not
-/// permit.
+/// `fallbacks`: instance -> the response served when its circuit breaker, bulkhead or rate
+/// limiter refuses a call.
 pub(super) fn read_fallbacks(
     value: &Value,
     path: &str,
-    breakers: &BTreeMap<String, BreakerConfig>,
+    guarded_by_refusing_module: impl Fn(&str) -> bool,
     warnings: &mut Vec<String>,
 ) -> Result<BTreeMap<String, Fallback>> {
     let mut out = BTreeMap::new();
     for (instance, value, path) in entries(value, path)? {
-        if !breakers.contains_key(instance) {
+        // A fallback answers a refusal: a circuit breaker's, a bulkhead's or a rate limiter's.
+        if !guarded_by_refusing_module(instance) {
             return Err(error(
                 &path,
                 format!("unknown circuit breaker instance '{instance}'"),

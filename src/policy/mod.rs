@@ -79,9 +79,17 @@ fn parse_policy(text: &str) -> Result<Policy, PolicyError> {
         None => Default::default(),
     };
     let fallbacks = match fallbacks {
-        Some((value, path)) => {
-            filter_keys::read_fallbacks(value, &path, &circuit_breakers, &mut warnings)?
-        }
+        Some((value, path)) => filter_keys::read_fallbacks(
+            value,
+            &path,
+            |name| {
+                circuit_breakers.contains_key(name)
+                    || bulkheads.contains_key(name)
+                    || thread_pool_bulkheads.contains_key(name)
+                    || rate_limiters.contains_key(name)
+            },
+            &mut warnings,
+        )?,
         None => Default::default(),
     };
     let retry_options = filter_keys::read_retry_options(
