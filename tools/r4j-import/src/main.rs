@@ -47,8 +47,8 @@ Its `resilience4j` tree is validated with the filter's own parser and written as
 Selecting the input:
   --configmap NAME[/KEY]  the ConfigMap (and data key) to read when several hold resilience4j
   --profile NAME          an active Spring profile (repeatable)
-  --skip-unsupported      drop resilience4j modules the filter does not implement (bulkhead,
-                          ratelimiter, timelimiter, ...) with a warning each, instead of failing
+  --skip-unsupported      drop resilience4j modules the filter does not implement (timelimiter,
+                          scheduled, ...) with a warning each, instead of failing
   --filter-keys FILE      JSON or YAML with the filter's own keys (fallbacks, upstreams,
                           retry-options, events) to put beside resilience4j
 

@@ -122,7 +122,7 @@ mod tests {
         let tree = json!({"circuitbreaker": {"instances": {
             "a": {"failure-rate-threshold": 120, "sliding-windw-size": 3},
             "b": {"wait-duration-in-open-state": "-1s"}}},
-            "bulkhead": {"instances": {"a": {"max-concurrent-calls": 3}}}});
+            "bulkhead": {"instances": {"a": {"max-concurrent-calls": 0}}}});
         let report = validate(tree, None, false);
         assert!(report.policy.is_none());
         let all = report.errors.join("\n");
@@ -130,7 +130,7 @@ mod tests {
             "resilience4j.circuitbreaker.instances.a.failure-rate-threshold:",
             "resilience4j.circuitbreaker.instances.a.sliding-windw-size:",
             "resilience4j.circuitbreaker.instances.b.wait-duration-in-open-state:",
-            "resilience4j.bulkhead:",
+            "resilience4j.bulkhead.instances.a.max-concurrent-calls:",
         ] {
             assert!(all.contains(path), "{path} missing in:\n{all}");
         }
