@@ -21,6 +21,7 @@ pub fn render(
     retry_after_ms: Option<u64>,
 ) -> LocalResponse {
     let retry_after_s = retry_after_ms.map(|ms| ms.div_ceil(1000).max(1));
+    let configured = configured.map(|f| f.for_kind("circuit-open"));
     let (status, mut headers, body) = match configured {
         Some(fallback) => (
             fallback.status,
@@ -118,6 +119,7 @@ pub fn render_refusal(
         }
         body.to_string()
     };
+    let configured = configured.map(|f| f.for_kind(refusal.kind()));
     let (status, mut headers, body) = match configured {
         Some(fallback) => (
             fallback.status,
@@ -209,6 +211,7 @@ mod tests {
             status: 200,
             headers: vec![("content-type".into(), "application/json".into())],
             body: Some(r#"{"id":"unknown","name":"Guest"}"#.into()),
+            on: Default::default(),
         };
         let r = render(Some(&fallback), "user-service", "OPEN", Some(5000));
         assert_eq!(r.status, 200);
@@ -243,11 +246,37 @@ mod tests {
             status: 200,
             headers: vec![],
             body: Some("cached".into()),
+            on: Default::default(),
         };
         let r = render_refusal(Some(&fallback), "svc", Refusal::RateLimited { wait_ms: 10 });
         assert_eq!((r.status, r.body.as_slice()), (200, b"cached".as_slice()));
+        let mut per_kind = fallback.clone();
+        per_kind.on.insert(
+            "rate-limited".into(),
+            Fallback {
+                status: 429,
+                headers: vec![],
+                body: Some("slow down".into()),
+                on: Default::default(),
+            },
+        );
+        let r = render_refusal(Some(&per_kind), "svc", Refusal::RateLimited { wait_ms: 10 });
         assert_eq!(
-            header(&r, "x-resilience4j-refused"),
+            (r.status, r.body.as_slice()),
+            (429, b"slow down".as_slice())
+        );
+        let r = render_refusal(
+            Some(&per_kind),
+            "svc",
+            Refusal::BulkheadFull { thread_pool: false },
+        );
+        assert_eq!(r.status, 200, "other kinds keep the instance's fallback");
+        assert_eq!(render(Some(&per_kind), "svc", "OPEN", None).status, 200);
+        assert_eq!(
+            header(
+                &render_refusal(Some(&fallback), "svc", Refusal::RateLimited { wait_ms: 10 }),
+                "x-resilience4j-refused"
+            ),
             Some("svc; module=ratelimiter; kind=rate-limited")
         );
     }
@@ -258,6 +287,7 @@ mod tests {
             status: 503,
             headers: vec![("Retry-After".into(), "60".into())],
             body: None,
+            on: Default::default(),
         };
         let r = render(Some(&fallback), "a", "OPEN", Some(5000));
         assert_eq!(

@@ -155,6 +155,16 @@ pub struct Fallback {
     pub headers: Vec<(String, String)>,
     /// None: the default JSON body naming upstream and state.
     pub body: Option<String>,
+    /// Filter key `on.<kind>`: the response for one refusal kind instead of this one. Kinds:
+    /// `circuit-open`, `bulkhead-full`, `rate-limited`, `timeout`.
+    pub on: BTreeMap<String, Fallback>,
+}
+
+impl Fallback {
+    /// The fallback for a refusal kind: its `on.<kind>` entry, else this one.
+    pub fn for_kind(&self, kind: &str) -> &Fallback {
+        self.on.get(kind).unwrap_or(self)
+    }
 }
 
 /// The sidecar's own retry settings for one instance (no resilience4j equivalent: a Java

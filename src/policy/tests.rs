@@ -904,6 +904,7 @@ fn fallbacks_parse_status_headers_and_body() {
                 ("x-fallback".to_string(), "1".to_string()),
             ],
             body: Some(r#"{"degraded":true,"users":[]}"#.to_string()),
+            on: BTreeMap::new(),
         }
     );
     assert_eq!(
@@ -911,8 +912,41 @@ fn fallbacks_parse_status_headers_and_body() {
         Fallback {
             status: 503,
             headers: vec![],
-            body: Some("try later".to_string())
+            body: Some("try later".to_string()),
+            on: BTreeMap::new(),
         }
+    );
+}
+
+#[test]
+fn a_fallback_per_refusal_kind() {
+    let mut policy: Value = serde_json::from_str(SEED).unwrap();
+    policy["resilience4j"]["bulkhead"] = json!({"instances": {"payment-service": {}}});
+    policy["fallbacks"] = json!({
+        "user-service": {"status": 200, "body": "cached", "on": {
+            "rate-limited": {"status": 429, "body": "slow down"},
+            "circuitOpen": {"status": 503}
+        }},
+        "payment-service": {"body": "busy"}
+    });
+    let policy = accepted(policy);
+    let user = &policy.fallbacks["user-service"];
+    assert_eq!(user.for_kind("rate-limited").status, 429);
+    assert_eq!(user.for_kind("circuit-open").status, 503);
+    assert_eq!(
+        user.for_kind("bulkhead-full").body.as_deref(),
+        Some("cached")
+    );
+    assert_eq!(
+        policy.fallbacks["payment-service"].body.as_deref(),
+        Some("busy")
+    );
+
+    let mut bad: Value = serde_json::from_str(SEED).unwrap();
+    bad["fallbacks"] = json!({"user-service": {"on": {"overloaded": {}}}});
+    assert_eq!(
+        rejected(bad),
+        "fallbacks.user-service.on.overloaded: unknown key (known: circuit-open, bulkhead-full, rate-limited, timeout)"
     );
 }
 
