@@ -4,12 +4,14 @@
 //! parameters. `host` is the thin proxy-wasm layer and only exists on `wasm32-wasip1`.
 
 pub mod breaker;
+pub mod bulkhead;
 pub mod duration;
 pub mod events;
 pub mod fallback;
 pub mod interval;
 pub mod outcome;
 pub mod policy;
+pub mod ratelimiter;
 pub mod retry;
 
 /// The filter's name: its plugin name when the host does not tell (shared-data keys and logs

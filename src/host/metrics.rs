@@ -212,3 +212,110 @@ impl RetryMetrics {
         increment(self.body_too_large);
     }
 }
+
+/// resilience4j-micrometer's bulkhead gauges (`AbstractBulkheadMetrics`), and for a
+/// thread-pool bulkhead `AbstractThreadPoolBulkheadMetrics`' (same `resilience4j_bulkhead_`
+/// prefix: threads are the calls in flight, the queue the calls waiting).
+#[derive(Debug, Default)]
+pub struct BulkheadMetrics {
+    available_concurrent_calls: Option<u32>,
+    max_allowed_concurrent_calls: Option<u32>,
+    /// Thread-pool bulkhead only.
+    pool: Option<PoolGauges>,
+}
+
+#[derive(Debug, Default)]
+struct PoolGauges {
+    queue_depth: Option<u32>,
+    queue_capacity: Option<u32>,
+    thread_pool_size: Option<u32>,
+    max_thread_pool_size: Option<u32>,
+    active_thread_count: Option<u32>,
+    available_thread_count: Option<u32>,
+}
+
+impl BulkheadMetrics {
+    pub fn define(instance: &str, thread_pool: bool) -> Self {
+        let name = stat_segment(instance);
+        let gauge = |metric: &str| {
+            define(
+                METRIC_GAUGE,
+                format!("resilience4j_bulkhead_{metric}.name.{name}"),
+            )
+        };
+        if thread_pool {
+            BulkheadMetrics {
+                available_concurrent_calls: None,
+                max_allowed_concurrent_calls: None,
+                pool: Some(PoolGauges {
+                    queue_depth: gauge("queue_depth"),
+                    queue_capacity: gauge("queue_capacity"),
+                    thread_pool_size: gauge("thread_pool_size"),
+                    max_thread_pool_size: gauge("max_thread_pool_size"),
+                    active_thread_count: gauge("active_thread_count"),
+                    available_thread_count: gauge("available_thread_count"),
+                }),
+            }
+        } else {
+            BulkheadMetrics {
+                available_concurrent_calls: gauge("available_concurrent_calls"),
+                max_allowed_concurrent_calls: gauge("max_allowed_concurrent_calls"),
+                pool: None,
+            }
+        }
+    }
+
+    /// `active` calls in flight and `waiting` for a slot, of `max` and `queue_capacity`.
+    pub fn publish(&self, active: u32, waiting: u32, max: u32, queue_capacity: u32) {
+        let available = u64::from(max.saturating_sub(active));
+        record(self.available_concurrent_calls, available);
+        record(self.max_allowed_concurrent_calls, u64::from(max));
+        if let Some(pool) = &self.pool {
+            record(pool.queue_depth, u64::from(waiting));
+            record(pool.queue_capacity, u64::from(queue_capacity));
+            record(pool.thread_pool_size, u64::from(active.min(max)));
+            record(pool.max_thread_pool_size, u64::from(max));
+            record(pool.active_thread_count, u64::from(active));
+            record(pool.available_thread_count, available);
+        }
+    }
+}
+
+/// resilience4j-micrometer's rate limiter gauges (`AbstractRateLimiterMetrics`).
+#[derive(Debug, Default)]
+pub struct RateLimiterMetrics {
+    available_permissions: Option<u32>,
+    waiting_threads: Option<u32>,
+}
+
+impl RateLimiterMetrics {
+    pub fn define(instance: &str) -> Self {
+        let name = stat_segment(instance);
+        let gauge = |metric: &str| {
+            define(
+                METRIC_GAUGE,
+                format!("resilience4j_ratelimiter_{metric}.name.{name}"),
+            )
+        };
+        RateLimiterMetrics {
+            available_permissions: gauge("available_permissions"),
+            waiting_threads: gauge("waiting_threads"),
+        }
+    }
+
+    /// Envoy gauges are unsigned: permissions reserved ahead (negative in resilience4j) read 0.
+    pub fn publish(&self, available_permissions: i64) {
+        record(
+            self.available_permissions,
+            u64::try_from(available_permissions).unwrap_or(0),
+        );
+    }
+
+    /// A call starts (+1) or stops (-1) waiting for a permit; the gauge is one per Envoy, each
+    /// worker adds its own.
+    pub fn waiting(&self, delta: i64) {
+        if let Some(id) = self.waiting_threads {
+            let _ = abi::increment_metric(id, delta);
+        }
+    }
+}

@@ -11,6 +11,7 @@ use proxy_wasm::types::ContextType;
 use crate::policy::Policy;
 
 use super::abi;
+use super::admission::{self, InstanceAdmission, SharedAdmissions};
 use super::breaker::SharedBreaker;
 use super::events::Events;
 use super::retry::{self, RetryInstance, SharedCalls};
@@ -29,6 +30,8 @@ pub struct Runtime {
     pub policy: Policy,
     pub breakers: BTreeMap<String, SharedBreaker>,
     pub retries: BTreeMap<String, RetryInstance>,
+    /// Rate limiters and bulkheads, by instance.
+    pub admission: BTreeMap<String, InstanceAdmission>,
     breaker_tick_ms: u64,
     /// The policy's `events` section (stamping records produced through a Kafka bridge).
     pub events: Option<Events>,
@@ -65,10 +68,12 @@ impl Runtime {
             GAUGE_TICK_MS
         };
         let events = Events::configure(policy.events.as_ref());
+        let admission = admission::configure(&policy, plugin_name);
         Runtime {
             policy,
             breakers,
             retries,
+            admission,
             breaker_tick_ms,
             events,
         }
@@ -83,7 +88,8 @@ impl Runtime {
     }
 
     fn tick_period_ms(&self) -> u32 {
-        if self.retries.is_empty() {
+        // Retry waits and calls waiting for a permit or a slot are served by the tick.
+        if self.retries.is_empty() && !self.admission.values().any(|a| a.may_wait()) {
             self.breaker_tick_ms as u32
         } else {
             RETRY_TICK_MS
@@ -121,6 +127,7 @@ fn plugin_name() -> String {
 pub struct FilterRoot {
     runtime: Option<Rc<Runtime>>,
     calls: SharedCalls,
+    admissions: SharedAdmissions,
     last_breaker_tick_ms: u64,
 }
 
@@ -147,7 +154,11 @@ impl RootContext for FilterRoot {
                 return false;
             }
         };
-        let runtime = Runtime::new(policy, &plugin_name());
+        let plugin_name = plugin_name();
+        if self.admissions.borrow().worker == 0 {
+            self.admissions.borrow_mut().worker = admission::store_worker_id(&plugin_name);
+        }
+        let runtime = Runtime::new(policy, &plugin_name);
         runtime.reset_changed_breakers(abi::now_ms().unwrap_or(0));
         if let Err(e) = abi::set_tick_period_ms(runtime.tick_period_ms()) {
             log::warn!(
@@ -176,6 +187,7 @@ impl RootContext for FilterRoot {
             retry.flush_requests(now);
         }
         retry::on_tick(&runtime, &self.calls, now);
+        admission::on_tick(&self.admissions, &self.calls, Some(&runtime), now);
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -183,6 +195,7 @@ impl RootContext for FilterRoot {
             context_id,
             self.runtime.clone(),
             self.calls.clone(),
+            self.admissions.clone(),
         )))
     }
 

@@ -15,6 +15,7 @@ use crate::outcome::{
 use crate::retry::sequence::Sequence;
 
 use super::abi;
+use super::admission::{self, Admit, SharedAdmissions};
 use super::breaker::Acquired;
 use super::events::{self, BodyStep, HeadersStep, Publish};
 use super::replay::Replay;
@@ -38,16 +39,23 @@ pub struct Stream {
     id: u32,
     runtime: Option<Rc<Runtime>>,
     calls: SharedCalls,
+    admissions: SharedAdmissions,
     /// A produce request to a Kafka bridge whose body is held until stamped.
     publish: Option<Publish>,
 }
 
 impl Stream {
-    pub fn new(id: u32, runtime: Option<Rc<Runtime>>, calls: SharedCalls) -> Self {
+    pub fn new(
+        id: u32,
+        runtime: Option<Rc<Runtime>>,
+        calls: SharedCalls,
+        admissions: SharedAdmissions,
+    ) -> Self {
         Stream {
             id,
             runtime,
             calls,
+            admissions,
             publish: None,
         }
     }
@@ -141,6 +149,8 @@ impl HttpContext for Stream {
     }
 
     fn on_log(&mut self) {
+        // Slots and waits are given back however the stream ended.
+        admission::on_stream_end(&self.admissions, self.id, abi::now_ms().unwrap_or(0));
         let call = {
             let mut calls = self.calls.borrow_mut();
             calls
@@ -162,7 +172,7 @@ impl HttpContext for Stream {
 
 impl Stream {
     /// Request headers to a guarded upstream: breaker permission, and what a retry needs.
-    fn guard_request(&mut self, runtime: &Runtime, cluster: String) -> Action {
+    fn guard_request(&mut self, runtime: &Rc<Runtime>, cluster: String) -> Action {
         let Some(instance) = runtime
             .policy
             .instance_for_cluster(&cluster)
@@ -214,16 +224,37 @@ impl Stream {
             .retries
             .get(&instance)
             .and_then(|retry| retry.keep_for_replay(headers));
+        let admit = admission::admit(&self.admissions, runtime, self.id, &instance, now);
         self.calls.borrow_mut().by_stream.insert(
             self.id,
             Call {
-                instance,
+                instance: instance.clone(),
                 cluster,
                 sequence: Sequence::start(now, permission_held),
                 replay,
             },
         );
-        Action::Continue
+        match admit {
+            Admit::Go => Action::Continue,
+            // The tick resumes it (or refuses it at its deadline).
+            Admit::Wait => Action::Pause,
+            Admit::Refused(response) => {
+                // Not a call: the breaker's permission goes back unrecorded, nothing retries.
+                admission::forget_call(runtime, &self.calls, self.id, now);
+                match abi::send_local_response(
+                    response.status,
+                    &response.headers,
+                    &response.body,
+                    "resilience4j_refused",
+                ) {
+                    Ok(()) => Action::Pause,
+                    Err(e) => {
+                        log::warn!("'{instance}': refusal not sent (host status {})", e.0);
+                        Action::Continue
+                    }
+                }
+            }
+        }
     }
 
     /// Keeps a chunk of the request body for a replay, if the request may be replayed.

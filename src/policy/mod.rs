@@ -8,6 +8,7 @@
 //! and [`events`]. Every other top-level key is an error. Limits (e.g. [`MAX_INSTANCES`]) are
 //! the parser's, so the importer and the filter accept the same policies.
 
+mod admission;
 mod events;
 mod filter_keys;
 mod java_exceptions;
@@ -57,23 +58,39 @@ fn parse_policy(text: &str) -> Result<Policy, PolicyError> {
         *slot = Some((value, path));
     }
 
-    let (circuit_breakers, retries) = match resilience4j {
-        Some((value, path)) => {
-            let tree = resilience4j::read(value, &path, &mut warnings)?;
-            (tree.circuit_breakers, tree.retries)
-        }
-        None => Default::default(),
+    let tree = match resilience4j {
+        Some((value, path)) => resilience4j::read(value, &path, &mut warnings)?,
+        None => resilience4j::Resilience4j::default(),
     };
+    let resilience4j::Resilience4j {
+        circuit_breakers,
+        retries,
+        bulkheads,
+        thread_pool_bulkheads,
+        rate_limiters,
+    } = tree;
     let upstreams = match upstreams {
-        Some((value, path)) => {
-            filter_keys::read_upstreams(value, &path, &circuit_breakers, &retries)?
-        }
+        Some((value, path)) => filter_keys::read_upstreams(value, &path, |name| {
+            circuit_breakers.contains_key(name)
+                || retries.contains_key(name)
+                || bulkheads.contains_key(name)
+                || thread_pool_bulkheads.contains_key(name)
+                || rate_limiters.contains_key(name)
+        })?,
         None => Default::default(),
     };
     let fallbacks = match fallbacks {
-        Some((value, path)) => {
-            filter_keys::read_fallbacks(value, &path, &circuit_breakers, &mut warnings)?
-        }
+        Some((value, path)) => filter_keys::read_fallbacks(
+            value,
+            &path,
+            |name| {
+                circuit_breakers.contains_key(name)
+                    || bulkheads.contains_key(name)
+                    || thread_pool_bulkheads.contains_key(name)
+                    || rate_limiters.contains_key(name)
+            },
+            &mut warnings,
+        )?,
         None => Default::default(),
     };
     let retry_options = filter_keys::read_retry_options(
@@ -90,6 +107,9 @@ fn parse_policy(text: &str) -> Result<Policy, PolicyError> {
     Ok(Policy {
         circuit_breakers,
         retries,
+        bulkheads,
+        thread_pool_bulkheads,
+        rate_limiters,
         upstreams,
         fallbacks,
         retry_options,
@@ -127,7 +147,18 @@ impl Policy {
     fn known_instance(&self, name: &str) -> Option<&str> {
         let breaker = self.circuit_breakers.get_key_value(name).map(|(k, _)| k);
         let retry = self.retries.get_key_value(name).map(|(k, _)| k);
-        breaker.or(retry).map(String::as_str)
+        let bulkhead = self.bulkheads.get_key_value(name).map(|(k, _)| k);
+        let pool = self
+            .thread_pool_bulkheads
+            .get_key_value(name)
+            .map(|(k, _)| k);
+        let limiter = self.rate_limiters.get_key_value(name).map(|(k, _)| k);
+        breaker
+            .or(retry)
+            .or(bulkhead)
+            .or(pool)
+            .or(limiter)
+            .map(String::as_str)
     }
 }
 

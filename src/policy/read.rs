@@ -279,15 +279,8 @@ fn match_keys<'a>(
     Ok(out)
 }
 
-/// resilience4j modules other than circuitbreaker and retry (Spring prefixes under resilience4j).
-pub const UNSUPPORTED_MODULES: [&str; 6] = [
-    "ratelimiter",
-    "bulkhead",
-    "thread-pool-bulkhead",
-    "timelimiter",
-    "scheduled",
-    "micrometer",
-];
+/// resilience4j modules the filter does not implement (Spring prefixes under resilience4j).
+pub const UNSUPPORTED_MODULES: [&str; 3] = ["timelimiter", "scheduled", "micrometer"];
 
 fn unknown_key(path: &str, canon: &str, keys: &dyn KeyNames, hint: Hint) -> PolicyError {
     let all = (0..keys.count()).filter_map(|index| keys.names(index));
@@ -306,7 +299,7 @@ fn unknown_key(path: &str, canon: &str, keys: &dyn KeyNames, hint: Hint) -> Poli
             {
                 return error(
                     path,
-                    format!("resilience4j {module} is not supported by this filter (only circuitbreaker and retry)"),
+                    format!("resilience4j {module} is not supported by this filter (only circuitbreaker, retry, bulkhead, thread-pool-bulkhead and ratelimiter)"),
                 );
             }
         }

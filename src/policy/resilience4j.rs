@@ -19,7 +19,11 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::model::{BreakerConfig, InitialState, RetryConfig, SlidingWindowType, StateAfterWait};
+use super::admission::{BulkheadProperties, RateLimiterProperties, ThreadPoolBulkheadProperties};
+use super::model::{
+    BreakerConfig, BulkheadConfig, InitialState, RateLimiterConfig, RetryConfig, SlidingWindowType,
+    StateAfterWait, ThreadPoolBulkheadConfig,
+};
 use super::properties::{
     properties, read_layer, BaseConfig, Bool, ClassName, Duration, Factor, FailureList, IgnoreList,
     Int, Multiplier, Percent, Prop, Properties, Val, WindowSize, BASE_CONFIG,
@@ -36,15 +40,22 @@ pub const MAX_INSTANCES: usize = 256;
 const MAX_CHAIN: usize = 32;
 
 /// A validated `resilience4j` tree: its instances, resolved.
+#[derive(Default)]
 pub(super) struct Resilience4j {
     pub circuit_breakers: BTreeMap<String, BreakerConfig>,
     pub retries: BTreeMap<String, RetryConfig>,
+    pub bulkheads: BTreeMap<String, BulkheadConfig>,
+    pub thread_pool_bulkheads: BTreeMap<String, ThreadPoolBulkheadConfig>,
+    pub rate_limiters: BTreeMap<String, RateLimiterConfig>,
 }
 
 keys! {
     enum ModuleKey (Hint::Modules) {
         CircuitBreaker = "circuitbreaker",
         Retry = "retry",
+        Bulkhead = "bulkhead",
+        ThreadPoolBulkhead = "thread-pool-bulkhead",
+        RateLimiter = "ratelimiter",
     }
 }
 
@@ -53,6 +64,9 @@ pub(super) fn read(value: &Value, path: &str, warnings: &mut Vec<String>) -> Res
     let mut tree = Resilience4j {
         circuit_breakers: BTreeMap::new(),
         retries: BTreeMap::new(),
+        bulkheads: BTreeMap::new(),
+        thread_pool_bulkheads: BTreeMap::new(),
+        rate_limiters: BTreeMap::new(),
     };
     let mut circuit_breakers = None;
     let mut retries = None;
@@ -60,6 +74,16 @@ pub(super) fn read(value: &Value, path: &str, warnings: &mut Vec<String>) -> Res
         match key {
             ModuleKey::CircuitBreaker => circuit_breakers = Some((value, path)),
             ModuleKey::Retry => retries = Some((value, path)),
+            ModuleKey::Bulkhead => {
+                tree.bulkheads = read_module::<BulkheadProperties>(value, &path, warnings)?;
+            }
+            ModuleKey::ThreadPoolBulkhead => {
+                tree.thread_pool_bulkheads =
+                    read_module::<ThreadPoolBulkheadProperties>(value, &path, warnings)?;
+            }
+            ModuleKey::RateLimiter => {
+                tree.rate_limiters = read_module::<RateLimiterProperties>(value, &path, warnings)?;
+            }
         }
     }
     if let Some((value, path)) = circuit_breakers {
@@ -73,6 +97,14 @@ pub(super) fn read(value: &Value, path: &str, warnings: &mut Vec<String>) -> Res
         return Err(error(
             path,
             format!("at most {MAX_INSTANCES} circuit breaker and retry instances, got {instances}"),
+        ));
+    }
+    let admission =
+        tree.bulkheads.len() + tree.thread_pool_bulkheads.len() + tree.rate_limiters.len();
+    if admission > MAX_INSTANCES {
+        return Err(error(
+            path,
+            format!("at most {MAX_INSTANCES} bulkhead, thread-pool-bulkhead and ratelimiter instances, got {admission}"),
         ));
     }
     Ok(tree)

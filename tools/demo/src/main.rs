@@ -312,6 +312,46 @@ fn run() -> Result<(), String> {
         );
     }
 
+    t.say("7. A bulkhead: payment-service gets `resilience4j.bulkhead.instances.payment-service.max-concurrent-calls: 2` (live policy change). It answers slowly (1.5 s); 4 calls at once: 2 reach it, 2 are refused at once with 503 and `x-resilience4j-refused` (max-wait-duration 0), not recorded by any breaker, not retried.");
+    lowered["resilience4j"]["bulkhead"] =
+        json!({"instances": {"payment-service": {"max-concurrent-calls": 2}}});
+    let update = envoy.set_policy(&lowered)?;
+    println!("  policy update {update:?}");
+    services.payment.set_default(Action::delay(1500, 200));
+    services.payment.reset_requests();
+    let port = envoy.port();
+    let calls: Vec<_> = (0..4)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let response = harness::get(port, PAYMENT, &format!("/payments/{}", 40 + i));
+                (i, started.elapsed(), response)
+            })
+        })
+        .collect();
+    for call in calls {
+        let Ok((i, took, response)) = call.join() else {
+            continue;
+        };
+        match response {
+            Ok(r) => println!(
+                "  GET payment-service /payments/{}  {}  after {:>5} ms  {}",
+                40 + i,
+                r.status,
+                took.as_millis(),
+                r.header("x-resilience4j-refused")
+                    .map(|v| format!("refused: {v}"))
+                    .unwrap_or_else(|| "from the upstream".to_string())
+            ),
+            Err(e) => println!("  GET payment-service /payments/{}  failed: {e}", 40 + i),
+        }
+    }
+    println!(
+        "  payment-service received {} of the 4 calls",
+        services.payment.count()
+    );
+    services.payment.set_default(Action::status(200));
+
     println!("\nEnvoy keeps running with the changed policy (user-service threshold 20 %):");
     println!("  listener  http://127.0.0.1:{}   e.g. curl -H 'Host: user-service' http://127.0.0.1:{}/users/1", envoy.port(), envoy.port());
     if kafka.is_some() {
