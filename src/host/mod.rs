@@ -10,6 +10,7 @@
 //! - `abi`, `store`, `metrics`: host calls, shared data, Envoy stats.
 
 mod abi;
+mod boot;
 mod breaker;
 mod events;
 mod metrics;
