@@ -155,6 +155,15 @@ impl RootContext for FilterRoot {
         let policy = match read_policy(&config) {
             Ok(policy) => {
                 boot::mark_accepted(&plugin_name);
+                if policy.circuit_breakers.is_empty()
+                    && policy.retries.is_empty()
+                    && policy.events.is_none()
+                {
+                    log::warn!(
+                        "policy guards nothing (no circuit breaker, retry or events): every \
+                         request passes through"
+                    );
+                }
                 policy
             }
             Err(message) if !boot::run_pass_through(&plugin_name, boot::fingerprint(&config)) => {
