@@ -17,6 +17,7 @@ mod metrics;
 mod replay;
 mod retry;
 mod root;
+mod stat_names;
 mod store;
 mod stream;
 

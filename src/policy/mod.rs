@@ -24,8 +24,8 @@ use serde_json::Value;
 
 pub use events::parse_events;
 pub use model::*;
-pub(crate) use read::describe;
 pub use read::{canonical_key, PolicyError, UNSUPPORTED_MODULES};
+pub(crate) use read::{describe, shorten};
 pub use resilience4j::MAX_INSTANCES;
 
 /// Upper bound of `exponential-backoff-multiplier` (breaker and retry). resilience4j has none;
