@@ -25,7 +25,10 @@ use serde_json::Value;
 pub use events::parse_events;
 pub use model::*;
 pub use read::{canonical_key, PolicyError, UNSUPPORTED_MODULES};
-pub(crate) use read::{describe, shorten};
+pub(crate) use read::describe;
+// For the host's log lines (names cut short).
+#[cfg(target_os = "wasi")]
+pub(crate) use read::shorten;
 pub use resilience4j::MAX_INSTANCES;
 
 /// Upper bound of `exponential-backoff-multiplier` (breaker and retry). resilience4j has none;
