@@ -117,7 +117,7 @@ fuzz:
 # keeps growing. SOAK_SECS sets the length.
 SOAK_SECS ?= 180
 soak: deps wasm
-	SOAK_SECS=$(SOAK_SECS) $(CARGO) test -p sidecar-resilience-tests --release --test soak -- --ignored --nocapture
+	SOAK_SECS=$(SOAK_SECS) $(CARGO) test -p sidecar-resilience-tests --test soak -- --ignored --nocapture
 
 clean:
 	$(CARGO) clean
