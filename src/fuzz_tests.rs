@@ -67,7 +67,10 @@ impl Rng {
 /// Runs `property` on `iterations()` generated cases; a panic is reported with its case.
 fn check(name: &str, mut property: impl FnMut(&mut Rng) -> Result<(), String>) {
     let n = iterations();
-    let seed = base_seed() ^ name.bytes().fold(0u64, |h, b| h.rotate_left(5) ^ u64::from(b));
+    let seed = base_seed()
+        ^ name
+            .bytes()
+            .fold(0u64, |h, b| h.rotate_left(5) ^ u64::from(b));
     for case in 0..n {
         let mut rng = Rng::new(seed.wrapping_add(case.wrapping_mul(0x1000_0000_01b3)));
         if let Err(message) = property(&mut rng) {
@@ -83,6 +86,7 @@ fn check(name: &str, mut property: impl FnMut(&mut Rng) -> Result<(), String>) {
 // ---------------------------------------------------------------------------------------------
 // Generated JSON, biased towards what the readers look for.
 
+#[rustfmt::skip]
 const POLICY_KEYS: &[&str] = &[
     "resilience4j", "circuitbreaker", "circuitBreaker", "retry", "instances", "configs",
     "default", "base-config", "baseConfig", "upstreams", "fallbacks", "retry-options", "events",
@@ -99,6 +103,7 @@ const POLICY_KEYS: &[&str] = &[
     "a.b", "a_b", "order.created", "", " ", "x-fallback", ":status", "content-length",
 ];
 
+#[rustfmt::skip]
 const STRINGS: &[&str] = &[
     "", "10s", "500ms", "1m", "PT30S", "-1s", "1.5s", "99999999999d", "5xx", "4xx", "503",
     "connect-failure", "reset", "timeout", "java.io.IOException", "COUNT_BASED", "TIME_BASED",
@@ -168,7 +173,12 @@ fn mutated_policy(rng: &mut Rng) -> Value {
         "events": {"bridges": ["kafka-bridge"], "topics": {"order.created": {"mode": "envelope"}}}
     });
     let paths: &[&[&str]] = &[
-        &["resilience4j", "circuitbreaker", "instances", "user-service"],
+        &[
+            "resilience4j",
+            "circuitbreaker",
+            "instances",
+            "user-service",
+        ],
         &["resilience4j", "circuitbreaker", "configs", "default"],
         &["resilience4j", "circuitbreaker"],
         &["resilience4j", "retry", "instances", "user-service"],
@@ -235,7 +245,9 @@ fn check_policy_text(text: &str) -> Result<(), String> {
                     if named {
                         Ok(())
                     } else {
-                        Err(format!("error without a path into the policy: {e} for {text}"))
+                        Err(format!(
+                            "error without a path into the policy: {e} for {text}"
+                        ))
                     }
                 }
                 _ => Ok(()),
@@ -270,6 +282,7 @@ fn policy_parser_never_panics_on_damaged_text() {
 // ---------------------------------------------------------------------------------------------
 // The events codec: produce bodies, record headers, request headers.
 
+#[rustfmt::skip]
 const RECORD_KEYS: &[&str] = &[
     "records", "value", "key", "partition", "headers", "id", "type", "source", "timestamp",
     "time", "data", "data_base64", "version", "datacontenttype", "dataencoding", "traceparent",
@@ -377,7 +390,7 @@ fn events_codec_never_panics_and_answers_within_the_limit() {
         };
         let input = StampInput {
             config,
-            topic: *rng.pick(&["t", "k", "order.created", ""]),
+            topic: rng.pick::<&str>(&["t", "k", "order.created", ""]),
             source: "svc.ns",
             content_type,
             traceparent,
@@ -408,7 +421,10 @@ fn events_codec_never_panics_and_answers_within_the_limit() {
                     .map_err(|e| format!("stamped body not JSON: {e}"))?;
                 let n = out["records"].as_array().map_or(0, Vec::len) as u64;
                 if n != stamped.stats.records {
-                    return Err(format!("{n} records out, {} counted", stamped.stats.records));
+                    return Err(format!(
+                        "{n} records out, {} counted",
+                        stamped.stats.records
+                    ));
                 }
                 Ok(())
             }
@@ -428,7 +444,9 @@ fn events_codec_never_panics_and_answers_within_the_limit() {
     });
     check("events-request-line", |rng| {
         let method = rng.pick(&["POST", "GET", "post", ""]).to_string();
-        let mut path = rng.pick(&["/topics/", "/topics/t/partitions/", "/consumers/", "/"]).to_string();
+        let mut path = rng
+            .pick(&["/topics/", "/topics/t/partitions/", "/consumers/", "/"])
+            .to_string();
         path.push_str(&String::from_utf8_lossy(&rng.bytes(20)));
         let _ = events::produce_target(&method, &path);
         let _ = events::format_of(Some(&gen_string(rng)));
@@ -506,7 +524,11 @@ fn shared_state_decoders_never_panic_on_any_bytes() {
             }
         };
         // Decoded under its own config or another one (a rollout in progress).
-        let config = if rng.chance(3) { rng.pick(&configs) } else { config };
+        let config = if rng.chance(3) {
+            rng.pick(&configs)
+        } else {
+            config
+        };
         if let Ok(mut breaker) = CircuitBreaker::decode(&bytes, config) {
             exercise(&mut breaker, config, rng);
         }

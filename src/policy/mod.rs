@@ -24,8 +24,8 @@ use serde_json::Value;
 
 pub use events::parse_events;
 pub use model::*;
-pub use read::{canonical_key, PolicyError, UNSUPPORTED_MODULES};
 pub(crate) use read::describe;
+pub use read::{canonical_key, PolicyError, UNSUPPORTED_MODULES};
 // For the host's log lines (names cut short).
 #[cfg(target_os = "wasi")]
 pub(crate) use read::shorten;
