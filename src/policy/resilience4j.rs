@@ -436,6 +436,8 @@ impl Module for BreakerProperties {
             } else {
                 d.open_wait_max_ms
             },
+            transition_to_state_after_wait_duration: d.transition_to_state_after_wait_duration,
+            open_wait_randomization_factor: d.open_wait_randomization_factor,
             initial_state: initial_state.unwrap_or(d.initial_state),
             record: record_exceptions.unwrap_or(d.record),
             ignore: ignore_exceptions.unwrap_or(d.ignore),
