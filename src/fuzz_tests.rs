@@ -478,10 +478,11 @@ fn exercise(breaker: &mut CircuitBreaker, config: &BreakerConfig, rng: &mut Rng)
     let mut now = rng.next() >> rng.below(64);
     for _ in 0..rng.below(8) {
         now = now.saturating_add(rng.below(100_000) as u64);
-        let _ = breaker.try_acquire_permission(config, now);
+        let r = (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
+        let _ = breaker.try_acquire_permission(config, now, || r);
         let outcome = *rng.pick(&[Outcome::Success, Outcome::Failure, Outcome::Ignored]);
-        let _ = breaker.on_result(config, now, outcome, rng.below(10_000) as u64);
-        let _ = breaker.on_tick(config, now);
+        let _ = breaker.on_result(config, now, outcome, rng.below(10_000) as u64, || r);
+        let _ = breaker.on_tick(config, now, || r);
         let _ = breaker.snapshot(config, now);
         if rng.chance(3) {
             breaker.release_permission(config);
@@ -497,7 +498,7 @@ fn shared_state_decoders_never_panic_on_any_bytes() {
     let mut encodings = Vec::new();
     let mut rng = Rng::new(11);
     for config in &configs {
-        let mut breaker = CircuitBreaker::new(config, 0);
+        let mut breaker = CircuitBreaker::new(config, 0, || 0.5);
         for _ in 0..40 {
             exercise(&mut breaker, config, &mut rng);
             encodings.push((config.clone(), breaker.encode(config)));
