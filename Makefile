@@ -27,7 +27,7 @@ WASM_TEST_ENV := CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(ROOT)/.tools/bin/w
 
 .PHONY: help deps deps-bench wasm test unit-native unit-wasm integration validate lint run clean
 .PHONY: deps-oci oci docker-run
-.PHONY: bench
+.PHONY: bench fuzz soak
 
 help:
 	@echo "make run         build and start the demo: Envoy + the filter + demo upstreams"
@@ -38,6 +38,8 @@ help:
 	@echo "make wasm        build the filter: $(FILTER_WASM)"
 	@echo "make validate    envoy --mode validate on every shipped bootstrap and the filter config"
 	@echo "make lint        cargo fmt --check and clippy (native and wasm32-wasip1), warnings denied"
+	@echo "make fuzz        the property tests (src/fuzz_tests.rs) with FUZZ_ITERATIONS inputs each (default 200000)"
+	@echo "make soak        real Envoy under load with policy pushes for SOAK_SECS (default 180); fails if RSS grows"
 	@echo "make clean       remove build output (keeps .venv and .tools)"
 	@echo "make oci         OCI image of the filter (target/oci) + rendered istio/ manifests;"
 	@echo "                 make oci PUSH=HOST[:PORT]/REPO[:TAG] also pushes it"
@@ -105,6 +107,20 @@ bench: deps-bench wasm
 	$(CARGO) build --quiet -p kafka-bridge
 	$(CARGO) build --quiet -p noop-filter --target wasm32-wasip1 --release
 	$(CARGO) run --quiet -p bench -- $(BENCH_ARGS)
+
+# The property tests of `make test` (policy parser, events codec, shared-state decoders; a
+# deterministic generator in src/fuzz_tests.rs) with many more inputs, optimized. FUZZ_SEED
+# picks another input sequence. Prints the inputs run per property.
+FUZZ_ITERATIONS ?= 200000
+fuzz:
+	FUZZ_ITERATIONS=$(FUZZ_ITERATIONS) $(CARGO) test -p sidecar-resilience --lib --release fuzz_tests -- --nocapture --test-threads 2
+
+# A soak against a real Envoy (tests/soak.rs, ignored in `make test`): steady traffic through
+# guarded and unguarded routes with policy pushes, Envoy's RSS printed over time; fails if it
+# keeps growing. SOAK_SECS sets the length.
+SOAK_SECS ?= 180
+soak: deps wasm
+	SOAK_SECS=$(SOAK_SECS) $(CARGO) test -p sidecar-resilience-tests --test soak -- --ignored --nocapture
 
 clean:
 	$(CARGO) clean

@@ -20,3 +20,6 @@ pub const FILTER_NAME: &str = "sidecar-resilience";
 
 #[cfg(target_os = "wasi")]
 mod host;
+
+#[cfg(test)]
+mod fuzz_tests;

@@ -553,3 +553,39 @@ fn shipped_bootstrap_and_policy_stamp_what_goes_to_the_kafka_bridge() {
         "{line} missing from /stats/prometheus"
     );
 }
+
+/// ~7,000 small records: 104 KB as sent, over 1 MB once stamped. The limit holds for what is
+/// forwarded: the filter's JSON 413, and no record counted as stamped (before: Envoy's plain
+/// 413 after the filter had counted every record).
+#[test]
+fn a_batch_over_the_limit_once_stamped_gets_the_filters_413_and_is_not_counted() {
+    let stack = Stack::start(json!({"bridges": ["kafka-bridge"]})).unwrap();
+    let records: Vec<Value> = (0..7000).map(|i| json!({"value": i})).collect();
+    let body = json!({ "records": records }).to_string();
+    assert!(body.len() < 110_000, "{}", body.len());
+    let r = stack
+        .produce("order.created", JSON, body.as_bytes(), &[])
+        .unwrap();
+    assert_eq!(r.status, 413, "{}", r.text());
+    let error = r.json().unwrap_or_else(|e| panic!("{e}: {}", r.text()));
+    assert_eq!(error["error_code"], 413);
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("once stamped, over the limit"),
+        "{error}"
+    );
+    let stamped = stack
+        .envoy
+        .stat("wasmcustom.sidecar_events_records_stamped.topic.order_created")
+        .unwrap_or(0);
+    assert_eq!(stamped, 0, "nothing forwarded, nothing counted");
+    // A batch that fits once stamped goes through.
+    let records: Vec<Value> = (0..100).map(|i| json!({"value": i})).collect();
+    let body = json!({ "records": records }).to_string();
+    let r = stack
+        .produce("order.created", JSON, body.as_bytes(), &[])
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+}

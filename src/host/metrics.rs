@@ -46,8 +46,12 @@ fn stat_segment(s: &str) -> String {
     s.replace('.', "_")
 }
 
-/// Defines a metric; None (a no-op metric) if the host refuses, with a warning.
+/// Defines a metric; None (a no-op metric) if the host refuses, with a warning, or if the
+/// name is new and the VM's stat-name budget is spent (see [`crate::stat_budget`]).
 pub fn define(kind: u32, name: String) -> Option<u32> {
+    if !super::stat_names::admit(&name) {
+        return None;
+    }
     match abi::define_metric(kind, &name) {
         Ok(id) => Some(id),
         Err(e) => {

@@ -12,12 +12,14 @@
 
 mod abi;
 mod admission;
+mod boot;
 mod breaker;
 mod events;
 mod metrics;
 mod replay;
 mod retry;
 mod root;
+mod stat_names;
 mod store;
 mod stream;
 

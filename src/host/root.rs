@@ -12,6 +12,7 @@ use crate::policy::Policy;
 
 use super::abi;
 use super::admission::{self, InstanceAdmission, SharedAdmissions};
+use super::boot;
 use super::breaker::SharedBreaker;
 use super::events::Events;
 use super::retry::{self, RetryInstance, SharedCalls};
@@ -97,18 +98,21 @@ impl Runtime {
     }
 }
 
+/// The plugin configuration as Envoy handed it (empty when there is none).
+fn read_config() -> Result<Vec<u8>, String> {
+    match abi::get_buffer(abi::BUFFER_PLUGIN_CONFIGURATION, 0, usize::MAX) {
+        Ok(Some(bytes)) => Ok(bytes),
+        Ok(None) => Ok(Vec::new()),
+        Err(e) => Err(format!(
+            "plugin configuration unreadable (host status {})",
+            e.0
+        )),
+    }
+}
+
 /// The plugin configuration, parsed and checked; policy warnings are logged.
-fn read_policy() -> Result<Policy, String> {
-    let text = match abi::get_buffer(abi::BUFFER_PLUGIN_CONFIGURATION, 0, usize::MAX) {
-        Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
-        Ok(None) => String::from("{}"),
-        Err(e) => {
-            return Err(format!(
-                "plugin configuration unreadable (host status {})",
-                e.0
-            ))
-        }
-    };
+fn read_policy(config: &[u8]) -> Result<Policy, String> {
+    let text = String::from_utf8_lossy(config);
     let policy = Policy::from_json(&text).map_err(|e| e.to_string())?;
     for warning in &policy.warnings {
         log::warn!("policy: {warning}");
@@ -147,14 +151,48 @@ impl Context for FilterRoot {
 
 impl RootContext for FilterRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let policy = match read_policy() {
-            Ok(policy) => policy,
+        let plugin_name = plugin_name();
+        let config = match read_config() {
+            Ok(config) => config,
             Err(message) => {
                 log::error!("policy rejected: {message}");
                 return false;
             }
         };
-        let plugin_name = plugin_name();
+        let policy = match read_policy(&config) {
+            Ok(policy) => {
+                boot::mark_accepted(&plugin_name);
+                if policy.circuit_breakers.is_empty()
+                    && policy.retries.is_empty()
+                    && policy.bulkheads.is_empty()
+                    && policy.thread_pool_bulkheads.is_empty()
+                    && policy.rate_limiters.is_empty()
+                    && policy.events.is_none()
+                {
+                    log::warn!(
+                        "policy guards nothing (no resilience4j instance or events): every \
+                         request passes through"
+                    );
+                }
+                policy
+            }
+            Err(message) if !boot::run_pass_through(&plugin_name, boot::fingerprint(&config)) => {
+                log::error!("policy rejected: {message}");
+                return false;
+            }
+            Err(message) => {
+                // Refusing would leave Envoy without a filter config: 500 on every route.
+                log::error!(
+                    "policy rejected: {message}; no policy was accepted before, so the filter \
+                     runs PASS-THROUGH (no circuit breaker, retry or events) until a valid \
+                     policy arrives"
+                );
+                match Policy::from_json("{}") {
+                    Ok(empty) => empty,
+                    Err(_) => return false,
+                }
+            }
+        };
         if self.admissions.borrow().worker == 0 {
             self.admissions.borrow_mut().worker = admission::store_worker_id(&plugin_name);
         }

@@ -100,6 +100,16 @@ fn read_fallback(
                         serde_json::to_string(other)
                             .map_err(|e| error(&path, format!("cannot be serialized: {e}")))?,
                     ),
+                };
+                let size = fallback.body.as_ref().map_or(0, String::len);
+                if size > super::MAX_FALLBACK_BODY_BYTES {
+                    return Err(error(
+                        &path,
+                        format!(
+                            "at most {} bytes, got {size}",
+                            super::MAX_FALLBACK_BODY_BYTES
+                        ),
+                    ));
                 }
             }
             FallbackKey::On if !top_level => {
@@ -193,7 +203,8 @@ pub(super) fn read_retry_options(
                 }
                 RetryOptionsKey::MaxBodyBytes => {
                     options.max_body_bytes =
-                        u32::try_from(integer(value, &path, 0, JAVA_INT_MAX)?).unwrap_or(0)
+                        u32::try_from(integer(value, &path, 0, super::MAX_RETRY_BODY_BYTES)?)
+                            .unwrap_or(0)
                 }
                 RetryOptionsKey::PerTryTimeout => {
                     options.per_try_timeout_ms = duration_ms(value, &path, 1)?

@@ -12,6 +12,8 @@ mod admission;
 mod events;
 mod filter_keys;
 mod java_exceptions;
+#[cfg(test)]
+mod limits_tests;
 mod model;
 mod outcomes;
 mod properties;
@@ -26,7 +28,25 @@ pub use events::parse_events;
 pub use model::*;
 pub(crate) use read::describe;
 pub use read::{canonical_key, PolicyError, UNSUPPORTED_MODULES};
+// For the host's log lines (names cut short).
+#[cfg(target_os = "wasi")]
+pub(crate) use read::shorten;
 pub use resilience4j::MAX_INSTANCES;
+
+/// Upper bound of `exponential-backoff-multiplier` (breaker and retry). resilience4j has none;
+/// beyond this the wait reaches any cap within a step or two and larger values only risk
+/// overflowing the arithmetic.
+pub const MAX_MULTIPLIER: f64 = 100.0;
+/// Upper bound of `retry-options.<instance>.max-body-bytes`: a replayed body is held in the
+/// worker's Wasm memory, which never shrinks; 4 MiB keeps one stream's share bounded (Envoy's
+/// own buffer limit must be raised to match; see README).
+pub const MAX_RETRY_BODY_BYTES: i64 = 4 * 1024 * 1024;
+/// Upper bound of a `fallbacks.<instance>.body` (bytes): a fallback is a short answer held in
+/// every worker for the life of the policy.
+pub const MAX_FALLBACK_BODY_BYTES: usize = 64 * 1024;
+/// Upper bound of a name written as a map key (instances, configs, clusters, headers): longer
+/// names are mistakes, and they end up in stat names, shared-data keys and log lines.
+pub const MAX_NAME_CHARS: usize = 256;
 
 use read::{error, keyed, keys, Hint};
 
@@ -42,8 +62,22 @@ keys! {
 
 /// Parses and validates a whole policy. Any error rejects the whole policy.
 fn parse_policy(text: &str) -> Result<Policy, PolicyError> {
+    // An empty configuration or a bare `null` would read as a policy without instances and
+    // silently remove every breaker and retry: refused (`{}` says it on purpose).
+    if text.trim().is_empty() {
+        return Err(error(
+            "",
+            "policy is empty (write {} for a policy that guards nothing)",
+        ));
+    }
     let root: Value = serde_json::from_str(text)
         .map_err(|e| error("", format!("policy is not valid JSON: {e}")))?;
+    if root.is_null() {
+        return Err(error(
+            "",
+            "policy is null (write {} for a policy that guards nothing)",
+        ));
+    }
     let mut warnings = Vec::new();
     let (mut resilience4j, mut upstreams, mut fallbacks, mut retry_options, mut events) =
         (None, None, None, None, None);

@@ -29,7 +29,8 @@ use super::properties::{
     Int, Multiplier, Percent, Prop, Properties, Val, WindowSize, BASE_CONFIG,
 };
 use super::read::{
-    entries, error, integer, keyed, keys, object, string, Hint, Key, Result, JAVA_INT_MAX,
+    entries, error, integer, join, keyed, keys, object, shorten, string, Hint, Key, Result,
+    JAVA_INT_MAX,
 };
 
 /// Breakers are shared-data keys and ~20 stats each, retries a budget key and stats each:
@@ -88,9 +89,11 @@ pub(super) fn read(value: &Value, path: &str, warnings: &mut Vec<String>) -> Res
     }
     if let Some((value, path)) = circuit_breakers {
         tree.circuit_breakers = read_module::<BreakerProperties>(value, &path, warnings)?;
+        check_stat_names(&path, tree.circuit_breakers.keys())?;
     }
     if let Some((value, path)) = retries {
         tree.retries = read_module::<RetryProperties>(value, &path, warnings)?;
+        check_stat_names(&path, tree.retries.keys())?;
     }
     let instances = tree.circuit_breakers.len() + tree.retries.len();
     if instances > MAX_INSTANCES {
@@ -108,6 +111,28 @@ pub(super) fn read(value: &Value, path: &str, warnings: &mut Vec<String>) -> Res
         ));
     }
     Ok(tree)
+}
+
+/// Two instances of one module whose names differ only by `.` vs `_` would share one set of
+/// Envoy stats (the host writes dots in names as `_`: Envoy cuts tags at dots), so one's
+/// counts would show up as the other's: refused.
+fn check_stat_names<'a>(path: &str, names: impl Iterator<Item = &'a String>) -> Result<()> {
+    let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+    for name in names {
+        let segment = name.replace('.', "_");
+        if let Some(other) = seen.insert(segment, name.as_str()) {
+            return Err(error(
+                &join(path, "instances"),
+                format!(
+                    "instances '{}' and '{}' would share one set of stats (dots in names are \
+                     written as '_'): rename one",
+                    shorten(other),
+                    shorten(name)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------

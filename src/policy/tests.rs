@@ -1178,7 +1178,7 @@ fn minimal_section_takes_the_documented_defaults() {
     assert_eq!(c.bridges, vec!["kafka-bridge"]);
     assert_eq!(c.source_template, "{workload}.{namespace}");
     assert_eq!(c.spoofed_source, SpoofedSource::Correct);
-    assert_eq!(c.max_body_bytes, 1 << 20);
+    assert_eq!(c.max_body_bytes, 512 << 10);
     assert_eq!(c.default_mode, Mode::Envelope);
     let t = c.topic("order.created");
     assert_eq!(
