@@ -136,10 +136,10 @@ fn each_envelope_mode_lands_as_the_consumer_group_reads_it() {
     assert_eq!(paid.header("traceparent").as_deref(), Some(TP));
 
     assert_eq!(
-        stack
-            .envoy
-            .stat("wasmcustom.sidecar_events_records_stamped.topic.order_created")
-            .unwrap(),
+        stack.envoy.metric(
+            "sidecar_events_records_stamped_total",
+            &[("topic", "order_created")]
+        ),
         1
     );
 }
@@ -199,17 +199,17 @@ fn a_service_cannot_publish_as_another() {
         1
     );
     assert_eq!(
-        stack
-            .envoy
-            .stat("wasmcustom.sidecar_events_sources_corrected.topic.order_created")
-            .unwrap(),
+        stack.envoy.metric(
+            "sidecar_events_sources_corrected_total",
+            &[("topic", "order_created")]
+        ),
         1
     );
     assert_eq!(
-        stack
-            .envoy
-            .stat("wasmcustom.sidecar_events_sources_corrected.topic.payment_completed")
-            .unwrap(),
+        stack.envoy.metric(
+            "sidecar_events_sources_corrected_total",
+            &[("topic", "payment_completed")]
+        ),
         1
     );
 }
@@ -367,10 +367,10 @@ fn an_enveloped_record_keeps_its_id_and_binary_values_keep_their_bytes() {
         "binary mode: the bytes, untouched"
     );
     assert_eq!(
-        stack
-            .envoy
-            .stat("wasmcustom.sidecar_events_envelopes_kept.topic.order_created")
-            .unwrap(),
+        stack.envoy.metric(
+            "sidecar_events_envelopes_kept_total",
+            &[("topic", "order_created")]
+        ),
         1
     );
 }
@@ -448,9 +448,10 @@ fn bad_input_gets_its_error_and_nothing_of_it_lands() {
     .unwrap();
     assert_eq!(got.len(), 1, "only the marker landed: {got:?}");
     assert_eq!(
-        stack.envoy.stat(
-            "wasmcustom.sidecar_events_requests_rejected.topic.order_created.reason.invalid_shape"
-        ).unwrap(),
+        stack.envoy.metric(
+            "sidecar_events_requests_rejected_total",
+            &[("topic", "order_created"), ("reason", "invalid_shape")]
+        ),
         4
     );
 }
@@ -547,7 +548,7 @@ fn shipped_bootstrap_and_policy_stamp_what_goes_to_the_kafka_bridge() {
     assert_eq!(record["key"], "o-1001", "partition-key /orderId: {stamped}");
     // Per-topic metrics, with the bootstrap's stats_tags turning them into labels.
     let prometheus = envoy.admin_get("/stats/prometheus").unwrap();
-    let line = r#"sidecar_events_records_stamped{topic="order_created"} 1"#;
+    let line = r#"sidecar_events_records_stamped_total{topic="order_created"} 1"#;
     assert!(
         prometheus.lines().any(|l| l == line),
         "{line} missing from /stats/prometheus"

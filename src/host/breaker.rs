@@ -40,9 +40,9 @@ impl SharedBreaker {
     ) -> Self {
         SharedBreaker {
             instance: instance.to_string(),
-            config,
             key: store::breaker_key(plugin_name, instance),
-            metrics: BreakerMetrics::define(instance),
+            metrics: BreakerMetrics::define(instance, &config),
+            config,
             fallback,
         }
     }
@@ -90,7 +90,7 @@ impl SharedBreaker {
             (kind, transition, snapshot)
         }) {
             Ok((kind, transition, snapshot)) => {
-                self.metrics.count_call(kind);
+                self.metrics.count_call(kind, duration_ms);
                 if let Some(snapshot) = snapshot {
                     self.after_update(transition, &snapshot);
                 }

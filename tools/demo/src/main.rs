@@ -81,9 +81,8 @@ fn circuit_state(envoy: &Envoy, instance: &str) -> String {
         "disabled",
         "metrics_only",
     ] {
-        let name =
-            format!("wasmcustom.resilience4j_circuitbreaker_state.name.{instance}.state.{state}");
-        if envoy.stat(&name) == Some(1) {
+        let labels = [("name", instance), ("state", state)];
+        if envoy.metric("resilience4j_circuitbreaker_state", &labels) == 1 {
             return state.to_ascii_uppercase();
         }
     }
