@@ -136,10 +136,13 @@ fn each_envelope_mode_lands_as_the_consumer_group_reads_it() {
     assert_eq!(paid.header("traceparent").as_deref(), Some(TP));
 
     assert_eq!(
-        stack.envoy.metric(
-            "sidecar_events_records_stamped_total",
-            &[("topic", "order_created")]
-        ),
+        stack
+            .envoy
+            .metric(
+                "sidecar_events_records_stamped_total",
+                &[("topic", "order_created")]
+            )
+            .unwrap(),
         1
     );
 }
@@ -199,17 +202,23 @@ fn a_service_cannot_publish_as_another() {
         1
     );
     assert_eq!(
-        stack.envoy.metric(
-            "sidecar_events_sources_corrected_total",
-            &[("topic", "order_created")]
-        ),
+        stack
+            .envoy
+            .metric(
+                "sidecar_events_sources_corrected_total",
+                &[("topic", "order_created")]
+            )
+            .unwrap(),
         1
     );
     assert_eq!(
-        stack.envoy.metric(
-            "sidecar_events_sources_corrected_total",
-            &[("topic", "payment_completed")]
-        ),
+        stack
+            .envoy
+            .metric(
+                "sidecar_events_sources_corrected_total",
+                &[("topic", "payment_completed")]
+            )
+            .unwrap(),
         1
     );
 }
@@ -367,10 +376,13 @@ fn an_enveloped_record_keeps_its_id_and_binary_values_keep_their_bytes() {
         "binary mode: the bytes, untouched"
     );
     assert_eq!(
-        stack.envoy.metric(
-            "sidecar_events_envelopes_kept_total",
-            &[("topic", "order_created")]
-        ),
+        stack
+            .envoy
+            .metric(
+                "sidecar_events_envelopes_kept_total",
+                &[("topic", "order_created")]
+            )
+            .unwrap(),
         1
     );
 }
@@ -448,10 +460,13 @@ fn bad_input_gets_its_error_and_nothing_of_it_lands() {
     .unwrap();
     assert_eq!(got.len(), 1, "only the marker landed: {got:?}");
     assert_eq!(
-        stack.envoy.metric(
-            "sidecar_events_requests_rejected_total",
-            &[("topic", "order_created"), ("reason", "invalid_shape")]
-        ),
+        stack
+            .envoy
+            .metric(
+                "sidecar_events_requests_rejected_total",
+                &[("topic", "order_created"), ("reason", "invalid_shape")]
+            )
+            .unwrap(),
         4
     );
 }

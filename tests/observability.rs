@@ -5,6 +5,8 @@
 //! stats_config is shaped like Istio's (tags from `extraStatTags`, its stats matcher) gives the
 //! same series as envoy/bootstrap.yaml. The shipped alert rules pass `promtool test rules`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
