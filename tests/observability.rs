@@ -441,3 +441,65 @@ fn promtool(dir: &Path, args: &[&str]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// One label set in three places: Istio's `extraStatTags` (what a mesh gets), the regexes
+/// envoy/bootstrap.yaml declares for them (Istio's shape), and this test's Istio bootstrap.
+#[test]
+fn istio_extra_stat_tags_are_the_bootstrap_tags() {
+    let mesh =
+        yaml::load_file(&repo_root().join("istio/observability/mesh-stats-tags.yaml")).unwrap();
+    let extra: Vec<&str> = mesh[0]["spec"]["meshConfig"]["defaultConfig"]["extraStatTags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let bootstrap = std::fs::read_to_string(bootstrap_template()).unwrap();
+    let (_, stats) = bootstrap.split_once("stats_config:").unwrap();
+    let (stats, _) = stats.split_once("\nadmin:").unwrap();
+    let stats = yaml::load_docs(stats).unwrap();
+    let declared: Vec<(String, String)> = stats[0]["stats_tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["tag_name"].as_str().unwrap().to_string(),
+                t["regex"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let istio_shape: Vec<(String, String)> = extra
+        .iter()
+        .map(|tag| (tag.to_string(), format!(r"({tag}=\.=(.*?);\.;)")))
+        .collect();
+    assert_eq!(declared, istio_shape);
+    for (tag, regex) in &istio_shape {
+        assert!(
+            ISTIO_STATS_CONFIG.contains(&format!("{{ tag_name: {tag}, regex: '{regex}' }}")),
+            "{tag}"
+        );
+    }
+    // No key ends with another (Istio's regexes are unanchored).
+    for a in &extra {
+        for b in &extra {
+            assert!(a == b || !a.ends_with(b), "{a} ends with {b}");
+        }
+    }
+    // The kustomization's files exist.
+    let kustomization =
+        yaml::load_file(&repo_root().join("istio/observability/kustomization.yaml")).unwrap();
+    let dir = repo_root().join("istio/observability");
+    for file in kustomization[0]["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(
+            kustomization[0]["configMapGenerator"][0]["files"]
+                .as_array()
+                .unwrap(),
+        )
+    {
+        assert!(dir.join(file.as_str().unwrap()).is_file(), "{file}");
+    }
+}
