@@ -103,7 +103,10 @@ fn print_metrics(envoy: &Envoy) {
     );
     for line in ours
         .iter()
-        .filter(|l| l.contains("calls_seconds_count") || l.contains("state=\"open\""))
+        .filter(|l| {
+            (l.contains("calls_seconds_count") && l.contains("kind=\"failed\""))
+                || l.contains("state=\"open\"")
+        })
         .take(5)
     {
         println!("            {line}");
