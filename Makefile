@@ -26,7 +26,7 @@ export ENVOY_BIN FILTER_WASM
 WASM_TEST_ENV := CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(ROOT)/.tools/bin/wasm-bindgen-test-runner
 
 .PHONY: help deps deps-bench wasm test unit-native unit-wasm integration validate lint run clean
-.PHONY: deps-oci oci docker-run
+.PHONY: deps-oci deps-prometheus oci docker-run
 .PHONY: bench fuzz soak
 
 help:
@@ -73,7 +73,7 @@ unit-wasm: deps
 # Integration tests (tests/*.rs) start real Envoys with the built filter (the harness,
 # tests/support) and run the tools they test, built first: the harness finds them in target/.
 TESTED_TOOLS := r4j-import wasm-oci kafka-bridge
-integration: deps deps-oci wasm
+integration: deps deps-oci deps-prometheus wasm
 	$(CARGO) build $(addprefix -p ,$(TESTED_TOOLS))
 	$(CARGO) test -p sidecar-resilience-tests --test '*'
 
@@ -134,6 +134,16 @@ deps-oci:
 	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
 	  $$sudo apt-get update -qq; \
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends docker-registry >/dev/null; }
+
+# tests/observability.rs scrapes the test Envoys with a real Prometheus and runs `promtool test
+# rules` on istio/observability/'s alert rules: Debian's prometheus (2.42, with promtool). The
+# test starts its own on a free port; the package's service is not used.
+deps-prometheus:
+	@command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || { \
+	  echo "deps-prometheus: installing prometheus (apt-get)"; \
+	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  $$sudo apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
 # The filter as a Wasm OCI image (tools/wasm-oci): target/oci/layout (OCI image layout) and
 # target/oci/istio/ (istio/*.yaml pinned to the image: url, sha256 = manifest digest,

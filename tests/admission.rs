@@ -41,7 +41,7 @@ fn statuses(responses: &[Response]) -> (usize, usize) {
 }
 
 fn gauge(envoy: &Envoy, metric: &str) -> Option<u64> {
-    envoy.stat(&format!("wasmcustom.{metric}.name.user-service"))
+    envoy.stat(&stat_name(metric, &[("name", "user-service")]))
 }
 
 /// Waits until the gauge reads `value` (published on the tick, each second). Well below the
@@ -87,15 +87,17 @@ fn n_plus_k_concurrent_slow_calls_exactly_n_reach_the_upstream() {
     assert_eq!(body["module"], "bulkhead");
     // Not recorded by the breaker: no failed call, no rejected one.
     assert_eq!(
-        envoy
-            .stat("wasmcustom.resilience4j_circuitbreaker_calls.name.user-service.kind.failed")
-            .unwrap_or(0),
+        envoy.metric(
+            "resilience4j_circuitbreaker_calls_seconds_count",
+            &[("name", "user-service"), ("kind", "failed")]
+        ),
         0
     );
     assert_eq!(
-        envoy
-            .stat("wasmcustom.resilience4j_circuitbreaker_calls.name.user-service.kind.successful")
-            .unwrap_or(0),
+        envoy.metric(
+            "resilience4j_circuitbreaker_calls_seconds_count",
+            &[("name", "user-service"), ("kind", "successful")]
+        ),
         3
     );
     // Every slot is back: the next 3 go through.

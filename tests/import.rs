@@ -282,9 +282,11 @@ fn imported_ecds_file_is_applied_by_a_real_envoy() {
     services.user.set_default(Action::status(200));
     assert_eq!(envoy.get("user-service", "/").unwrap().status, 200);
     assert_eq!(
-        envoy
-            .stat("wasmcustom.resilience4j_circuitbreaker_calls.name.user-service.kind.successful"),
-        Some(1)
+        envoy.metric(
+            "resilience4j_circuitbreaker_calls_seconds_count",
+            &[("name", "user-service"), ("kind", "successful")],
+        ),
+        1
     );
 }
 

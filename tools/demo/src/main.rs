@@ -81,13 +81,39 @@ fn circuit_state(envoy: &Envoy, instance: &str) -> String {
         "disabled",
         "metrics_only",
     ] {
-        let name =
-            format!("wasmcustom.resilience4j_circuitbreaker_state.name.{instance}.state.{state}");
-        if envoy.stat(&name) == Some(1) {
+        let labels = [("name", instance), ("state", state)];
+        if envoy.metric("resilience4j_circuitbreaker_state", &labels) == 1 {
             return state.to_ascii_uppercase();
         }
     }
     "-".to_string()
+}
+
+/// Where the series are: the scrape URL, what it holds and a few lines of it.
+fn print_metrics(envoy: &Envoy) {
+    let scraped = envoy.admin_get("/stats/prometheus").unwrap_or_default();
+    let ours: Vec<&str> = scraped
+        .lines()
+        .filter(|l| l.starts_with("resilience4j_") || l.starts_with("sidecar_events_"))
+        .collect();
+    println!(
+        "  metrics   {}/stats/prometheus   ({} series resilience4j_*, sidecar_events_*; README, Metrics)",
+        envoy.admin_url(),
+        ours.len()
+    );
+    for line in ours
+        .iter()
+        .filter(|l| {
+            (l.contains("calls_seconds_count") && l.contains("kind=\"failed\""))
+                || l.contains("state=\"open\"")
+        })
+        .take(5)
+    {
+        println!("            {line}");
+    }
+    println!(
+        "            Prometheus: scrape that path; Grafana: istio/observability/grafana-dashboard.json"
+    );
 }
 
 fn wait_with_countdown(seconds: u64, what: &str) {
@@ -357,10 +383,8 @@ fn run() -> Result<(), String> {
     if kafka.is_some() {
         println!("            curl -H 'Host: kafka-bridge' -H 'content-type: application/vnd.kafka.json.v2+json' -d '{{\"records\":[{{\"value\":{{\"orderId\":\"o-2\"}}}}]}}' http://127.0.0.1:{}/topics/order.created", envoy.port());
     }
-    println!(
-        "  admin     {}   (/stats?filter=resilience4j, /stats/prometheus)",
-        envoy.admin_url()
-    );
+    println!("  admin     {}", envoy.admin_url());
+    print_metrics(&envoy);
     if std::env::var_os("DEMO_EXIT").is_some() || !std::io::stdin().is_terminal() {
         println!("(not a terminal: stopping)");
         return Ok(());
