@@ -316,14 +316,18 @@ fn a_dead_upstream_is_retried_and_recorded_as_connect_failures() {
     envoy.filter_crashes().unwrap();
 }
 
-/// Sends a GET and goes away after `after` without reading the response.
-fn call_and_leave(port: u16, after: Duration) {
+/// Sends a GET and goes away without reading the response, once `upstream` has received
+/// `arrived` requests in all and `after` has passed; then gives Envoy a moment to notice.
+fn call_and_leave(port: u16, upstream: &Upstream, arrived: usize, after: Duration) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
         .write_all(format!("GET /users/1 HTTP/1.1\r\nhost: {USER}\r\n\r\n").as_bytes())
         .unwrap();
-    thread::sleep(after);
+    let started = Instant::now();
+    assert!(upstream.wait_for_count(arrived, Duration::from_secs(10)));
+    thread::sleep(after.saturating_sub(started.elapsed()));
     drop(stream);
+    thread::sleep(Duration::from_millis(300));
 }
 
 #[test]
@@ -341,7 +345,8 @@ fn callers_that_go_away_during_a_wait_or_a_replay_leave_nothing_behind() {
     // During the wait: no replay goes out for a caller that left.
     user.push(Action::status(500));
     let (_, got) = measure(&envoy, || {
-        call_and_leave(envoy.port(), Duration::from_millis(300));
+        // The wait is 800 ms: the caller leaves 300 ms into it.
+        call_and_leave(envoy.port(), user, 1, Duration::from_millis(300));
         thread::sleep(Duration::from_millis(1500));
         None
     });
@@ -349,14 +354,16 @@ fn callers_that_go_away_during_a_wait_or_a_replay_leave_nothing_behind() {
     assert_eq!(got, counted(&[("failed", 1)], 0));
 
     // During a replay: its permission is handed back, its late answer is dropped.
+    user.reset_requests();
     user.push(Action::status(500));
     user.push(Action::delay(1500, 200));
     let (_, got) = measure(&envoy, || {
-        call_and_leave(envoy.port(), Duration::from_millis(1200));
+        // The replay (the 2nd request since the reset) takes 1.5 s: the caller leaves while it is in flight.
+        call_and_leave(envoy.port(), user, 2, Duration::from_millis(0));
         thread::sleep(Duration::from_millis(1500));
         None
     });
-    assert_eq!(user.count(), 3);
+    assert_eq!(user.count(), 2);
     assert_eq!(got, counted(&[("failed", 1)], 1));
     assert_eq!(get_status(&envoy), Some(200));
     envoy.filter_crashes().unwrap();
@@ -396,7 +403,7 @@ fn a_half_open_trial_whose_caller_goes_away_frees_its_place() {
     // The trial's caller leaves before the headers.
     open(&envoy);
     user.push(Action::delay(1500, 200));
-    call_and_leave(envoy.port(), Duration::from_millis(300));
+    call_and_leave(envoy.port(), user, 3, Duration::from_millis(0));
     assert_eq!(get_status(&envoy), Some(200), "the trial's place is free");
     assert!(state("closed"));
 
@@ -414,7 +421,7 @@ fn a_half_open_trial_whose_caller_goes_away_frees_its_place() {
         let mut first = [0u8; 16];
         stream.read_exact(&mut first).unwrap();
     }
-    thread::sleep(Duration::from_millis(200));
+    thread::sleep(Duration::from_millis(300));
     assert_eq!(get_status(&envoy), Some(200), "the trial's place is free");
     assert!(state("closed"));
     envoy.filter_crashes().unwrap();
