@@ -18,6 +18,8 @@
 
 use serde_json::Value;
 
+use crate::policy::describe;
+
 const NANOS_PER_MS: i128 = 1_000_000;
 const NANOS_PER_SECOND: i128 = 1_000_000_000;
 
@@ -52,7 +54,7 @@ pub fn parse_duration_ms(value: &Value) -> Result<u64, String> {
         Value::String(s) => parse_duration_str(s),
         other => Err(format!(
             "expected a duration such as \"30s\", \"500ms\", \"PT30S\" or a number of milliseconds, got {}",
-            compact(other)
+            describe(other)
         )),
     }
 }
@@ -198,17 +200,7 @@ fn parse_digits(digits: &str) -> Option<i128> {
 }
 
 fn quoted(text: &str) -> String {
-    compact(&Value::String(text.to_owned()))
-}
-
-fn compact(value: &Value) -> String {
-    let text = serde_json::to_string(value).unwrap_or_else(|_| String::from("?"));
-    if text.chars().count() > 80 {
-        let head: String = text.chars().take(77).collect();
-        format!("{head}...")
-    } else {
-        text
-    }
+    describe(&Value::String(text.to_owned()))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod breaker;
 pub mod duration;
 pub mod events;
 pub mod fallback;
+pub mod interval;
 pub mod outcome;
 pub mod policy;
 pub mod retry;

@@ -101,7 +101,7 @@ fn shipped_policy_json_is_the_seed_policy() {
         "only the seed's tree and events"
     );
     assert_eq!(shipped["resilience4j"], seed_policy()["resilience4j"]);
-    let events = sidecar_resilience::events::parse_config(&shipped["events"], "events")
+    let events = sidecar_resilience::policy::parse_events(&shipped["events"], "events")
         .unwrap_or_else(|e| panic!("events section: {e:?}"));
     assert_eq!(events.bridges, ["kafka-bridge"]);
     for topic in ["order.created", "order.updated", "payment.completed"] {
@@ -143,6 +143,9 @@ fn bad_policies() -> Vec<BadPolicy> {
         &format!("{USER_BREAKER}.failure-rate-treshold"),
         json!(50),
     );
+    // The seed has 2 circuit breaker instances: 255 retry instances more make 257.
+    let too_many_retries =
+        Value::Object((0..255).map(|i| (format!("svc-{i}"), json!({}))).collect());
     vec![
         BadPolicy {
             what: "unknown key (typo)",
@@ -181,6 +184,12 @@ fn bad_policies() -> Vec<BadPolicy> {
             json!(-5),
             None,
         ),
+        BadPolicy {
+            what: "more instances than the filter keeps",
+            policy: policy_with("resilience4j.retry.instances", too_many_retries),
+            path: "resilience4j".to_string(),
+            message: Some("at most 256 circuit breaker and retry instances, got 257"),
+        },
     ]
 }
 

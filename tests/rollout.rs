@@ -148,23 +148,31 @@ fn configured_lines(envoy: &Envoy, mark: usize, instance: &str) -> (usize, usize
     (f, k, threads.len())
 }
 
+/// Waits (up to 15 s) until every thread logged configuring `instance` after `mark`; returns
+/// (fresh, threads).
+fn wait_configured(envoy: &Envoy, mark: usize, instance: &str) -> (usize, usize) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (fresh, _, threads) = configured_lines(envoy, mark, instance);
+        if threads >= THREADS || Instant::now() >= deadline {
+            return (fresh, threads);
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Pushes `policy`, waits until it is applied and every thread has configured it. Returns
 /// (fresh, kept) counts of `instance`'s configure log lines for this swap.
 fn swap(envoy: &mut Envoy, policy: &Value, instance: &str) -> (usize, usize) {
     let mark = envoy.log_mark();
     assert_eq!(envoy.set_policy(policy).unwrap(), PolicyUpdate::Applied);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let (fresh, kept, threads) = configured_lines(envoy, mark, instance);
-        if threads >= THREADS {
-            return (fresh, kept);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "policy applied but configured on {threads} of {THREADS} threads"
-        );
-        thread::sleep(Duration::from_millis(10));
-    }
+    let (_, threads) = wait_configured(envoy, mark, instance);
+    assert!(
+        threads >= THREADS,
+        "policy applied but configured on {threads} of {THREADS} threads"
+    );
+    let (fresh, kept, _) = configured_lines(envoy, mark, instance);
+    (fresh, kept)
 }
 
 /// user-service's circuit does not permit: the caller gets the fallback, the upstream nothing.
@@ -196,7 +204,8 @@ fn policy_swaps_under_load_keep_or_reset_breakers_and_never_fail_a_request() {
     let mark = 0;
     let mut envoy = Envoy::start(&services, &p1).unwrap();
     // Every thread configured the initial policy; exactly one context created the breaker.
-    let (fresh, _, threads) = configured_lines(&envoy, mark, "user-service");
+    // Envoy may still be writing those lines when it starts answering: wait for all of them.
+    let (fresh, threads) = wait_configured(&envoy, mark, "user-service");
     assert_eq!(threads, THREADS);
     assert_eq!(
         fresh, 1,

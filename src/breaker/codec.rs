@@ -35,7 +35,7 @@ use std::collections::VecDeque;
 use super::window::{Bucket, Counts, Window};
 use super::{CircuitBreaker, DecodeError, Inner, Shape, State};
 use crate::outcome::OutcomeMatcher;
-use crate::policy::{BreakerConfig, InitialState, SlidingWindowType};
+use crate::policy::{BreakerConfig, InitialState, SlidingWindowType, StateAfterWait};
 
 pub(crate) const VERSION: u8 = 1;
 
@@ -96,6 +96,11 @@ impl Fnv {
 /// integers, floats by `to_bits`, enums and options by tag). Stable across builds and
 /// platforms, unlike std's `DefaultHasher`, because every worker and every filter build that
 /// shares the data must agree on it.
+///
+/// Fields added after the first release are hashed last, each behind its own tag byte and
+/// only when not at its default: a config that does not use them keeps the fingerprint it
+/// had (its breakers survive a filter upgrade), and the byte string stays uniquely decodable
+/// (the lists before are length-prefixed, the tags ascend).
 pub fn config_fingerprint(config: &BreakerConfig) -> u64 {
     // Destructured without `..`: a new config field does not compile until it is hashed.
     let BreakerConfig {
@@ -109,8 +114,10 @@ pub fn config_fingerprint(config: &BreakerConfig) -> u64 {
         automatic_transition_from_open_to_half_open_enabled,
         permitted_number_of_calls_in_half_open_state,
         max_wait_duration_in_half_open_state_ms,
+        transition_to_state_after_wait_duration,
         open_wait_multiplier,
         open_wait_max_ms,
+        open_wait_randomization_factor,
         initial_state,
         record,
         ignore,
@@ -145,9 +152,23 @@ pub fn config_fingerprint(config: &BreakerConfig) -> u64 {
         InitialState::Disabled => 1,
         InitialState::ForcedOpen => 2,
         InitialState::MetricsOnly => 3,
+        InitialState::Open => 4,
+        InitialState::HalfOpen => 5,
     });
     h.matchers(record);
     h.matchers(ignore);
+    // Later fields, see above.
+    match transition_to_state_after_wait_duration {
+        StateAfterWait::Open => {}
+        StateAfterWait::Closed => {
+            h.u8(1);
+            h.u8(0);
+        }
+    }
+    if let Some(factor) = open_wait_randomization_factor {
+        h.u8(2);
+        h.u64(factor.to_bits());
+    }
     h.0
 }
 

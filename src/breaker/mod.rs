@@ -5,11 +5,14 @@
 //! [`CircuitBreaker::encode`] → compare-and-swap write. Hence:
 //! - the breaker is plain data (`Clone`, `PartialEq`) and holds no config: the config is passed
 //!   to every operation, and only its [`config_fingerprint`] is stored in the encoding;
-//! - time is a parameter (`now_ms`, Unix epoch milliseconds): no clocks, no timers, no
-//!   randomness. resilience4j's scheduled transitions (automatic OPEN → HALF_OPEN,
+//! - time is a parameter (`now_ms`, Unix epoch milliseconds): no clocks, no timers.
+//!   resilience4j's scheduled transitions (automatic OPEN → HALF_OPEN,
 //!   max-wait-duration-in-half-open-state) happen in [`CircuitBreaker::on_tick`], which the
 //!   host calls periodically, and the latter also lazily in
 //!   [`CircuitBreaker::try_acquire_permission`];
+//! - randomness is a parameter too: every operation that can enter OPEN takes `random01`, a
+//!   source of uniform samples in [0, 1) (resilience4j's `Math.random()`), called only when
+//!   the open wait is randomized (`enable-randomized-wait`), once per opening;
 //! - nothing panics: sizes and times from config or shared data are used with saturating or
 //!   checked arithmetic, and decoding validates everything.
 //!
@@ -28,8 +31,9 @@ mod tests;
 
 pub use codec::config_fingerprint;
 
+use crate::interval::IntervalFunction;
 use crate::outcome::Outcome;
-use crate::policy::{BreakerConfig, InitialState, SlidingWindowType};
+use crate::policy::{BreakerConfig, InitialState, SlidingWindowType, StateAfterWait};
 use window::{Counts, Window, FAILED_BIT, SLOW_BIT};
 
 /// resilience4j's `CircuitBreaker.State`, in its declaration order (see [`State::index`]).
@@ -226,36 +230,27 @@ pub struct CircuitBreaker {
     inner: Inner,
 }
 
-/// resilience4j's `IntervalFunction.ofExponentialBackoff(wait, multiplier, max)` as the
-/// circuit breaker's `waitIntervalFunctionInOpenState`: attempt 1 waits
-/// wait-duration-in-open-state; each further attempt multiplies the previous wait and drops
-/// the fraction (`(long) (x * multiplier)`, step by step as Java does), capped by
-/// `open_wait_max_ms`. A multiplier of 1.0 is the constant wait.
-pub fn open_wait_ms(config: &BreakerConfig, attempts: u32) -> u64 {
-    // Step by step as long as the truncation could matter; beyond that the closed form
-    // (Rust's float-to-int `as` saturates, and maps NaN to 0).
-    const STEPWISE: u32 = 1024;
-    let cap = config.open_wait_max_ms.unwrap_or(u64::MAX);
-    let multiplier = config.open_wait_multiplier;
-    let mut wait = config.wait_duration_in_open_state_ms;
-    let steps = attempts.saturating_sub(1);
-    // A growing wait that reached the cap stays there (Java applies the cap after iterating;
-    // for a growing wait that is the same). A shrinking one (multiplier < 1) is iterated on.
-    let growing = multiplier >= 1.0;
-    let mut done = 0;
-    while done < steps.min(STEPWISE) && !(growing && wait >= cap) {
-        let next = (wait as f64 * multiplier) as u64;
-        if next == wait {
-            break;
-        }
-        wait = next;
-        done = done.saturating_add(1);
+/// The circuit breaker's `waitIntervalFunctionInOpenState` as resilience4j's Spring binding
+/// builds it: `IntervalFunction.of(wait-duration-in-open-state)`, or with
+/// enable-exponential-backoff `ofExponentialBackoff(wait, multiplier[, max])`, or with
+/// enable-randomized-wait `ofRandomized(wait, factor)`. Spring refuses the last two together;
+/// given both, this is `ofExponentialRandomBackoff(wait, multiplier, factor[, max])`, which
+/// resilience4j's builder also accepts. A multiplier of 1.0 is the constant wait.
+pub fn open_wait_interval(config: &BreakerConfig) -> IntervalFunction {
+    IntervalFunction {
+        initial_ms: config.wait_duration_in_open_state_ms,
+        multiplier: config.open_wait_multiplier,
+        randomization_factor: config.open_wait_randomization_factor,
+        max_ms: config.open_wait_max_ms,
     }
-    if done == STEPWISE && !(growing && wait >= cap) {
-        let rest = i32::try_from(steps.saturating_sub(STEPWISE)).unwrap_or(i32::MAX);
-        wait = (wait as f64 * multiplier.powi(rest)) as u64;
-    }
-    wait.min(cap)
+}
+
+/// The open wait of the `attempts`-th opening in a row (resilience4j's `attempts()`: 1 from
+/// CLOSED, +1 for each re-open from HALF_OPEN): [`open_wait_interval`] applied to it, with
+/// the arithmetic of [`crate::interval`] (whole milliseconds at every step, randomized before
+/// the cap). `random01` is called only for a randomized wait.
+pub fn open_wait_ms(config: &BreakerConfig, attempts: u32, random01: impl FnOnce() -> f64) -> u64 {
+    open_wait_interval(config).interval_ms(attempts, random01)
 }
 
 fn rate(part: u32, calls: u32) -> f32 {
@@ -286,11 +281,14 @@ fn check(counts: Counts, minimum_calls: u32, config: &BreakerConfig) -> Check {
 }
 
 impl CircuitBreaker {
-    /// A breaker in the config's initial state (resilience4j's `initialState`; CLOSED with an
-    /// empty window normally).
-    /// `now_ms` is unused today (a fresh state does not depend on time); it keeps every
-    /// constructor and operation time-parameterised.
-    pub fn new(config: &BreakerConfig, _now_ms: u64) -> Self {
+    /// A breaker in the config's initial state (resilience4j's `initialState`), created at
+    /// `now_ms`: CLOSED with an empty window normally. As resilience4j's
+    /// `getCircuitBreakerStateObjectFromState`, OPEN and HALF_OPEN count as the first opening
+    /// (attempts 1): OPEN waits the first open wait from `now_ms` (the host passes the time the
+    /// policy was loaded), with the CLOSED window (`CircuitBreakerMetrics.forClosed`);
+    /// HALF_OPEN hands out its trial permits, and its max-wait-duration-in-half-open-state
+    /// runs from `now_ms`.
+    pub fn new(config: &BreakerConfig, now_ms: u64, random01: impl FnOnce() -> f64) -> Self {
         let inner = match config.initial_state {
             InitialState::Closed => Inner::Closed {
                 window: Shape::Closed.fresh_window(config),
@@ -299,6 +297,18 @@ impl CircuitBreaker {
             InitialState::ForcedOpen => Inner::ForcedOpen,
             InitialState::MetricsOnly => Inner::MetricsOnly {
                 window: Shape::Closed.fresh_window(config),
+            },
+            InitialState::Open => Inner::Open {
+                until_ms: now_ms.saturating_add(open_wait_ms(config, 1, random01)),
+                attempts: 1,
+                shape: Shape::Closed,
+                window: Shape::Closed.fresh_window(config),
+            },
+            InitialState::HalfOpen => Inner::HalfOpen {
+                since_ms: now_ms,
+                attempts: 1,
+                permits: config.permitted_number_of_calls_in_half_open_state,
+                window: Shape::HalfOpen.fresh_window(config),
             },
         };
         CircuitBreaker { inner }
@@ -324,12 +334,15 @@ impl CircuitBreaker {
     ///   automatic transition is enabled (its `OpenState` checks the clock either way), so a
     ///   late tick never holds calls back.
     /// - HALF_OPEN: permitted while trial permits are left. When
-    ///   max-wait-duration-in-half-open-state has passed it first moves to OPEN (what
-    ///   resilience4j's scheduler does, checked here lazily in case no tick came).
+    ///   max-wait-duration-in-half-open-state has passed it first moves to
+    ///   transition-to-state-after-wait-duration (what resilience4j's scheduler does, checked
+    ///   here lazily in case no tick came) and answers as that state: OPEN rejects, CLOSED
+    ///   permits.
     pub fn try_acquire_permission(
         &mut self,
         config: &BreakerConfig,
         now_ms: u64,
+        random01: impl FnOnce() -> f64,
     ) -> (Permission, Option<Transition>) {
         match &mut self.inner {
             Inner::Closed { .. } | Inner::Disabled | Inner::MetricsOnly { .. } => {
@@ -359,8 +372,12 @@ impl CircuitBreaker {
             }
             Inner::HalfOpen { since_ms, .. } => {
                 if half_open_timed_out(config, *since_ms, now_ms) {
-                    let transition = self.transit_to_open_from_half_open(config, now_ms);
-                    (self.open_not_permitted(now_ms), Some(transition))
+                    let transition = self.transit_after_half_open_wait(config, now_ms, random01);
+                    let permission = match self.inner {
+                        Inner::Closed { .. } => Permission::Permitted,
+                        _ => self.open_not_permitted(now_ms),
+                    };
+                    (permission, Some(transition))
                 } else {
                     (self.take_half_open_permit(), None)
                 }
@@ -397,6 +414,7 @@ impl CircuitBreaker {
         now_ms: u64,
         outcome: Outcome,
         duration_ms: u64,
+        random01: impl FnOnce() -> f64,
     ) -> (RecordedKind, Option<Transition>) {
         let slow = duration_ms > config.slow_call_duration_threshold_ms;
         let (kind, code) = match (outcome, slow) {
@@ -424,7 +442,9 @@ impl CircuitBreaker {
                 window.record(size, now_ms, code);
                 let counts = window.counts(size, now_ms);
                 match check(counts, Shape::Closed.minimum_calls(config), config) {
-                    Check::Exceeded => Some(self.transit_to_open_from_closed(config, now_ms)),
+                    Check::Exceeded => {
+                        Some(self.transit_to_open_from_closed(config, now_ms, random01))
+                    }
                     Check::BelowThresholds | Check::BelowMinimumCalls => None,
                 }
             }
@@ -433,7 +453,9 @@ impl CircuitBreaker {
                 window.record(size, now_ms, code);
                 let counts = window.counts(size, now_ms);
                 match check(counts, Shape::HalfOpen.minimum_calls(config), config) {
-                    Check::Exceeded => Some(self.transit_to_open_from_half_open(config, now_ms)),
+                    Check::Exceeded => {
+                        Some(self.transit_to_open_from_half_open(config, now_ms, random01))
+                    }
                     Check::BelowThresholds => Some(self.transit_to_closed(config)),
                     Check::BelowMinimumCalls => None,
                 }
@@ -446,11 +468,17 @@ impl CircuitBreaker {
     /// - OPEN → HALF_OPEN once the open wait has elapsed (at `now_ms` ≥ the end of the wait,
     ///   when the scheduled task would run), only with
     ///   automatic-transition-from-open-to-half-open-enabled;
-    /// - HALF_OPEN → OPEN once max-wait-duration-in-half-open-state (if > 0) has passed.
+    /// - HALF_OPEN → transition-to-state-after-wait-duration (OPEN, or CLOSED) once
+    ///   max-wait-duration-in-half-open-state (if > 0) has passed.
     ///
     /// Also drops TIME_BASED buckets that fell out of the window, so the stored state shrinks
     /// while no calls come.
-    pub fn on_tick(&mut self, config: &BreakerConfig, now_ms: u64) -> Option<Transition> {
+    pub fn on_tick(
+        &mut self,
+        config: &BreakerConfig,
+        now_ms: u64,
+        random01: impl FnOnce() -> f64,
+    ) -> Option<Transition> {
         match &mut self.inner {
             Inner::Open {
                 until_ms,
@@ -468,7 +496,7 @@ impl CircuitBreaker {
             }
             Inner::HalfOpen { since_ms, .. } => {
                 if half_open_timed_out(config, *since_ms, now_ms) {
-                    Some(self.transit_to_open_from_half_open(config, now_ms))
+                    Some(self.transit_after_half_open_wait(config, now_ms, random01))
                 } else {
                     None
                 }
@@ -537,21 +565,43 @@ impl CircuitBreaker {
 
     // ---- transitions: the only places the state changes ----
 
-    fn transit_to_open_from_closed(&mut self, config: &BreakerConfig, now_ms: u64) -> Transition {
+    fn transit_to_open_from_closed(
+        &mut self,
+        config: &BreakerConfig,
+        now_ms: u64,
+        random01: impl FnOnce() -> f64,
+    ) -> Transition {
         // resilience4j: `new OpenState(currentState.attempts() + 1, ...)`, CLOSED's attempts is 0.
-        self.transit_to_open(config, now_ms, 1)
+        self.transit_to_open(config, now_ms, 1, random01)
     }
 
     fn transit_to_open_from_half_open(
         &mut self,
         config: &BreakerConfig,
         now_ms: u64,
+        random01: impl FnOnce() -> f64,
     ) -> Transition {
         let attempts = match &self.inner {
             Inner::HalfOpen { attempts, .. } => attempts.saturating_add(1),
             _ => 1,
         };
-        self.transit_to_open(config, now_ms, attempts)
+        self.transit_to_open(config, now_ms, attempts, random01)
+    }
+
+    /// resilience4j's `HalfOpenState.toState(transitionToStateAfterWaitDuration)`, scheduled
+    /// max-wait-duration-in-half-open-state after HALF_OPEN began: OPEN as a failed trial
+    /// would (`transitionToOpenState`, attempts + 1), or CLOSED (`transitionToClosedState`,
+    /// fresh window, attempts reset).
+    fn transit_after_half_open_wait(
+        &mut self,
+        config: &BreakerConfig,
+        now_ms: u64,
+        random01: impl FnOnce() -> f64,
+    ) -> Transition {
+        match config.transition_to_state_after_wait_duration {
+            StateAfterWait::Open => self.transit_to_open_from_half_open(config, now_ms, random01),
+            StateAfterWait::Closed => self.transit_to_closed(config),
+        }
     }
 
     /// Enters OPEN, keeping the current window (resilience4j hands `getMetrics()` over).
@@ -560,6 +610,7 @@ impl CircuitBreaker {
         config: &BreakerConfig,
         now_ms: u64,
         attempts: u32,
+        random01: impl FnOnce() -> f64,
     ) -> Transition {
         let from = self.state();
         let previous = std::mem::replace(&mut self.inner, Inner::Disabled);
@@ -571,7 +622,7 @@ impl CircuitBreaker {
                 (Shape::Closed, Shape::Closed.fresh_window(config))
             }
         };
-        let until_ms = now_ms.saturating_add(open_wait_ms(config, attempts));
+        let until_ms = now_ms.saturating_add(open_wait_ms(config, attempts, random01));
         self.inner = Inner::Open {
             until_ms,
             attempts,

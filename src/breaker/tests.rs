@@ -39,8 +39,11 @@ fn record(
     now: u64,
     outcome: Outcome,
 ) -> Option<Transition> {
-    assert_eq!(cb.try_acquire_permission(c, now).0, Permission::Permitted);
-    cb.on_result(c, now, outcome, 10).1
+    assert_eq!(
+        cb.try_acquire_permission(c, now, mid_random).0,
+        Permission::Permitted
+    );
+    cb.on_result(c, now, outcome, 10, mid_random).1
 }
 
 fn fail(cb: &mut CircuitBreaker, c: &BreakerConfig, now: u64) -> Option<Transition> {
@@ -51,13 +54,19 @@ fn succeed(cb: &mut CircuitBreaker, c: &BreakerConfig, now: u64) -> Option<Trans
     record(cb, c, now, Outcome::Success)
 }
 
+/// A fixed stand-in for resilience4j's `Math.random()`; breakers without a randomized open
+/// wait never call it.
+fn mid_random() -> f64 {
+    0.5
+}
+
 fn t(from: State, to: State) -> Option<Transition> {
     Some(Transition { from, to })
 }
 
 /// A breaker driven to OPEN at `now` by `minimum` failures (needs minimum ≤ window).
 fn opened(c: &BreakerConfig, now: u64) -> CircuitBreaker {
-    let mut cb = CircuitBreaker::new(c, now);
+    let mut cb = CircuitBreaker::new(c, now, mid_random);
     for _ in 0..c.minimum_number_of_calls.min(c.sliding_window_size) {
         fail(&mut cb, c, now);
     }
@@ -69,7 +78,7 @@ fn opened(c: &BreakerConfig, now: u64) -> CircuitBreaker {
 /// handed back so all permits are available).
 fn half_open(c: &BreakerConfig, now: u64) -> CircuitBreaker {
     let mut cb = opened(c, now.saturating_sub(c.wait_duration_in_open_state_ms + 1));
-    let (permission, transition) = cb.try_acquire_permission(c, now);
+    let (permission, transition) = cb.try_acquire_permission(c, now, mid_random);
     assert_eq!(permission, Permission::Permitted);
     assert_eq!(transition, t(State::Open, State::HalfOpen));
     cb.release_permission(c);
@@ -118,11 +127,11 @@ fn states_have_resilience4j_names_and_order() {
 #[test]
 fn a_new_breaker_is_closed_and_permits_every_call() {
     let c = defaults();
-    let mut cb = CircuitBreaker::new(&c, T0);
+    let mut cb = CircuitBreaker::new(&c, T0, mid_random);
     assert_eq!(cb.state(), State::Closed);
     for i in 0..1000 {
         assert_eq!(
-            cb.try_acquire_permission(&c, T0 + i),
+            cb.try_acquire_permission(&c, T0 + i, mid_random),
             (Permission::Permitted, None)
         );
     }
@@ -131,7 +140,7 @@ fn a_new_breaker_is_closed_and_permits_every_call() {
 #[test]
 fn closed_does_not_open_below_the_minimum_number_of_calls_even_if_all_fail() {
     let c = count_based(10, 5, 3);
-    let mut cb = CircuitBreaker::new(&c, T0);
+    let mut cb = CircuitBreaker::new(&c, T0, mid_random);
     for _ in 0..4 {
         assert_eq!(fail(&mut cb, &c, T0), None);
     }
@@ -147,7 +156,7 @@ fn closed_does_not_open_below_the_minimum_number_of_calls_even_if_all_fail() {
 #[test]
 fn closed_opens_when_the_failure_rate_is_exactly_the_threshold() {
     let c = count_based(10, 10, 3);
-    let mut cb = CircuitBreaker::new(&c, T0);
+    let mut cb = CircuitBreaker::new(&c, T0, mid_random);
     for _ in 0..5 {
         assert_eq!(succeed(&mut cb, &c, T0), None);
     }
@@ -167,7 +176,7 @@ fn closed_opens_when_the_failure_rate_is_exactly_the_threshold() {
 #[test]
 fn closed_stays_closed_just_below_the_threshold() {
     let c = count_based(100, 100, 3);
-    let mut cb = CircuitBreaker::new(&c, T0);
+    let mut cb = CircuitBreaker::new(&c, T0, mid_random);
     for _ in 0..51 {
         succeed(&mut cb, &c, T0);
     }
@@ -181,7 +190,7 @@ fn closed_stays_closed_just_below_the_threshold() {
         failure_rate_threshold: 50.01,
         ..count_based(10, 10, 3)
     };
-    let mut cb = CircuitBreaker::new(&c, T0);
+    let mut cb = CircuitBreaker::new(&c, T0, mid_random);
     for i in 0..10 {
         record(
             &mut cb,
@@ -202,7 +211,7 @@ fn closed_stays_closed_just_below_the_threshold() {
 fn count_based_minimum_is_clamped_to_the_window_size() {
     // minimum-number-of-calls 100 with a window of 5: resilience4j evaluates after 5 calls.
     let c = count_based(5, 100, 3);
-    let mut cb = CircuitBreaker::new(&c, T0);
+    let mut cb = CircuitBreaker::new(&c, T0, mid_random);
     for _ in 0..4 {
         assert_eq!(fail(&mut cb, &c, T0), None);
     }
@@ -215,7 +224,7 @@ fn count_based_window_holds_only_the_last_n_calls() {
         failure_rate_threshold: 75.0,
         ..count_based(4, 4, 3)
     };
-    let mut cb = CircuitBreaker::new(&c, T0);
+    let mut cb = CircuitBreaker::new(&c, T0, mid_random);
     for outcome in [
         Outcome::Failure,
         Outcome::Failure,
@@ -242,7 +251,7 @@ fn count_based_window_holds_only_the_last_n_calls() {
 fn time_based_minimum_is_not_clamped_to_the_window_size() {
     // 2-second window, minimum 5 calls: 5 calls in one second are needed, not 2.
     let c = time_based(2, 5);
-    let mut cb = CircuitBreaker::new(&c, T0);
+    let mut cb = CircuitBreaker::new(&c, T0, mid_random);
     for _ in 0..4 {
         assert_eq!(fail(&mut cb, &c, T0), None);
     }
@@ -252,7 +261,7 @@ fn time_based_minimum_is_not_clamped_to_the_window_size() {
 #[test]
 fn time_based_window_counts_only_the_last_n_seconds() {
     let c = time_based(10, 4);
-    let mut cb = CircuitBreaker::new(&c, T0);
+    let mut cb = CircuitBreaker::new(&c, T0, mid_random);
     // Three failures at second 0 and a success at second 5 share the window: 75 % opens.
     for _ in 0..3 {
         fail(&mut cb, &c, T0);
@@ -262,7 +271,7 @@ fn time_based_window_counts_only_the_last_n_seconds() {
         t(State::Closed, State::Open)
     );
 
-    let mut cb = CircuitBreaker::new(&c, T0);
+    let mut cb = CircuitBreaker::new(&c, T0, mid_random);
     for _ in 0..3 {
         fail(&mut cb, &c, T0);
     }
@@ -287,16 +296,16 @@ fn time_based_window_counts_only_the_last_n_seconds() {
 #[test]
 fn time_based_buckets_are_dropped_as_time_passes_even_without_calls() {
     let c = time_based(3, 100);
-    let mut cb = CircuitBreaker::new(&c, T0);
+    let mut cb = CircuitBreaker::new(&c, T0, mid_random);
     for i in 0..3 {
         succeed(&mut cb, &c, T0 + i * 1000);
     }
     let full = cb.encode(&c).len();
-    assert_eq!(cb.on_tick(&c, T0 + 4_000), None);
+    assert_eq!(cb.on_tick(&c, T0 + 4_000, mid_random), None);
     assert_eq!(cb.snapshot(&c, T0 + 4_000).buffered_calls, 1);
     assert!(cb.encode(&c).len() < full);
-    cb.on_tick(&c, T0 + 60_000);
-    assert_eq!(cb, CircuitBreaker::new(&c, T0));
+    cb.on_tick(&c, T0 + 60_000, mid_random);
+    assert_eq!(cb, CircuitBreaker::new(&c, T0, mid_random));
 }
 
 #[test]
@@ -305,21 +314,21 @@ fn a_call_slower_than_the_threshold_is_slow_and_exactly_at_it_is_not() {
         slow_call_duration_threshold_ms: 1_000,
         ..count_based(10, 10, 3)
     };
-    let mut cb = CircuitBreaker::new(&c, T0);
+    let mut cb = CircuitBreaker::new(&c, T0, mid_random);
     assert_eq!(
-        cb.on_result(&c, T0, Outcome::Success, 1_000).0,
+        cb.on_result(&c, T0, Outcome::Success, 1_000, mid_random).0,
         RecordedKind::Successful
     );
     assert_eq!(
-        cb.on_result(&c, T0, Outcome::Success, 1_001).0,
+        cb.on_result(&c, T0, Outcome::Success, 1_001, mid_random).0,
         RecordedKind::SlowSuccessful
     );
     assert_eq!(
-        cb.on_result(&c, T0, Outcome::Failure, 1_000).0,
+        cb.on_result(&c, T0, Outcome::Failure, 1_000, mid_random).0,
         RecordedKind::Failed
     );
     assert_eq!(
-        cb.on_result(&c, T0, Outcome::Failure, 5_000).0,
+        cb.on_result(&c, T0, Outcome::Failure, 5_000, mid_random).0,
         RecordedKind::SlowFailed
     );
     let s = cb.snapshot(&c, T0);
@@ -342,14 +351,26 @@ fn closed_opens_when_the_slow_call_rate_reaches_its_threshold() {
         failure_rate_threshold: 100.0,
         ..count_based(5, 5, 3)
     };
-    let mut cb = CircuitBreaker::new(&c, T0);
-    assert_eq!(cb.on_result(&c, T0, Outcome::Success, 50).1, None);
-    assert_eq!(cb.on_result(&c, T0, Outcome::Success, 50).1, None);
-    assert_eq!(cb.on_result(&c, T0, Outcome::Success, 101).1, None);
-    assert_eq!(cb.on_result(&c, T0, Outcome::Success, 101).1, None);
+    let mut cb = CircuitBreaker::new(&c, T0, mid_random);
+    assert_eq!(
+        cb.on_result(&c, T0, Outcome::Success, 50, mid_random).1,
+        None
+    );
+    assert_eq!(
+        cb.on_result(&c, T0, Outcome::Success, 50, mid_random).1,
+        None
+    );
+    assert_eq!(
+        cb.on_result(&c, T0, Outcome::Success, 101, mid_random).1,
+        None
+    );
+    assert_eq!(
+        cb.on_result(&c, T0, Outcome::Success, 101, mid_random).1,
+        None
+    );
     // 3 slow of 5 = 60 %: successes, but slow.
     assert_eq!(
-        cb.on_result(&c, T0, Outcome::Success, 101).1,
+        cb.on_result(&c, T0, Outcome::Success, 101, mid_random).1,
         t(State::Closed, State::Open)
     );
     let s = cb.snapshot(&c, T0);
@@ -359,14 +380,15 @@ fn closed_opens_when_the_slow_call_rate_reaches_its_threshold() {
 #[test]
 fn ignored_calls_are_not_recorded() {
     let c = count_based(2, 2, 3);
-    let mut cb = CircuitBreaker::new(&c, T0);
+    let mut cb = CircuitBreaker::new(&c, T0, mid_random);
     fail(&mut cb, &c, T0);
     for _ in 0..10 {
         assert_eq!(record(&mut cb, &c, T0, Outcome::Ignored), None);
     }
     assert_eq!(cb.snapshot(&c, T0).buffered_calls, 1);
     assert_eq!(
-        cb.on_result(&c, T0, Outcome::Ignored, 999_999).0,
+        cb.on_result(&c, T0, Outcome::Ignored, 999_999, mid_random)
+            .0,
         RecordedKind::Ignored
     );
     assert_eq!(fail(&mut cb, &c, T0), t(State::Closed, State::Open));
@@ -379,13 +401,13 @@ fn the_seed_user_service_opens_after_five_failures() {
         wait_duration_in_open_state_ms: 30_000,
         ..count_based(10, 5, 10)
     };
-    let mut cb = CircuitBreaker::new(&c, T0);
+    let mut cb = CircuitBreaker::new(&c, T0, mid_random);
     for i in 0..4 {
         assert_eq!(fail(&mut cb, &c, T0 + i), None);
     }
     assert_eq!(fail(&mut cb, &c, T0 + 4), t(State::Closed, State::Open));
     assert_eq!(
-        cb.try_acquire_permission(&c, T0 + 5),
+        cb.try_acquire_permission(&c, T0 + 5, mid_random),
         (not_permitted(State::Open, Some(29_999)), None)
     );
 }
@@ -397,31 +419,31 @@ fn open_rejects_until_the_wait_has_elapsed_then_the_next_call_is_a_trial_call() 
     let c = count_based(2, 2, 3);
     let mut cb = opened(&c, T0);
     assert_eq!(
-        cb.try_acquire_permission(&c, T0),
+        cb.try_acquire_permission(&c, T0, mid_random),
         (not_permitted(State::Open, Some(10_000)), None)
     );
     assert_eq!(cb.snapshot(&c, T0 + 4_000).open_remaining_ms, Some(6_000));
     // resilience4j: permitted once the clock is *after* the end of the wait.
     assert_eq!(
-        cb.try_acquire_permission(&c, T0 + 10_000),
+        cb.try_acquire_permission(&c, T0 + 10_000, mid_random),
         (not_permitted(State::Open, Some(1)), None)
     );
     assert_eq!(
-        cb.try_acquire_permission(&c, T0 + 10_001),
+        cb.try_acquire_permission(&c, T0 + 10_001, mid_random),
         (Permission::Permitted, t(State::Open, State::HalfOpen))
     );
     assert_eq!(cb.state(), State::HalfOpen);
     // That call took one of the three permits.
     assert_eq!(
-        cb.try_acquire_permission(&c, T0 + 10_001).0,
+        cb.try_acquire_permission(&c, T0 + 10_001, mid_random).0,
         Permission::Permitted
     );
     assert_eq!(
-        cb.try_acquire_permission(&c, T0 + 10_001).0,
+        cb.try_acquire_permission(&c, T0 + 10_001, mid_random).0,
         Permission::Permitted
     );
     assert_eq!(
-        cb.try_acquire_permission(&c, T0 + 10_001).0,
+        cb.try_acquire_permission(&c, T0 + 10_001, mid_random).0,
         not_permitted(State::HalfOpen, None)
     );
 }
@@ -430,7 +452,7 @@ fn open_rejects_until_the_wait_has_elapsed_then_the_next_call_is_a_trial_call() 
 fn without_automatic_transition_a_tick_leaves_open_alone() {
     let c = count_based(2, 2, 3);
     let mut cb = opened(&c, T0);
-    assert_eq!(cb.on_tick(&c, T0 + 1_000_000), None);
+    assert_eq!(cb.on_tick(&c, T0 + 1_000_000, mid_random), None);
     assert_eq!(cb.state(), State::Open);
     assert_eq!(cb.snapshot(&c, T0 + 1_000_000).open_remaining_ms, Some(0));
 }
@@ -442,17 +464,20 @@ fn with_automatic_transition_a_tick_moves_open_to_half_open_when_the_wait_ends()
         ..count_based(2, 2, 3)
     };
     let mut cb = opened(&c, T0);
-    assert_eq!(cb.on_tick(&c, T0 + 9_999), None);
-    assert_eq!(cb.on_tick(&c, T0 + 10_000), t(State::Open, State::HalfOpen));
+    assert_eq!(cb.on_tick(&c, T0 + 9_999, mid_random), None);
+    assert_eq!(
+        cb.on_tick(&c, T0 + 10_000, mid_random),
+        t(State::Open, State::HalfOpen)
+    );
     assert_eq!(cb.state(), State::HalfOpen);
     for _ in 0..3 {
         assert_eq!(
-            cb.try_acquire_permission(&c, T0 + 10_000),
+            cb.try_acquire_permission(&c, T0 + 10_000, mid_random),
             (Permission::Permitted, None)
         );
     }
     assert_eq!(
-        cb.try_acquire_permission(&c, T0 + 10_000).0,
+        cb.try_acquire_permission(&c, T0 + 10_000, mid_random).0,
         not_permitted(State::HalfOpen, None)
     );
 }
@@ -465,7 +490,7 @@ fn with_automatic_transition_a_late_tick_does_not_hold_calls_back() {
     };
     let mut cb = opened(&c, T0);
     assert_eq!(
-        cb.try_acquire_permission(&c, T0 + 10_001),
+        cb.try_acquire_permission(&c, T0 + 10_001, mid_random),
         (Permission::Permitted, t(State::Open, State::HalfOpen))
     );
 }
@@ -473,22 +498,25 @@ fn with_automatic_transition_a_late_tick_does_not_hold_calls_back() {
 #[test]
 fn results_arriving_in_open_are_recorded_but_never_change_the_state() {
     let c = count_based(10, 4, 3);
-    let mut cb = CircuitBreaker::new(&c, T0);
+    let mut cb = CircuitBreaker::new(&c, T0, mid_random);
     for _ in 0..4 {
-        assert_eq!(cb.try_acquire_permission(&c, T0).0, Permission::Permitted);
+        assert_eq!(
+            cb.try_acquire_permission(&c, T0, mid_random).0,
+            Permission::Permitted
+        );
     }
     // Four calls in flight; the 4th result opens the breaker (3 failures of 4).
-    cb.on_result(&c, T0, Outcome::Failure, 5);
-    cb.on_result(&c, T0, Outcome::Failure, 5);
-    cb.on_result(&c, T0, Outcome::Success, 5);
+    cb.on_result(&c, T0, Outcome::Failure, 5, mid_random);
+    cb.on_result(&c, T0, Outcome::Failure, 5, mid_random);
+    cb.on_result(&c, T0, Outcome::Success, 5, mid_random);
     assert_eq!(
-        cb.on_result(&c, T0, Outcome::Failure, 5).1,
+        cb.on_result(&c, T0, Outcome::Failure, 5, mid_random).1,
         t(State::Closed, State::Open)
     );
     // Calls permitted before it opened still report.
     for _ in 0..5 {
         assert_eq!(
-            cb.on_result(&c, T0 + 1, Outcome::Success, 5),
+            cb.on_result(&c, T0 + 1, Outcome::Success, 5, mid_random),
             (RecordedKind::Successful, None)
         );
     }
@@ -515,11 +543,11 @@ fn the_open_wait_grows_exponentially_with_each_reopen_and_is_capped() {
         now += wait + 1;
         // Trial call fails: back to OPEN with the next wait.
         assert_eq!(
-            cb.try_acquire_permission(&c, now).1,
+            cb.try_acquire_permission(&c, now, mid_random).1,
             t(State::Open, State::HalfOpen)
         );
         assert_eq!(
-            cb.on_result(&c, now, Outcome::Failure, 1).1,
+            cb.on_result(&c, now, Outcome::Failure, 1, mid_random).1,
             t(State::HalfOpen, State::Open)
         );
         waits.push(cb.snapshot(&c, now).open_remaining_ms);
@@ -536,9 +564,9 @@ fn the_open_wait_grows_exponentially_with_each_reopen_and_is_capped() {
     );
     // Closing resets the attempts: the next opening waits the base duration again.
     now += 5_001;
-    cb.try_acquire_permission(&c, now);
+    cb.try_acquire_permission(&c, now, mid_random);
     assert_eq!(
-        cb.on_result(&c, now, Outcome::Success, 1).1,
+        cb.on_result(&c, now, Outcome::Success, 1, mid_random).1,
         t(State::HalfOpen, State::Closed)
     );
     fail(&mut cb, &c, now);
@@ -553,40 +581,217 @@ fn open_wait_follows_resilience4j_interval_function() {
         ..defaults()
     };
     assert_eq!(
-        (1..=4).map(|a| open_wait_ms(&c, a)).collect::<Vec<_>>(),
+        (1..=4)
+            .map(|a| open_wait_ms(&c, a, mid_random))
+            .collect::<Vec<_>>(),
         [1_000; 4]
     );
     c.open_wait_multiplier = 1.5;
     assert_eq!(
-        (1..=4).map(|a| open_wait_ms(&c, a)).collect::<Vec<_>>(),
+        (1..=4)
+            .map(|a| open_wait_ms(&c, a, mid_random))
+            .collect::<Vec<_>>(),
         [1_000, 1_500, 2_250, 3_375]
     );
     // Java truncates each step: (long) (x * multiplier).
     c.wait_duration_in_open_state_ms = 3;
     assert_eq!(
-        (1..=4).map(|a| open_wait_ms(&c, a)).collect::<Vec<_>>(),
+        (1..=4)
+            .map(|a| open_wait_ms(&c, a, mid_random))
+            .collect::<Vec<_>>(),
         [3, 4, 6, 9]
     );
     // Growth saturates instead of overflowing.
     c.open_wait_multiplier = 10.0;
-    assert_eq!(open_wait_ms(&c, u32::MAX), u64::MAX);
+    assert_eq!(open_wait_ms(&c, u32::MAX, mid_random), u64::MAX);
     c.open_wait_max_ms = Some(7_000);
-    assert_eq!(open_wait_ms(&c, u32::MAX), 7_000);
+    assert_eq!(open_wait_ms(&c, u32::MAX, mid_random), 7_000);
     // A shrinking multiplier shrinks below the cap, as Java's min(interval, max).
     c.open_wait_multiplier = 0.5;
     c.wait_duration_in_open_state_ms = 40_000;
     c.open_wait_max_ms = Some(30_000);
     assert_eq!(
-        (1..=4).map(|a| open_wait_ms(&c, a)).collect::<Vec<_>>(),
+        (1..=4)
+            .map(|a| open_wait_ms(&c, a, mid_random))
+            .collect::<Vec<_>>(),
         [30_000, 20_000, 10_000, 5_000]
     );
     // Nonsense multipliers never panic.
     c.open_wait_multiplier = f64::NAN;
-    assert_eq!(open_wait_ms(&c, 2), 0);
+    assert_eq!(open_wait_ms(&c, 2, mid_random), 0);
     c.open_wait_multiplier = 1.000_001;
     c.open_wait_max_ms = None;
     c.wait_duration_in_open_state_ms = 1_000_000_000;
-    assert!(open_wait_ms(&c, u32::MAX) >= 1_000_000_000);
+    assert!(open_wait_ms(&c, u32::MAX, mid_random) >= 1_000_000_000);
+}
+
+#[test]
+fn should_transition_to_half_open_after_wait_interval() {
+    // CircuitBreakerStateMachineTest.shouldTransitionToHalfOpenAfterWaitInterval:
+    // ofExponentialBackoff(5000) (multiplier 1.5): the first opening waits 5 s, a re-open
+    // from HALF_OPEN 7.5 s.
+    let c = BreakerConfig {
+        wait_duration_in_open_state_ms: 5_000,
+        open_wait_multiplier: 1.5,
+        ..count_based(5, 5, 4)
+    };
+    let mut cb = opened(&c, T0);
+    assert_eq!(
+        cb.try_acquire_permission(&c, T0 + 3_000, mid_random).0,
+        not_permitted(State::Open, Some(2_000))
+    );
+    assert_eq!(
+        cb.try_acquire_permission(&c, T0 + 6_000, mid_random),
+        (Permission::Permitted, t(State::Open, State::HalfOpen))
+    );
+    for _ in 0..4 {
+        cb.on_result(&c, T0 + 6_000, Outcome::Failure, 1, mid_random);
+    }
+    assert_eq!(cb.state(), State::Open);
+    // Still open 6 s later (the new wait is 7.5 s), half open after 7.5 s.
+    assert_eq!(
+        cb.try_acquire_permission(&c, T0 + 12_000, mid_random).0,
+        not_permitted(State::Open, Some(1_500))
+    );
+    assert_eq!(
+        cb.try_acquire_permission(&c, T0 + 13_501, mid_random),
+        (Permission::Permitted, t(State::Open, State::HalfOpen))
+    );
+}
+
+/// A random source that records how often it was drawn from.
+fn counting(samples: &std::cell::Cell<u32>, value: f64) -> impl FnOnce() -> f64 + '_ {
+    move || {
+        samples.set(samples.get() + 1);
+        value
+    }
+}
+
+#[test]
+fn a_randomized_open_wait_is_drawn_from_the_wait_plus_minus_the_factor() {
+    // Spring's enable-randomized-wait on a circuit breaker: waitIntervalFunctionInOpenState =
+    // IntervalFunction.ofRandomized(wait-duration-in-open-state, randomized-wait-factor).
+    let c = BreakerConfig {
+        open_wait_randomization_factor: Some(0.5),
+        ..count_based(2, 2, 1)
+    };
+    for (random, wait) in [(0.0, 5_000), (0.5, 10_000), (0.999_999_9, 15_000)] {
+        let mut cb = CircuitBreaker::new(&c, T0, mid_random);
+        fail(&mut cb, &c, T0);
+        let drawn = std::cell::Cell::new(0);
+        let opening = cb.on_result(&c, T0, Outcome::Failure, 1, counting(&drawn, random));
+        assert_eq!(opening.1, t(State::Closed, State::Open));
+        assert_eq!(drawn.get(), 1);
+        assert_eq!(
+            cb.try_acquire_permission(&c, T0, mid_random).0,
+            not_permitted(State::Open, Some(wait))
+        );
+    }
+}
+
+#[test]
+fn randomized_open_waits_spread_breakers_that_opened_together() {
+    // The point of randomizing: a hundred pods whose breakers opened at the same instant do
+    // not all send their trial calls at the same instant.
+    let c = BreakerConfig {
+        open_wait_randomization_factor: Some(0.5),
+        ..count_based(1, 1, 1)
+    };
+    let mut ends: Vec<u64> = (0..100)
+        .map(|pod| {
+            let mut cb = CircuitBreaker::new(&c, T0, mid_random);
+            assert_eq!(
+                cb.try_acquire_permission(&c, T0, mid_random).0,
+                Permission::Permitted
+            );
+            cb.on_result(&c, T0, Outcome::Failure, 1, || f64::from(pod) / 100.0);
+            cb.snapshot(&c, T0).open_remaining_ms.unwrap_or(0)
+        })
+        .collect();
+    ends.sort_unstable();
+    ends.dedup();
+    assert_eq!(ends.len(), 100);
+    assert_eq!((ends[0], ends[99]), (5_000, 14_900));
+}
+
+#[test]
+fn every_opening_draws_a_new_randomized_wait_and_only_then() {
+    let c = BreakerConfig {
+        open_wait_randomization_factor: Some(0.2),
+        max_wait_duration_in_half_open_state_ms: 1_000,
+        ..count_based(1, 1, 1)
+    };
+    let drawn = std::cell::Cell::new(0);
+    let mut cb = CircuitBreaker::new(&c, T0, counting(&drawn, 0.0));
+    cb.try_acquire_permission(&c, T0, counting(&drawn, 0.0));
+    cb.on_result(&c, T0, Outcome::Failure, 1, counting(&drawn, 0.0));
+    // CLOSED → OPEN: 10 s − 20 %.
+    assert_eq!(
+        (drawn.get(), cb.snapshot(&c, T0).open_remaining_ms),
+        (1, Some(8_000))
+    );
+    // Calls that do not open draw nothing.
+    cb.try_acquire_permission(&c, T0 + 1, counting(&drawn, 0.0));
+    cb.on_tick(&c, T0 + 2, counting(&drawn, 0.0));
+    assert_eq!(drawn.get(), 1);
+    // HALF_OPEN → OPEN on a failed trial: a new draw.
+    let now = T0 + 8_001;
+    cb.try_acquire_permission(&c, now, counting(&drawn, 0.0));
+    cb.on_result(&c, now, Outcome::Failure, 1, counting(&drawn, 0.999_999_9));
+    assert_eq!(
+        (drawn.get(), cb.snapshot(&c, now).open_remaining_ms),
+        (2, Some(12_000))
+    );
+    // HALF_OPEN → OPEN after max-wait-duration-in-half-open-state: a new draw, on tick ...
+    let now = now + 12_001;
+    cb.try_acquire_permission(&c, now, counting(&drawn, 0.0));
+    assert_eq!(
+        cb.on_tick(&c, now + 1_000, counting(&drawn, 0.5)),
+        t(State::HalfOpen, State::Open)
+    );
+    assert_eq!(
+        (drawn.get(), cb.snapshot(&c, now + 1_000).open_remaining_ms),
+        (3, Some(10_000))
+    );
+    // ... and lazily when a call asks.
+    let now = now + 11_001;
+    cb.try_acquire_permission(&c, now, counting(&drawn, 0.0));
+    assert_eq!(
+        cb.try_acquire_permission(&c, now + 1_000, counting(&drawn, 0.0)),
+        (
+            not_permitted(State::Open, Some(8_000)),
+            t(State::HalfOpen, State::Open)
+        )
+    );
+    assert_eq!(drawn.get(), 4);
+}
+
+#[test]
+fn an_unrandomized_open_wait_never_draws() {
+    let c = count_based(1, 1, 1);
+    let never = || -> f64 { unreachable!("drew a random sample for a fixed open wait") };
+    let mut cb = CircuitBreaker::new(&c, T0, never);
+    cb.try_acquire_permission(&c, T0, never);
+    cb.on_result(&c, T0, Outcome::Failure, 1, never);
+    assert_eq!(cb.state(), State::Open);
+}
+
+#[test]
+fn a_randomized_exponential_open_wait_is_randomized_then_capped() {
+    // Not reachable through Spring (it refuses enable-exponential-backoff with
+    // enable-randomized-wait), but resilience4j's builder takes
+    // ofExponentialRandomBackoff(1000, 2, 0.5, 3000): attempt 3 is 4000 ± 50 %, then ≤ 3000.
+    let c = BreakerConfig {
+        wait_duration_in_open_state_ms: 1_000,
+        open_wait_multiplier: 2.0,
+        open_wait_max_ms: Some(3_000),
+        open_wait_randomization_factor: Some(0.5),
+        ..defaults()
+    };
+    assert_eq!(open_wait_ms(&c, 1, || 0.0), 500);
+    assert_eq!(open_wait_ms(&c, 3, || 0.0), 2_000);
+    assert_eq!(open_wait_ms(&c, 3, || 0.25), 3_000);
+    assert_eq!(open_wait_ms(&c, 3, || 0.999), 3_000);
 }
 
 // ---- HALF_OPEN ----
@@ -597,13 +802,13 @@ fn half_open_permits_exactly_the_permitted_number_of_calls() {
     let mut cb = half_open(&c, T0);
     for _ in 0..4 {
         assert_eq!(
-            cb.try_acquire_permission(&c, T0),
+            cb.try_acquire_permission(&c, T0, mid_random),
             (Permission::Permitted, None)
         );
     }
     for _ in 0..3 {
         assert_eq!(
-            cb.try_acquire_permission(&c, T0),
+            cb.try_acquire_permission(&c, T0, mid_random),
             (not_permitted(State::HalfOpen, None), None)
         );
     }
@@ -614,11 +819,20 @@ fn half_open_closes_when_the_trial_calls_stay_below_the_thresholds() {
     let c = count_based(10, 10, 4);
     let mut cb = half_open(&c, T0);
     for _ in 0..4 {
-        cb.try_acquire_permission(&c, T0);
+        cb.try_acquire_permission(&c, T0, mid_random);
     }
-    assert_eq!(cb.on_result(&c, T0, Outcome::Failure, 1).1, None);
-    assert_eq!(cb.on_result(&c, T0, Outcome::Success, 1).1, None);
-    assert_eq!(cb.on_result(&c, T0, Outcome::Success, 1).1, None);
+    assert_eq!(
+        cb.on_result(&c, T0, Outcome::Failure, 1, mid_random).1,
+        None
+    );
+    assert_eq!(
+        cb.on_result(&c, T0, Outcome::Success, 1, mid_random).1,
+        None
+    );
+    assert_eq!(
+        cb.on_result(&c, T0, Outcome::Success, 1, mid_random).1,
+        None
+    );
     let s = cb.snapshot(&c, T0);
     assert_eq!(
         (s.state, s.buffered_calls, s.failure_rate),
@@ -626,7 +840,7 @@ fn half_open_closes_when_the_trial_calls_stay_below_the_thresholds() {
     );
     // 1 failure of 4 = 25 % < 50 %.
     assert_eq!(
-        cb.on_result(&c, T0, Outcome::Success, 1).1,
+        cb.on_result(&c, T0, Outcome::Success, 1, mid_random).1,
         t(State::HalfOpen, State::Closed)
     );
     // A fresh CLOSED window.
@@ -642,14 +856,14 @@ fn half_open_reopens_when_the_trial_calls_reach_a_threshold() {
     let c = count_based(10, 10, 4);
     let mut cb = half_open(&c, T0);
     for _ in 0..4 {
-        cb.try_acquire_permission(&c, T0);
+        cb.try_acquire_permission(&c, T0, mid_random);
     }
     for outcome in [Outcome::Failure, Outcome::Success, Outcome::Success] {
-        assert_eq!(cb.on_result(&c, T0, outcome, 1).1, None);
+        assert_eq!(cb.on_result(&c, T0, outcome, 1, mid_random).1, None);
     }
     // 2 failures of 4 = 50 %.
     assert_eq!(
-        cb.on_result(&c, T0, Outcome::Failure, 1).1,
+        cb.on_result(&c, T0, Outcome::Failure, 1, mid_random).1,
         t(State::HalfOpen, State::Open)
     );
     let s = cb.snapshot(&c, T0);
@@ -660,11 +874,14 @@ fn half_open_reopens_when_the_trial_calls_reach_a_threshold() {
     );
     assert_eq!(s.open_remaining_ms, Some(10_000));
     assert_eq!(
-        cb.try_acquire_permission(&c, T0 + 1).0,
+        cb.try_acquire_permission(&c, T0 + 1, mid_random).0,
         not_permitted(State::Open, Some(9_999))
     );
     // Late trial results go into that window, still no transition.
-    assert_eq!(cb.on_result(&c, T0 + 1, Outcome::Success, 1).1, None);
+    assert_eq!(
+        cb.on_result(&c, T0 + 1, Outcome::Success, 1, mid_random).1,
+        None
+    );
     assert_eq!(cb.snapshot(&c, T0 + 1).failure_rate, 25.0);
 }
 
@@ -675,20 +892,26 @@ fn half_open_decides_after_the_smaller_of_minimum_calls_and_permitted_calls() {
     let c = count_based(10, 2, 5);
     let mut cb = half_open(&c, T0);
     for _ in 0..5 {
-        cb.try_acquire_permission(&c, T0);
+        cb.try_acquire_permission(&c, T0, mid_random);
     }
-    assert_eq!(cb.on_result(&c, T0, Outcome::Success, 1).1, None);
     assert_eq!(
-        cb.on_result(&c, T0, Outcome::Success, 1).1,
+        cb.on_result(&c, T0, Outcome::Success, 1, mid_random).1,
+        None
+    );
+    assert_eq!(
+        cb.on_result(&c, T0, Outcome::Success, 1, mid_random).1,
         t(State::HalfOpen, State::Closed)
     );
 
     let mut cb = half_open(&c, T0);
-    cb.try_acquire_permission(&c, T0);
-    cb.try_acquire_permission(&c, T0);
-    assert_eq!(cb.on_result(&c, T0, Outcome::Success, 1).1, None);
+    cb.try_acquire_permission(&c, T0, mid_random);
+    cb.try_acquire_permission(&c, T0, mid_random);
     assert_eq!(
-        cb.on_result(&c, T0, Outcome::Failure, 1).1,
+        cb.on_result(&c, T0, Outcome::Success, 1, mid_random).1,
+        None
+    );
+    assert_eq!(
+        cb.on_result(&c, T0, Outcome::Failure, 1, mid_random).1,
         t(State::HalfOpen, State::Open)
     );
 }
@@ -701,11 +924,14 @@ fn half_open_slow_trial_calls_reopen() {
         ..count_based(10, 10, 2)
     };
     let mut cb = half_open(&c, T0);
-    cb.try_acquire_permission(&c, T0);
-    cb.try_acquire_permission(&c, T0);
-    assert_eq!(cb.on_result(&c, T0, Outcome::Success, 5).1, None);
+    cb.try_acquire_permission(&c, T0, mid_random);
+    cb.try_acquire_permission(&c, T0, mid_random);
     assert_eq!(
-        cb.on_result(&c, T0, Outcome::Success, 500),
+        cb.on_result(&c, T0, Outcome::Success, 5, mid_random).1,
+        None
+    );
+    assert_eq!(
+        cb.on_result(&c, T0, Outcome::Success, 500, mid_random),
         (
             RecordedKind::SlowSuccessful,
             t(State::HalfOpen, State::Open)
@@ -717,20 +943,23 @@ fn half_open_slow_trial_calls_reopen() {
 fn an_ignored_trial_result_gives_its_permit_back() {
     let c = count_based(10, 10, 2);
     let mut cb = half_open(&c, T0);
-    cb.try_acquire_permission(&c, T0);
-    cb.try_acquire_permission(&c, T0);
+    cb.try_acquire_permission(&c, T0, mid_random);
+    cb.try_acquire_permission(&c, T0, mid_random);
     assert_eq!(
-        cb.try_acquire_permission(&c, T0).0,
+        cb.try_acquire_permission(&c, T0, mid_random).0,
         not_permitted(State::HalfOpen, None)
     );
     assert_eq!(
-        cb.on_result(&c, T0, Outcome::Ignored, 1),
+        cb.on_result(&c, T0, Outcome::Ignored, 1, mid_random),
         (RecordedKind::Ignored, None)
     );
     assert_eq!(cb.snapshot(&c, T0).buffered_calls, 0);
-    assert_eq!(cb.try_acquire_permission(&c, T0).0, Permission::Permitted);
     assert_eq!(
-        cb.try_acquire_permission(&c, T0).0,
+        cb.try_acquire_permission(&c, T0, mid_random).0,
+        Permission::Permitted
+    );
+    assert_eq!(
+        cb.try_acquire_permission(&c, T0, mid_random).0,
         not_permitted(State::HalfOpen, None)
     );
 }
@@ -739,20 +968,26 @@ fn an_ignored_trial_result_gives_its_permit_back() {
 fn a_released_permission_returns_a_trial_permit_but_never_more_than_permitted() {
     let c = count_based(10, 10, 2);
     let mut cb = half_open(&c, T0);
-    cb.try_acquire_permission(&c, T0);
+    cb.try_acquire_permission(&c, T0, mid_random);
     cb.release_permission(&c);
     cb.release_permission(&c);
     cb.release_permission(&c);
-    assert_eq!(cb.try_acquire_permission(&c, T0).0, Permission::Permitted);
-    assert_eq!(cb.try_acquire_permission(&c, T0).0, Permission::Permitted);
     assert_eq!(
-        cb.try_acquire_permission(&c, T0).0,
+        cb.try_acquire_permission(&c, T0, mid_random).0,
+        Permission::Permitted
+    );
+    assert_eq!(
+        cb.try_acquire_permission(&c, T0, mid_random).0,
+        Permission::Permitted
+    );
+    assert_eq!(
+        cb.try_acquire_permission(&c, T0, mid_random).0,
         not_permitted(State::HalfOpen, None)
     );
     // Elsewhere releasing is a no-op.
-    let mut closed = CircuitBreaker::new(&c, T0);
+    let mut closed = CircuitBreaker::new(&c, T0, mid_random);
     closed.release_permission(&c);
-    assert_eq!(closed, CircuitBreaker::new(&c, T0));
+    assert_eq!(closed, CircuitBreaker::new(&c, T0, mid_random));
 }
 
 #[test]
@@ -764,8 +999,11 @@ fn half_open_moves_to_open_after_the_max_wait_on_tick() {
         ..count_based(10, 10, 3)
     };
     let mut cb = half_open(&c, T0);
-    assert_eq!(cb.on_tick(&c, T0 + 4_999), None);
-    assert_eq!(cb.on_tick(&c, T0 + 5_000), t(State::HalfOpen, State::Open));
+    assert_eq!(cb.on_tick(&c, T0 + 4_999, mid_random), None);
+    assert_eq!(
+        cb.on_tick(&c, T0 + 5_000, mid_random),
+        t(State::HalfOpen, State::Open)
+    );
     // Re-opening from HALF_OPEN counts as another attempt: 2 × 1 s.
     assert_eq!(cb.snapshot(&c, T0 + 5_000).open_remaining_ms, Some(2_000));
 }
@@ -778,11 +1016,11 @@ fn half_open_max_wait_is_also_checked_when_a_call_asks() {
     };
     let mut cb = half_open(&c, T0);
     assert_eq!(
-        cb.try_acquire_permission(&c, T0 + 4_999),
+        cb.try_acquire_permission(&c, T0 + 4_999, mid_random),
         (Permission::Permitted, None)
     );
     assert_eq!(
-        cb.try_acquire_permission(&c, T0 + 5_000),
+        cb.try_acquire_permission(&c, T0 + 5_000, mid_random),
         (
             not_permitted(State::Open, Some(10_000)),
             t(State::HalfOpen, State::Open)
@@ -794,12 +1032,79 @@ fn half_open_max_wait_is_also_checked_when_a_call_asks() {
 fn half_open_without_max_wait_waits_for_its_trial_calls_forever() {
     let c = count_based(10, 10, 1);
     let mut cb = half_open(&c, T0);
-    cb.try_acquire_permission(&c, T0);
-    assert_eq!(cb.on_tick(&c, u64::MAX), None);
+    cb.try_acquire_permission(&c, T0, mid_random);
+    assert_eq!(cb.on_tick(&c, u64::MAX, mid_random), None);
     assert_eq!(
-        cb.try_acquire_permission(&c, u64::MAX),
+        cb.try_acquire_permission(&c, u64::MAX, mid_random),
         (not_permitted(State::HalfOpen, None), None)
     );
+}
+
+#[test]
+fn transition_to_state_after_wait_duration_defaults_to_open() {
+    // CircuitBreakerConfig.DEFAULT_TRANSITION_TO_STATE_AFTER_WAIT_DURATION = State.OPEN.
+    assert_eq!(
+        defaults().transition_to_state_after_wait_duration,
+        StateAfterWait::Open
+    );
+}
+
+#[test]
+fn circuit_breaker_transitions_to_closed_after_wait_duration_in_half_open_state() {
+    // CircuitBreakerStateMachineTest.circuitBreakerTransitionsToClosedAfterWaitDurationInHalfOpenState:
+    // maxWaitDurationInHalfOpenState 1 s, transitionToStateAfterWaitDuration CLOSED.
+    let c = BreakerConfig {
+        max_wait_duration_in_half_open_state_ms: 1_000,
+        transition_to_state_after_wait_duration: StateAfterWait::Closed,
+        open_wait_multiplier: 2.0,
+        ..count_based(2, 2, 4)
+    };
+    let mut cb = half_open(&c, T0);
+    assert_eq!(cb.on_tick(&c, T0 + 999, mid_random), None);
+    assert_eq!(
+        cb.on_tick(&c, T0 + 1_000, mid_random),
+        t(State::HalfOpen, State::Closed)
+    );
+    // A fresh CLOSED breaker: empty window, and the next opening is the first again.
+    assert_eq!(cb, CircuitBreaker::new(&c, T0, mid_random));
+    fail(&mut cb, &c, T0 + 1_000);
+    assert_eq!(fail(&mut cb, &c, T0 + 1_000), t(State::Closed, State::Open));
+    assert_eq!(cb.snapshot(&c, T0 + 1_000).open_remaining_ms, Some(10_000));
+}
+
+#[test]
+fn after_the_half_open_wait_a_call_asking_finds_the_breaker_closed_and_is_permitted() {
+    let c = BreakerConfig {
+        max_wait_duration_in_half_open_state_ms: 1_000,
+        transition_to_state_after_wait_duration: StateAfterWait::Closed,
+        ..count_based(2, 2, 1)
+    };
+    let mut cb = half_open(&c, T0);
+    // The only trial call is out and never reports.
+    assert_eq!(
+        cb.try_acquire_permission(&c, T0, mid_random).0,
+        Permission::Permitted
+    );
+    assert_eq!(
+        cb.try_acquire_permission(&c, T0 + 999, mid_random),
+        (not_permitted(State::HalfOpen, None), None)
+    );
+    assert_eq!(
+        cb.try_acquire_permission(&c, T0 + 1_000, mid_random),
+        (Permission::Permitted, t(State::HalfOpen, State::Closed))
+    );
+}
+
+#[test]
+fn transition_after_wait_duration_needs_a_max_wait_in_half_open_state() {
+    // resilience4j schedules it only when maxWaitDurationInHalfOpenState >= 1 ms.
+    let c = BreakerConfig {
+        transition_to_state_after_wait_duration: StateAfterWait::Closed,
+        ..count_based(2, 2, 1)
+    };
+    let mut cb = half_open(&c, T0);
+    assert_eq!(cb.on_tick(&c, u64::MAX, mid_random), None);
+    assert_eq!(cb.state(), State::HalfOpen);
 }
 
 // ---- DISABLED, METRICS_ONLY, FORCED_OPEN ----
@@ -810,19 +1115,19 @@ fn disabled_permits_everything_records_nothing_and_never_transitions() {
         initial_state: InitialState::Disabled,
         ..count_based(2, 2, 1)
     };
-    let mut cb = CircuitBreaker::new(&c, T0);
+    let mut cb = CircuitBreaker::new(&c, T0, mid_random);
     assert_eq!(cb.state(), State::Disabled);
     for _ in 0..10 {
         assert_eq!(
-            cb.try_acquire_permission(&c, T0),
+            cb.try_acquire_permission(&c, T0, mid_random),
             (Permission::Permitted, None)
         );
         assert_eq!(
-            cb.on_result(&c, T0, Outcome::Failure, 1),
+            cb.on_result(&c, T0, Outcome::Failure, 1, mid_random),
             (RecordedKind::Failed, None)
         );
     }
-    assert_eq!(cb.on_tick(&c, T0 + 1_000_000), None);
+    assert_eq!(cb.on_tick(&c, T0 + 1_000_000, mid_random), None);
     let s = cb.snapshot(&c, T0);
     assert_eq!(
         (
@@ -841,19 +1146,19 @@ fn metrics_only_permits_everything_records_and_never_transitions() {
         initial_state: InitialState::MetricsOnly,
         ..count_based(4, 4, 1)
     };
-    let mut cb = CircuitBreaker::new(&c, T0);
+    let mut cb = CircuitBreaker::new(&c, T0, mid_random);
     assert_eq!(cb.state(), State::MetricsOnly);
     for _ in 0..10 {
         assert_eq!(
-            cb.try_acquire_permission(&c, T0),
+            cb.try_acquire_permission(&c, T0, mid_random),
             (Permission::Permitted, None)
         );
         assert_eq!(
-            cb.on_result(&c, T0, Outcome::Failure, 1),
+            cb.on_result(&c, T0, Outcome::Failure, 1, mid_random),
             (RecordedKind::Failed, None)
         );
     }
-    assert_eq!(cb.on_tick(&c, T0 + 1_000_000), None);
+    assert_eq!(cb.on_tick(&c, T0 + 1_000_000, mid_random), None);
     let s = cb.snapshot(&c, T0);
     assert_eq!(
         (s.state, s.buffered_calls, s.failure_rate),
@@ -868,15 +1173,18 @@ fn forced_open_permits_nothing_ever() {
         automatic_transition_from_open_to_half_open_enabled: true,
         ..count_based(2, 2, 1)
     };
-    let mut cb = CircuitBreaker::new(&c, T0);
+    let mut cb = CircuitBreaker::new(&c, T0, mid_random);
     for now in [T0, T0 + 1_000_000, u64::MAX] {
         assert_eq!(
-            cb.try_acquire_permission(&c, now),
+            cb.try_acquire_permission(&c, now, mid_random),
             (not_permitted(State::ForcedOpen, None), None)
         );
-        assert_eq!(cb.on_tick(&c, now), None);
+        assert_eq!(cb.on_tick(&c, now, mid_random), None);
     }
-    assert_eq!(cb.on_result(&c, T0, Outcome::Failure, 1).1, None);
+    assert_eq!(
+        cb.on_result(&c, T0, Outcome::Failure, 1, mid_random).1,
+        None
+    );
     let s = cb.snapshot(&c, T0);
     assert_eq!(
         (
@@ -892,7 +1200,7 @@ fn forced_open_permits_nothing_ever() {
 #[test]
 fn transitions_are_reported_after_the_state_changed() {
     let c = count_based(1, 1, 1);
-    let mut cb = CircuitBreaker::new(&c, T0);
+    let mut cb = CircuitBreaker::new(&c, T0, mid_random);
     let mut seen = vec![];
     let mut check = |cb: &CircuitBreaker, tr: Option<Transition>| {
         if let Some(tr) = tr {
@@ -902,13 +1210,17 @@ fn transitions_are_reported_after_the_state_changed() {
     };
     let tr = fail(&mut cb, &c, T0);
     check(&cb, tr);
-    let tr = cb.try_acquire_permission(&c, T0 + 10_001).1;
+    let tr = cb.try_acquire_permission(&c, T0 + 10_001, mid_random).1;
     check(&cb, tr);
-    let tr = cb.on_result(&c, T0 + 10_001, Outcome::Failure, 1).1;
+    let tr = cb
+        .on_result(&c, T0 + 10_001, Outcome::Failure, 1, mid_random)
+        .1;
     check(&cb, tr);
-    let tr = cb.try_acquire_permission(&c, T0 + 20_002).1;
+    let tr = cb.try_acquire_permission(&c, T0 + 20_002, mid_random).1;
     check(&cb, tr);
-    let tr = cb.on_result(&c, T0 + 20_002, Outcome::Success, 1).1;
+    let tr = cb
+        .on_result(&c, T0 + 20_002, Outcome::Success, 1, mid_random)
+        .1;
     check(&cb, tr);
     use State::*;
     assert_eq!(
@@ -923,13 +1235,131 @@ fn transitions_are_reported_after_the_state_changed() {
     );
 }
 
+// ---- initial-state ----
+
+#[test]
+fn circuit_breaker_initialize_in_closed_state() {
+    // CircuitBreakerStateMachineTest.circuitBreakerInitializeInClosedState.
+    let c = BreakerConfig {
+        initial_state: InitialState::Closed,
+        ..count_based(5, 5, 4)
+    };
+    assert_eq!(
+        CircuitBreaker::new(&c, T0, mid_random).state(),
+        State::Closed
+    );
+}
+
+#[test]
+fn circuit_breaker_initialize_in_open_state() {
+    // CircuitBreakerStateMachineTest.circuitBreakerInitializeInOpenState: OPEN, 2 s wait,
+    // automatic transition; here the tick at the end of the wait moves it to HALF_OPEN.
+    let c = BreakerConfig {
+        initial_state: InitialState::Open,
+        sliding_window_type: SlidingWindowType::TimeBased,
+        wait_duration_in_open_state_ms: 2_000,
+        automatic_transition_from_open_to_half_open_enabled: true,
+        ..count_based(1, 100, 4)
+    };
+    let mut cb = CircuitBreaker::new(&c, T0, mid_random);
+    assert_eq!(cb.state(), State::Open);
+    // The wait started when the breaker was created.
+    assert_eq!(
+        cb.try_acquire_permission(&c, T0 + 500, mid_random),
+        (not_permitted(State::Open, Some(1_500)), None)
+    );
+    assert_eq!(cb.on_tick(&c, T0 + 1_999, mid_random), None);
+    assert_eq!(
+        cb.on_tick(&c, T0 + 2_000, mid_random),
+        t(State::Open, State::HalfOpen)
+    );
+    // OPEN carried the CLOSED window (CircuitBreakerMetrics.forClosed), empty.
+    let s = cb.snapshot(&c, T0 + 2_000);
+    assert_eq!((s.state, s.buffered_calls), (State::HalfOpen, 0));
+}
+
+#[test]
+fn an_initial_open_state_is_the_first_opening() {
+    // getCircuitBreakerStateObjectFromState: new OpenState(1, ...): a failed trial re-opens
+    // with attempts 2, a randomized wait draws for the initial opening too.
+    let c = BreakerConfig {
+        initial_state: InitialState::Open,
+        wait_duration_in_open_state_ms: 1_000,
+        open_wait_multiplier: 2.0,
+        ..count_based(2, 2, 1)
+    };
+    let mut cb = CircuitBreaker::new(&c, T0, mid_random);
+    assert_eq!(cb.snapshot(&c, T0).open_remaining_ms, Some(1_000));
+    cb.try_acquire_permission(&c, T0 + 1_001, mid_random);
+    assert_eq!(
+        cb.on_result(&c, T0 + 1_001, Outcome::Failure, 1, mid_random)
+            .1,
+        t(State::HalfOpen, State::Open)
+    );
+    assert_eq!(cb.snapshot(&c, T0 + 1_001).open_remaining_ms, Some(2_000));
+    let randomized = BreakerConfig {
+        open_wait_randomization_factor: Some(0.5),
+        ..c
+    };
+    let cb = CircuitBreaker::new(&randomized, T0, || 0.0);
+    assert_eq!(cb.snapshot(&randomized, T0).open_remaining_ms, Some(500));
+}
+
+#[test]
+fn an_initial_half_open_state_runs_trial_calls_from_creation() {
+    // getCircuitBreakerStateObjectFromState: new HalfOpenState(1).
+    let c = BreakerConfig {
+        initial_state: InitialState::HalfOpen,
+        wait_duration_in_open_state_ms: 1_000,
+        open_wait_multiplier: 3.0,
+        max_wait_duration_in_half_open_state_ms: 5_000,
+        ..count_based(10, 10, 2)
+    };
+    let mut cb = CircuitBreaker::new(&c, T0, mid_random);
+    assert_eq!(cb.state(), State::HalfOpen);
+    for _ in 0..2 {
+        assert_eq!(
+            cb.try_acquire_permission(&c, T0, mid_random).0,
+            Permission::Permitted
+        );
+    }
+    assert_eq!(
+        cb.try_acquire_permission(&c, T0, mid_random).0,
+        not_permitted(State::HalfOpen, None)
+    );
+    // Both trial calls fail: OPEN as the second opening, 1 s × 3.
+    cb.on_result(&c, T0, Outcome::Failure, 1, mid_random);
+    assert_eq!(
+        cb.on_result(&c, T0, Outcome::Failure, 1, mid_random).1,
+        t(State::HalfOpen, State::Open)
+    );
+    assert_eq!(cb.snapshot(&c, T0).open_remaining_ms, Some(3_000));
+    // The max wait in HALF_OPEN runs from creation.
+    let mut cb = CircuitBreaker::new(&c, T0, mid_random);
+    assert_eq!(cb.on_tick(&c, T0 + 4_999, mid_random), None);
+    assert_eq!(
+        cb.on_tick(&c, T0 + 5_000, mid_random),
+        t(State::HalfOpen, State::Open)
+    );
+    // Successful trial calls close it.
+    let mut cb = CircuitBreaker::new(&c, T0, mid_random);
+    for _ in 0..2 {
+        cb.try_acquire_permission(&c, T0, mid_random);
+    }
+    cb.on_result(&c, T0, Outcome::Success, 1, mid_random);
+    assert_eq!(
+        cb.on_result(&c, T0, Outcome::Success, 1, mid_random).1,
+        t(State::HalfOpen, State::Closed)
+    );
+}
+
 // ---- encoding ----
 
 /// One breaker per state and window shape, with data in its window.
 fn breakers_in_every_state() -> Vec<(BreakerConfig, CircuitBreaker)> {
     let mut all = vec![];
     let c = count_based(100, 100, 10);
-    let mut cb = CircuitBreaker::new(&c, T0);
+    let mut cb = CircuitBreaker::new(&c, T0, mid_random);
     for i in 0..37u64 {
         cb.on_result(
             &c,
@@ -940,11 +1370,12 @@ fn breakers_in_every_state() -> Vec<(BreakerConfig, CircuitBreaker)> {
                 Outcome::Success
             },
             i * 3_000,
+            mid_random,
         );
     }
     all.push((c.clone(), cb));
     let c = time_based(10, 100);
-    let mut cb = CircuitBreaker::new(&c, T0);
+    let mut cb = CircuitBreaker::new(&c, T0, mid_random);
     for i in 0..30u64 {
         cb.on_result(
             &c,
@@ -955,6 +1386,7 @@ fn breakers_in_every_state() -> Vec<(BreakerConfig, CircuitBreaker)> {
                 Outcome::Success
             },
             i * 5_000,
+            mid_random,
         );
     }
     all.push((c.clone(), cb));
@@ -970,28 +1402,30 @@ fn breakers_in_every_state() -> Vec<(BreakerConfig, CircuitBreaker)> {
     };
     let mut cb = half_open(&c, T0);
     for _ in 0..3 {
-        cb.try_acquire_permission(&c, T0);
+        cb.try_acquire_permission(&c, T0, mid_random);
     }
-    cb.on_result(&c, T0, Outcome::Failure, 1);
+    cb.on_result(&c, T0, Outcome::Failure, 1, mid_random);
     all.push((c.clone(), cb.clone()));
     // OPEN with the trial window.
-    cb.on_result(&c, T0, Outcome::Failure, 1);
-    cb.on_result(&c, T0, Outcome::Failure, 1);
-    cb.on_result(&c, T0, Outcome::Failure, 1);
-    cb.on_result(&c, T0, Outcome::Failure, 1);
+    cb.on_result(&c, T0, Outcome::Failure, 1, mid_random);
+    cb.on_result(&c, T0, Outcome::Failure, 1, mid_random);
+    cb.on_result(&c, T0, Outcome::Failure, 1, mid_random);
+    cb.on_result(&c, T0, Outcome::Failure, 1, mid_random);
     assert_eq!(cb.state(), State::Open);
     all.push((c.clone(), cb));
     for initial in [
         InitialState::Disabled,
         InitialState::ForcedOpen,
         InitialState::MetricsOnly,
+        InitialState::Open,
+        InitialState::HalfOpen,
     ] {
         let c = BreakerConfig {
             initial_state: initial,
             ..count_based(10, 5, 3)
         };
-        let mut cb = CircuitBreaker::new(&c, T0);
-        cb.on_result(&c, T0, Outcome::Failure, 1);
+        let mut cb = CircuitBreaker::new(&c, T0, mid_random);
+        cb.on_result(&c, T0, Outcome::Failure, 1, mid_random);
         all.push((c, cb));
     }
     all
@@ -1024,7 +1458,7 @@ fn every_state_survives_an_encode_decode_round_trip() {
 #[test]
 fn the_encoding_layout_is_as_documented() {
     let c = count_based(100, 100, 10);
-    let mut cb = CircuitBreaker::new(&c, T0);
+    let mut cb = CircuitBreaker::new(&c, T0, mid_random);
     for outcome in [
         Outcome::Failure,
         Outcome::Success,
@@ -1041,6 +1475,7 @@ fn the_encoding_layout_is_as_documented() {
             } else {
                 60_001
             },
+            mid_random,
         );
     }
     let mut expected = vec![1];
@@ -1053,7 +1488,7 @@ fn the_encoding_layout_is_as_documented() {
 #[test]
 fn a_full_hundred_call_window_encodes_in_under_64_bytes() {
     let c = defaults();
-    let mut cb = CircuitBreaker::new(&c, T0);
+    let mut cb = CircuitBreaker::new(&c, T0, mid_random);
     for i in 0..150u64 {
         cb.on_result(
             &c,
@@ -1064,6 +1499,7 @@ fn a_full_hundred_call_window_encodes_in_under_64_bytes() {
                 Outcome::Success
             },
             i * 1_000,
+            mid_random,
         );
     }
     assert_eq!(cb.snapshot(&c, T0).buffered_calls, 100);
@@ -1073,9 +1509,31 @@ fn a_full_hundred_call_window_encodes_in_under_64_bytes() {
 }
 
 #[test]
+fn a_full_window_of_the_maximum_size_round_trips_in_two_and_a_half_kilobytes() {
+    // crate::policy::MAX_WINDOW_SIZE: 2 bits per call, header 10 bytes, kind 1, varint 2.
+    // (METRICS_ONLY: the same window, filled without evaluating it after every call.)
+    let c = BreakerConfig {
+        initial_state: InitialState::MetricsOnly,
+        ..count_based(crate::policy::MAX_WINDOW_SIZE, u32::MAX, 10)
+    };
+    let mut cb = CircuitBreaker::new(&c, T0, mid_random);
+    for i in 0..crate::policy::MAX_WINDOW_SIZE {
+        let outcome = if i % 7 == 0 {
+            Outcome::Failure
+        } else {
+            Outcome::Success
+        };
+        cb.on_result(&c, T0, outcome, u64::from(i % 3) * 30_000, mid_random);
+    }
+    let bytes = cb.encode(&c);
+    assert_eq!(bytes.len(), 10 + 1 + 2 + 2_500);
+    assert_eq!(CircuitBreaker::decode(&bytes, &c), Ok(cb));
+}
+
+#[test]
 fn decoding_with_another_config_reports_the_change() {
     let c = count_based(10, 5, 3);
-    let bytes = CircuitBreaker::new(&c, T0).encode(&c);
+    let bytes = CircuitBreaker::new(&c, T0, mid_random).encode(&c);
     let other = count_based(10, 6, 3);
     assert_eq!(
         CircuitBreaker::decode(&bytes, &other),
@@ -1086,7 +1544,7 @@ fn decoding_with_another_config_reports_the_change() {
 #[test]
 fn decoding_an_unknown_version_says_so() {
     let c = count_based(10, 5, 3);
-    let mut bytes = CircuitBreaker::new(&c, T0).encode(&c);
+    let mut bytes = CircuitBreaker::new(&c, T0, mid_random).encode(&c);
     bytes[0] = 2;
     assert_eq!(
         CircuitBreaker::decode(&bytes, &c),
@@ -1097,7 +1555,7 @@ fn decoding_an_unknown_version_says_so() {
 #[test]
 fn decoding_rejects_trailing_and_inconsistent_bytes() {
     let c = count_based(4, 4, 3);
-    let mut cb = CircuitBreaker::new(&c, T0);
+    let mut cb = CircuitBreaker::new(&c, T0, mid_random);
     fail(&mut cb, &c, T0);
     let bytes = cb.encode(&c);
     let mut trailing = bytes.clone();
@@ -1160,9 +1618,9 @@ fn decoding_never_panics_on_prefixes_mutations_or_noise() {
                 // Whatever decodes is a valid breaker: it re-encodes to the same bytes and works.
                 assert_eq!(back.encode(&c), mutated);
                 let mut back = back;
-                back.try_acquire_permission(&c, T0);
-                back.on_result(&c, T0, Outcome::Failure, 1);
-                back.on_tick(&c, T0);
+                back.try_acquire_permission(&c, T0, mid_random);
+                back.on_result(&c, T0, Outcome::Failure, 1, mid_random);
+                back.on_tick(&c, T0, mid_random);
                 back.snapshot(&c, T0);
             }
         }
@@ -1188,7 +1646,7 @@ fn decoding_never_panics_on_prefixes_mutations_or_noise() {
 fn the_fingerprint_changes_when_any_field_changes() {
     let base = defaults();
     type Change = fn(&mut BreakerConfig);
-    let changes: [(&str, Change); 17] = [
+    let changes: [(&str, Change); 22] = [
         ("failure_rate_threshold", |c| {
             c.failure_rate_threshold = 50.5
         }),
@@ -1221,6 +1679,21 @@ fn the_fingerprint_changes_when_any_field_changes() {
         ("open_wait_max_ms some", |c| c.open_wait_max_ms = Some(0)),
         ("initial_state", |c| {
             c.initial_state = InitialState::MetricsOnly
+        }),
+        ("initial_state open", |c| {
+            c.initial_state = InitialState::Open
+        }),
+        ("initial_state half open", |c| {
+            c.initial_state = InitialState::HalfOpen
+        }),
+        ("transition_to_state_after_wait_duration", |c| {
+            c.transition_to_state_after_wait_duration = StateAfterWait::Closed
+        }),
+        ("open_wait_randomization_factor", |c| {
+            c.open_wait_randomization_factor = Some(0.5)
+        }),
+        ("open_wait_randomization_factor 0", |c| {
+            c.open_wait_randomization_factor = Some(0.0)
         }),
         ("record", |c| c.record = vec![OutcomeMatcher::Status(503)]),
         ("ignore", |c| c.ignore = vec![OutcomeMatcher::Status(503)]),

@@ -17,7 +17,7 @@ fn config(extra: Value) -> EventsConfig {
     if let (Some(m), Some(e)) = (v.as_object_mut(), extra.as_object()) {
         m.extend(e.clone());
     }
-    parse_config(&v, "events").unwrap()
+    crate::policy::parse_events(&v, "events").unwrap()
 }
 
 /// Random bytes that count up, so ids are predictable: the n-th id ends in n.
@@ -572,4 +572,32 @@ fn without_random_bytes_nothing_is_published() {
     };
     let e = stamp(&input, br#"{"records":[{"value":1}]}"#, &mut || None).unwrap_err();
     assert_eq!(e.status(), 503);
+}
+
+fn events_config(section: &Value) -> EventsConfig {
+    crate::policy::parse_events(section, "events").unwrap()
+}
+
+#[test]
+fn source_comes_from_node_metadata_through_the_template() {
+    let c = events_config(&json!({"bridges": ["b"]}));
+    assert_eq!(
+        c.source(
+            Some("order-service"),
+            Some("shop"),
+            Some("sidecar~10.0.0.1~x")
+        ),
+        "order-service.shop"
+    );
+    assert_eq!(
+        c.source(None, Some("shop"), Some("sidecar~node")),
+        "sidecar~node",
+        "no workload: the node id"
+    );
+    assert_eq!(c.source(None, None, None), "unknown");
+    let c = events_config(&json!({"bridges": ["b"], "source": "//{namespace}/{workload}"}));
+    assert_eq!(
+        c.source(Some("order-service"), Some("shop"), None),
+        "//shop/order-service"
+    );
 }

@@ -50,7 +50,8 @@ impl SharedBreaker {
     pub fn acquire(&self, now: u64) -> Acquired {
         let config = &self.config;
         match store::update_breaker(&self.key, config, now, |cb| {
-            let (permission, transition) = cb.try_acquire_permission(config, now);
+            let (permission, transition) =
+                cb.try_acquire_permission(config, now, super::abi::random01);
             let snapshot = transition.as_ref().map(|_| cb.snapshot(config, now));
             (permission, transition, snapshot)
         }) {
@@ -85,7 +86,8 @@ impl SharedBreaker {
         // Gauges follow on transitions here and on the tick otherwise: publishing them on
         // every call costs more host calls than the call's own bookkeeping.
         match store::update_breaker(&self.key, config, now, |cb| {
-            let (kind, transition) = cb.on_result(config, now, outcome, duration_ms);
+            let (kind, transition) =
+                cb.on_result(config, now, outcome, duration_ms, super::abi::random01);
             let snapshot = transition.as_ref().map(|_| cb.snapshot(config, now));
             (kind, transition, snapshot)
         }) {
@@ -118,7 +120,10 @@ impl SharedBreaker {
     pub fn tick(&self, now: u64) {
         let config = &self.config;
         match store::update_breaker(&self.key, config, now, |cb| {
-            (cb.on_tick(config, now), cb.snapshot(config, now))
+            (
+                cb.on_tick(config, now, super::abi::random01),
+                cb.snapshot(config, now),
+            )
         }) {
             Ok((transition, snapshot)) => self.after_update(transition, &snapshot),
             Err(e) => self.report_store_error(e),

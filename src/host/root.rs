@@ -18,8 +18,6 @@ use super::stream::Stream;
 
 /// Plugin name when the host does not tell (shared-data keys and logs carry it).
 const DEFAULT_PLUGIN_NAME: &str = crate::FILTER_NAME;
-/// Breakers are shared-data keys and ~20 stats each: bound both.
-const MAX_INSTANCES: usize = 256;
 /// Retry waits are served by the tick: 10 ms keeps a 300 ms wait within a few percent.
 const RETRY_TICK_MS: u32 = 10;
 /// Breaker housekeeping (automatic OPEN -> HALF_OPEN, half-open max wait, gauges).
@@ -106,10 +104,6 @@ fn read_policy() -> Result<Policy, String> {
         }
     };
     let policy = Policy::from_json(&text).map_err(|e| e.to_string())?;
-    let instances = policy.circuit_breakers.len() + policy.retries.len();
-    if instances > MAX_INSTANCES {
-        return Err(format!("resilience4j: at most {MAX_INSTANCES} circuit breaker and retry instances, got {instances}"));
-    }
     for warning in &policy.warnings {
         log::warn!("policy: {warning}");
     }

@@ -92,7 +92,7 @@ pub fn update_breaker<R>(
             Some(Err(DecodeError::ConfigChanged)) => return Err(StoreError::ConfigChanged),
             // Unreadable (another format version) or missing: start fresh, as resilience4j
             // does for a new breaker. An old filter version's state is never misread.
-            Some(Err(_)) | None => CircuitBreaker::new(config, now_ms),
+            Some(Err(_)) | None => CircuitBreaker::new(config, now_ms, abi::random01),
         };
         let result = op(&mut breaker);
         Ok((Some(breaker.encode(config)), result))
@@ -106,7 +106,7 @@ pub fn ensure_breaker(key: &str, config: &BreakerConfig, now_ms: u64) -> Result<
         match stored.map(|b| CircuitBreaker::decode(b, config)) {
             Some(Ok(_)) => Ok((None, false)),
             _ => Ok((
-                Some(CircuitBreaker::new(config, now_ms).encode(config)),
+                Some(CircuitBreaker::new(config, now_ms, abi::random01).encode(config)),
                 true,
             )),
         }

@@ -1,16 +1,106 @@
 //! The filter's policy: the resilience4j tree a Spring service keeps under `resilience4j:`,
-//! plus the filter's own keys beside it. `parse` turns JSON into the validated `model`.
+//! plus the filter's own keys beside it, read into the validated `model`.
+//!
+//! One reader ([`read`]) reads every section with one set of rules (relaxed keys, scalars as
+//! strings, `null` as empty, error paths as the user wrote them) and one error type,
+//! [`PolicyError`]. The sections: [`resilience4j`] (its modules' instance properties declared
+//! once in [`properties`] form), [`filter_keys`] (`upstreams`, `fallbacks`, `retry-options`)
+//! and [`events`]. Every other top-level key is an error. Limits (e.g. [`MAX_INSTANCES`]) are
+//! the parser's, so the importer and the filter accept the same policies.
 
+mod events;
+mod filter_keys;
 mod model;
-mod parse;
+mod outcomes;
+mod properties;
+mod read;
+mod resilience4j;
+#[cfg(test)]
+mod tests;
 
+use serde_json::Value;
+
+pub use events::parse_events;
 pub use model::*;
-pub use parse::{PolicyError, UNSUPPORTED_MODULES};
+pub(crate) use read::describe;
+pub use read::{canonical_key, PolicyError, UNSUPPORTED_MODULES};
+pub use resilience4j::MAX_INSTANCES;
+
+use read::{error, keyed, keys, Hint};
+
+keys! {
+    enum PolicyKey (Hint::Suggest) {
+        Resilience4j = "resilience4j",
+        Upstreams = "upstreams",
+        Fallbacks = "fallbacks",
+        RetryOptions = "retry-options",
+        Events = "events",
+    }
+}
+
+/// Parses and validates a whole policy. Any error rejects the whole policy.
+fn parse_policy(text: &str) -> Result<Policy, PolicyError> {
+    let root: Value = serde_json::from_str(text)
+        .map_err(|e| error("", format!("policy is not valid JSON: {e}")))?;
+    let mut warnings = Vec::new();
+    let (mut resilience4j, mut upstreams, mut fallbacks, mut retry_options, mut events) =
+        (None, None, None, None, None);
+    for (key, value, path) in keyed(&root, "", &mut warnings)? {
+        let slot = match key {
+            PolicyKey::Resilience4j => &mut resilience4j,
+            PolicyKey::Upstreams => &mut upstreams,
+            PolicyKey::Fallbacks => &mut fallbacks,
+            PolicyKey::RetryOptions => &mut retry_options,
+            PolicyKey::Events => &mut events,
+        };
+        *slot = Some((value, path));
+    }
+
+    let (circuit_breakers, retries) = match resilience4j {
+        Some((value, path)) => {
+            let tree = resilience4j::read(value, &path, &mut warnings)?;
+            (tree.circuit_breakers, tree.retries)
+        }
+        None => Default::default(),
+    };
+    let upstreams = match upstreams {
+        Some((value, path)) => {
+            filter_keys::read_upstreams(value, &path, &circuit_breakers, &retries)?
+        }
+        None => Default::default(),
+    };
+    let fallbacks = match fallbacks {
+        Some((value, path)) => {
+            filter_keys::read_fallbacks(value, &path, &circuit_breakers, &mut warnings)?
+        }
+        None => Default::default(),
+    };
+    let retry_options = filter_keys::read_retry_options(
+        retry_options
+            .as_ref()
+            .map(|(value, path)| (*value, path.as_str())),
+        &retries,
+        &mut warnings,
+    )?;
+    let events = match events {
+        Some((value, path)) => Some(events::read(value, &path, &mut warnings)?),
+        None => None,
+    };
+    Ok(Policy {
+        circuit_breakers,
+        retries,
+        upstreams,
+        fallbacks,
+        retry_options,
+        events,
+        warnings,
+    })
+}
 
 impl Policy {
     /// Parses and validates a whole policy. Any error rejects the whole policy.
     pub fn from_json(text: &str) -> Result<Policy, PolicyError> {
-        parse::parse_policy(text)
+        parse_policy(text)
     }
 
     /// The instance that guards an Envoy cluster: the `upstreams` override, else an instance

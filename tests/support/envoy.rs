@@ -87,7 +87,7 @@ impl Default for EnvoyOptions {
             admin_port: None,
             listen_port: None,
             log_level: "info".to_string(),
-            startup_timeout: Duration::from_secs(30),
+            startup_timeout: Duration::from_secs(90),
             template: bootstrap_template(),
             wasm: filter_wasm(),
         }

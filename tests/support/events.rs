@@ -257,7 +257,8 @@ impl EventsEnvoy {
             port,
             admin_port,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // Generous: V8 compiles the module at start, slowly on a loaded 2-core machine.
+        let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             let live = request(admin_port, "GET", "admin", "/ready", &[], b"")
                 .is_ok_and(|r| r.text().trim() == "LIVE");

@@ -15,6 +15,7 @@
 //!   so it reports them by path instead of guessing.
 
 use serde_json::{Map, Number, Value};
+use sidecar_resilience::policy::canonical_key;
 use yaml_rust2::{Yaml, YamlLoader};
 
 /// Where the resilience4j tree came from, for the report and the generated file's header.
@@ -336,7 +337,7 @@ fn deep_merge(into: &mut Map<String, Value>, from: Map<String, Value>) {
     for (k, v) in from {
         let same = into
             .keys()
-            .find(|existing| **existing != k && relaxed(existing) == relaxed(&k))
+            .find(|existing| **existing != k && canonical_key(existing) == canonical_key(&k))
             .cloned();
         if let Some(old) = same {
             if let Some(previous) = into.remove(&old) {
@@ -352,13 +353,6 @@ fn deep_merge(into: &mut Map<String, Value>, from: Map<String, Value>) {
             }
         }
     }
-}
-
-fn relaxed(key: &str) -> String {
-    key.chars()
-        .filter(|c| *c != '-' && *c != '_')
-        .map(|c| c.to_ascii_lowercase())
-        .collect()
 }
 
 /// `a.b.c: x` → `a: {b: {c: x}}` at every level; `[a.b]` is one key `a.b`.

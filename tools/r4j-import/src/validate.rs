@@ -6,7 +6,7 @@
 //! spellings) come from the parser too.
 
 use serde_json::{Map, Value};
-use sidecar_resilience::policy::{Policy, UNSUPPORTED_MODULES};
+use sidecar_resilience::policy::{canonical_key, Policy, UNSUPPORTED_MODULES};
 /// More errors than this in one file: the rest are not worth listing.
 const MAX_ERRORS: usize = 50;
 
@@ -15,13 +15,6 @@ pub struct Report {
     pub policy: Option<Value>,
     pub errors: Vec<String>,
     pub warnings: Vec<String>,
-}
-
-fn canonical(key: &str) -> String {
-    key.chars()
-        .filter(|c| *c != '-' && *c != '_')
-        .map(|c| c.to_ascii_lowercase())
-        .collect()
 }
 
 pub fn validate(tree: Value, extra: Option<Value>, skip_unsupported: bool) -> Report {
@@ -35,7 +28,7 @@ pub fn validate(tree: Value, extra: Option<Value>, skip_unsupported: bool) -> Re
                 .filter(|k| {
                     UNSUPPORTED_MODULES
                         .iter()
-                        .any(|m| canonical(m) == canonical(k))
+                        .any(|m| canonical_key(m) == canonical_key(k))
                 })
                 .cloned()
                 .collect();
@@ -97,6 +90,32 @@ pub fn validate(tree: Value, extra: Option<Value>, skip_unsupported: bool) -> Re
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn refuses_what_the_filter_refuses_such_as_too_many_instances() {
+        let instances: Map<String, Value> =
+            (0..257).map(|i| (format!("svc-{i}"), json!({}))).collect();
+        let report = validate(json!({"retry": {"instances": instances}}), None, false);
+        assert_eq!(
+            report.errors,
+            ["resilience4j: at most 256 circuit breaker and retry instances, got 257"]
+        );
+    }
+
+    #[test]
+    fn reports_and_removes_event_topic_keys_by_the_path_the_filter_reports() {
+        let tree = json!({"retry": {"instances": {"a": {}}}});
+        let extra = json!({"events": {"bridges": ["b"], "topics": {
+            "order.created": {"mode": "avro"}, "order.updated": {"colour": 1}}}});
+        let report = validate(tree, Some(extra), false);
+        assert_eq!(
+            report.errors,
+            [
+                "events.topics.order.created.mode: must be one of envelope, cloudevents-structured, cloudevents-binary, got \"avro\"",
+                "events.topics.order.updated.colour: unknown key (known: mode, type, partition-key)",
+            ]
+        );
+    }
 
     #[test]
     fn reports_every_error_by_path() {
