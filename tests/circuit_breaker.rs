@@ -484,3 +484,47 @@ fn breaker_opens_after_exactly_the_policy_calls_whichever_worker_carried_them() 
     );
     envoy.filter_crashes().unwrap();
 }
+
+/// The request path's shortcuts (issue 13): a CLOSED permission read from the stored header,
+/// and a fast success into a window full of fast successes left unwritten. Calls one at a
+/// time over fresh connections (both workers): the successes beyond the window are still
+/// counted, and the failures that follow open the circuit on exactly the call resilience4j's
+/// window of 10 at 50 % says (the 5th), whichever worker served the calls before it.
+#[test]
+fn shortcuts_of_a_full_window_of_successes_keep_the_exact_window_across_workers() {
+    let services = Services::start().unwrap();
+    let mut policy = breaker_policy();
+    set_path(
+        &mut policy,
+        &format!("{CB}.order-service"),
+        json!({"sliding-window-size": 10, "minimum-number-of-calls": 10, "failure-rate-threshold": 50, "wait-duration-in-open-state": "60s"}),
+    );
+    let envoy = Envoy::start(&services, &policy).unwrap();
+    services.order.set_default(Action::status(200));
+    for n in 1..=15 {
+        assert_eq!(envoy.get(ORDER, "/o").unwrap().status, 200, "success {n}");
+    }
+    assert_eq!(calls(&envoy, "order-service", "successful"), 15);
+    services.order.set_default(Action::status(500));
+    for n in 1..=4 {
+        assert_eq!(envoy.get(ORDER, "/o").unwrap().status, 500, "failure {n}");
+        assert!(
+            state_is(&envoy, "order-service", "closed"),
+            "after failure {n}"
+        );
+    }
+    assert_eq!(envoy.get(ORDER, "/o").unwrap().status, 500);
+    assert!(
+        state_is(&envoy, "order-service", "open"),
+        "opens on failure 5"
+    );
+    assert_eq!(envoy.get(ORDER, "/o").unwrap().status, 503);
+    assert_eq!(services.order.count(), 20);
+    assert_eq!(calls(&envoy, "order-service", "failed"), 5);
+    let per_worker = connections_per_worker(&envoy);
+    assert!(
+        per_worker.iter().all(|&n| n > 0),
+        "both workers carried calls: {per_worker:?}"
+    );
+    envoy.filter_crashes().unwrap();
+}

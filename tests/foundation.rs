@@ -158,13 +158,13 @@ fn bad_policies() -> Vec<BadPolicy> {
             "threshold 0",
             &threshold,
             json!(0),
-            Some("must be in (0, 100], got 0"),
+            Some("must be in [1, 100], got 0"),
         ),
         bad(
             "threshold 120",
             &threshold,
             json!(120),
-            Some("must be in (0, 100], got 120"),
+            Some("must be in [1, 100], got 120"),
         ),
         bad(
             "window 0",

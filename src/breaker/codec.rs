@@ -223,10 +223,10 @@ fn put_window(out: &mut Vec<u8>, shape: Shape, window: &Window) {
     }
 }
 
-pub(crate) fn encode(breaker: &CircuitBreaker, config: &BreakerConfig) -> Vec<u8> {
+pub(crate) fn encode(breaker: &CircuitBreaker, fingerprint: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(48);
     out.push(VERSION);
-    out.extend_from_slice(&config_fingerprint(config).to_le_bytes());
+    out.extend_from_slice(&fingerprint.to_le_bytes());
     out.push(breaker.state().index());
     match &breaker.inner {
         Inner::Closed { window } | Inner::MetricsOnly { window } => {
@@ -397,13 +397,17 @@ fn read_window(
     Ok((shape, Window::Time(buckets)))
 }
 
-pub(crate) fn decode(bytes: &[u8], config: &BreakerConfig) -> Result<CircuitBreaker, DecodeError> {
+pub(crate) fn decode(
+    bytes: &[u8],
+    config: &BreakerConfig,
+    fingerprint: u64,
+) -> Result<CircuitBreaker, DecodeError> {
     let mut r = Reader { bytes };
     let version = r.u8()?;
     if version != VERSION {
         return Err(DecodeError::UnknownVersion(version));
     }
-    if r.u64_le()? != config_fingerprint(config) {
+    if r.u64_le()? != fingerprint {
         return Err(DecodeError::ConfigChanged);
     }
     let state = State::from_index(r.u8()?).ok_or(DecodeError::Corrupt)?;
@@ -447,6 +451,51 @@ pub(crate) fn decode(bytes: &[u8], config: &BreakerConfig) -> Result<CircuitBrea
         return Err(DecodeError::Corrupt);
     }
     Ok(CircuitBreaker { inner })
+}
+
+// ---- peeking: the request path's two common questions without decoding the window ----
+
+/// The stored state, read from the header alone (version and fingerprint checked). None: not
+/// this format or this config (the full decode path handles it).
+pub(crate) fn peek_state(bytes: &[u8], fingerprint: u64) -> Option<State> {
+    let mut r = Reader { bytes };
+    if r.u8().ok()? != VERSION || r.u64_le().ok()? != fingerprint {
+        return None;
+    }
+    State::from_index(r.u8().ok()?)
+}
+
+/// The stored breaker is CLOSED with a full COUNT_BASED window of fast successes only: exactly
+/// the bytes `encode` writes for it (the window holds the config's size, every bit zero, nothing
+/// after). Recording one more fast success into it drops the oldest success and adds a new
+/// one: the window, the rates and the bytes stay what they are.
+pub(crate) fn is_closed_full_of_fast_successes(
+    bytes: &[u8],
+    config: &BreakerConfig,
+    fingerprint: u64,
+) -> bool {
+    if config.sliding_window_type != SlidingWindowType::CountBased
+        || peek_state(bytes, fingerprint) != Some(State::Closed)
+    {
+        return false;
+    }
+    // Header: version, fingerprint, state; then kind, varint n, packed calls.
+    let Some(window) = bytes.get(10..) else {
+        return false;
+    };
+    let mut r = Reader { bytes: window };
+    let (Ok(kind), Ok(n)) = (r.u8(), r.varint()) else {
+        return false;
+    };
+    let size = u64::from(Shape::Closed.size(config));
+    let Ok(n_usize) = usize::try_from(n) else {
+        return false;
+    };
+    kind == KIND_CLOSED_COUNT
+        && n == size
+        && n > 0
+        && r.bytes.len() == n_usize.div_ceil(CALLS_PER_BYTE)
+        && r.bytes.iter().all(|b| *b == 0)
 }
 
 #[cfg(test)]

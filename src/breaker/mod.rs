@@ -555,12 +555,51 @@ impl CircuitBreaker {
     /// The compact, versioned encoding for shared data (layout in `codec.rs`). Deterministic:
     /// equal breakers encode to equal bytes, so an unchanged breaker need not be written back.
     pub fn encode(&self, config: &BreakerConfig) -> Vec<u8> {
-        codec::encode(self, config)
+        codec::encode(self, config_fingerprint(config))
     }
 
     /// Reads [`CircuitBreaker::encode`]'s bytes back, for this config only. Never panics.
     pub fn decode(bytes: &[u8], config: &BreakerConfig) -> Result<Self, DecodeError> {
-        codec::decode(bytes, config)
+        codec::decode(bytes, config, config_fingerprint(config))
+    }
+
+    /// [`CircuitBreaker::encode`] with the config's fingerprint computed once by the caller
+    /// (`config_fingerprint(config)`; the request path keeps it per instance).
+    pub fn encode_pinned(&self, fingerprint: u64) -> Vec<u8> {
+        codec::encode(self, fingerprint)
+    }
+
+    /// [`CircuitBreaker::decode`] with the config's fingerprint computed once by the caller.
+    pub fn decode_pinned(
+        bytes: &[u8],
+        config: &BreakerConfig,
+        fingerprint: u64,
+    ) -> Result<Self, DecodeError> {
+        codec::decode(bytes, config, fingerprint)
+    }
+
+    /// Whether [`CircuitBreaker::try_acquire_permission`] on these stored bytes would permit the
+    /// call and change nothing (CLOSED, DISABLED, METRICS_ONLY), read from the header without
+    /// decoding the window. False also when the bytes are not this config's: decode then.
+    pub fn stored_permits_unchanged(bytes: &[u8], fingerprint: u64) -> bool {
+        matches!(
+            codec::peek_state(bytes, fingerprint),
+            Some(State::Closed | State::Disabled | State::MetricsOnly)
+        )
+    }
+
+    /// Whether [`CircuitBreaker::on_result`] of a fast success (`duration_ms` within the slow
+    /// threshold) on these stored bytes would return (Successful, no transition) and leave the
+    /// bytes as they are: CLOSED, COUNT_BASED, the window full of fast successes, thresholds
+    /// above 0 %. Read from the bytes without decoding.
+    pub fn stored_unchanged_by_fast_success(
+        bytes: &[u8],
+        config: &BreakerConfig,
+        fingerprint: u64,
+    ) -> bool {
+        config.failure_rate_threshold > 0.0
+            && config.slow_call_rate_threshold > 0.0
+            && codec::is_closed_full_of_fast_successes(bytes, config, fingerprint)
     }
 
     // ---- transitions: the only places the state changes ----

@@ -1737,3 +1737,112 @@ fn the_fingerprint_is_stable_across_builds() {
 }
 
 const PINNED_DEFAULTS_FINGERPRINT: u64 = 0x12dd_0fbc_cae2_5610;
+
+// ---- the request path's peeks agree with the full decode ----
+
+#[test]
+fn peeked_permission_agrees_with_try_acquire_in_every_state() {
+    let c = count_based(4, 2, 2);
+    let fp = config_fingerprint(&c);
+    let mut disabled = c.clone();
+    disabled.initial_state = InitialState::Disabled;
+    let mut metrics_only = c.clone();
+    metrics_only.initial_state = InitialState::MetricsOnly;
+    let mut forced = c.clone();
+    forced.initial_state = InitialState::ForcedOpen;
+    let cases: Vec<(BreakerConfig, CircuitBreaker)> = vec![
+        (c.clone(), CircuitBreaker::new(&c, 0, mid_random)),
+        (c.clone(), opened(&c, 0)),
+        (c.clone(), half_open(&c, 20_000)),
+        (
+            disabled.clone(),
+            CircuitBreaker::new(&disabled, 0, mid_random),
+        ),
+        (
+            metrics_only.clone(),
+            CircuitBreaker::new(&metrics_only, 0, mid_random),
+        ),
+        (forced.clone(), CircuitBreaker::new(&forced, 0, mid_random)),
+    ];
+    for (config, cb) in cases {
+        let fp = config_fingerprint(&config);
+        let bytes = cb.encode_pinned(fp);
+        assert_eq!(bytes, cb.encode(&config));
+        let mut after = cb.clone();
+        let (permission, transition) = after.try_acquire_permission(&config, 20_000, mid_random);
+        let unchanged = permission == Permission::Permitted
+            && transition.is_none()
+            && after.encode(&config) == bytes;
+        assert_eq!(
+            CircuitBreaker::stored_permits_unchanged(&bytes, fp),
+            unchanged,
+            "{:?}",
+            cb.state()
+        );
+    }
+    // Another config's bytes, or not the format: never peeked as permitted.
+    let other =
+        CircuitBreaker::new(&count_based(5, 2, 2), 0, mid_random).encode(&count_based(5, 2, 2));
+    assert!(!CircuitBreaker::stored_permits_unchanged(&other, fp));
+    assert!(!CircuitBreaker::stored_permits_unchanged(&[], fp));
+    assert!(!CircuitBreaker::stored_permits_unchanged(&[2; 10], fp));
+}
+
+#[test]
+fn a_fast_success_changes_nothing_only_in_a_full_window_of_fast_successes() {
+    let c = count_based(5, 3, 2);
+    let fp = config_fingerprint(&c);
+    let unchanged_by_success = |cb: &CircuitBreaker, config: &BreakerConfig| {
+        let bytes = cb.encode(config);
+        let mut after = cb.clone();
+        let result = after.on_result(config, 1, Outcome::Success, 0, mid_random);
+        let truly = result == (RecordedKind::Successful, None) && after.encode(config) == bytes;
+        let peeked = CircuitBreaker::stored_unchanged_by_fast_success(
+            &bytes,
+            config,
+            config_fingerprint(config),
+        );
+        assert!(!peeked || truly, "peek says unchanged, decode disagrees");
+        peeked
+    };
+    let mut cb = CircuitBreaker::new(&c, 0, mid_random);
+    for i in 0..5 {
+        assert!(
+            !unchanged_by_success(&cb, &c),
+            "window of {i} calls is not full"
+        );
+        succeed(&mut cb, &c, 0);
+    }
+    assert!(unchanged_by_success(&cb, &c));
+    // One failure anywhere in the window: a success shifts it.
+    fail(&mut cb, &c, 0);
+    for _ in 0..4 {
+        assert!(!unchanged_by_success(&cb, &c));
+        succeed(&mut cb, &c, 0);
+    }
+    succeed(&mut cb, &c, 0);
+    assert!(unchanged_by_success(&cb, &c));
+    // A slow success in the window counts too.
+    cb.try_acquire_permission(&c, 0, mid_random);
+    cb.on_result(
+        &c,
+        0,
+        Outcome::Success,
+        c.slow_call_duration_threshold_ms + 1,
+        mid_random,
+    );
+    assert!(!unchanged_by_success(&cb, &c));
+    // Windows of other shapes never qualify.
+    let time = time_based(5, 3);
+    let mut tb = CircuitBreaker::new(&time, 0, mid_random);
+    for _ in 0..10 {
+        succeed(&mut tb, &time, 0);
+    }
+    assert!(!unchanged_by_success(&tb, &time));
+    assert!(!unchanged_by_success(&half_open(&c, 20_000), &c));
+    assert!(!CircuitBreaker::stored_unchanged_by_fast_success(
+        &cb.encode(&c),
+        &count_based(6, 3, 2),
+        fp
+    ));
+}

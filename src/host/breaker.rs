@@ -3,9 +3,11 @@
 //! in it; this handle holds what a worker needs for that — the config, the shared-data key,
 //! the instance's metrics and fallback — and turns each update into logs and metrics.
 
-use crate::breaker::{Permission, Snapshot, State, Transition};
+use crate::breaker::{
+    config_fingerprint, CircuitBreaker, Permission, RecordedKind, Snapshot, State, Transition,
+};
 use crate::fallback::{self, LocalResponse};
-use crate::outcome::{classify, CallResult};
+use crate::outcome::{classify, CallResult, Outcome};
 use crate::policy::{BreakerConfig, Fallback};
 
 use super::metrics::BreakerMetrics;
@@ -15,6 +17,9 @@ use super::store::{self, StoreError};
 pub struct SharedBreaker {
     instance: String,
     config: BreakerConfig,
+    /// `config_fingerprint(&config)`, which every stored state carries: hashed once here, not
+    /// on each decode and encode of the request path.
+    fingerprint: u64,
     key: String,
     metrics: BreakerMetrics,
     fallback: Option<Fallback>,
@@ -40,6 +45,7 @@ impl SharedBreaker {
     ) -> Self {
         SharedBreaker {
             instance: instance.to_string(),
+            fingerprint: config_fingerprint(&config),
             config,
             key: store::breaker_key(plugin_name, instance),
             metrics: BreakerMetrics::define(instance),
@@ -47,9 +53,20 @@ impl SharedBreaker {
         }
     }
 
+    /// The breaker's permission for a call. Always asks the shared state (never a worker's
+    /// copy of it): calls one at a time see every transition another worker made, as
+    /// resilience4j's single breaker would. In the states that permit without a change
+    /// (CLOSED, DISABLED, METRICS_ONLY) the answer is read from the stored header alone: one
+    /// shared-data read, no decode, no CAS.
     pub fn acquire(&self, now: u64) -> Acquired {
         let config = &self.config;
-        match store::update_breaker(&self.key, config, now, |cb| {
+        let read = store::read_breaker(&self.key).ok();
+        if let Some(Some((bytes, _))) = &read {
+            if CircuitBreaker::stored_permits_unchanged(bytes, self.fingerprint) {
+                return Acquired::Permitted;
+            }
+        }
+        match store::update_breaker(&self.key, config, self.fingerprint, now, read, |cb| {
             let (permission, transition) =
                 cb.try_acquire_permission(config, now, super::abi::random01);
             let snapshot = transition.as_ref().map(|_| cb.snapshot(config, now));
@@ -83,9 +100,23 @@ impl SharedBreaker {
     pub fn record(&self, now: u64, result: CallResult, duration_ms: u64) {
         let config = &self.config;
         let outcome = classify(&config.record, &config.ignore, result);
+        // A fast success into a CLOSED window that holds only fast successes changes nothing
+        // (the core's `stored_unchanged_by_fast_success`): one read, no decode, no CAS. Any
+        // other result goes through the CAS, so no result that counts is ever lost or late.
+        let mut read = None;
+        if outcome == Outcome::Success && duration_ms <= config.slow_call_duration_threshold_ms {
+            read = store::read_breaker(&self.key).ok();
+            if let Some(Some((bytes, _))) = &read {
+                if CircuitBreaker::stored_unchanged_by_fast_success(bytes, config, self.fingerprint)
+                {
+                    self.metrics.count_call(RecordedKind::Successful);
+                    return;
+                }
+            }
+        }
         // Gauges follow on transitions here and on the tick otherwise: publishing them on
         // every call costs more host calls than the call's own bookkeeping.
-        match store::update_breaker(&self.key, config, now, |cb| {
+        match store::update_breaker(&self.key, config, self.fingerprint, now, read, |cb| {
             let (kind, transition) =
                 cb.on_result(config, now, outcome, duration_ms, super::abi::random01);
             let snapshot = transition.as_ref().map(|_| cb.snapshot(config, now));
@@ -110,7 +141,9 @@ impl SharedBreaker {
     pub fn release(&self, now: u64) {
         let config = &self.config;
         if let Err(e) =
-            store::update_breaker(&self.key, config, now, |cb| cb.release_permission(config))
+            store::update_breaker(&self.key, config, self.fingerprint, now, None, |cb| {
+                cb.release_permission(config)
+            })
         {
             self.report_store_error(e);
         }
@@ -119,7 +152,7 @@ impl SharedBreaker {
     /// Scheduled transitions, and the gauges.
     pub fn tick(&self, now: u64) {
         let config = &self.config;
-        match store::update_breaker(&self.key, config, now, |cb| {
+        match store::update_breaker(&self.key, config, self.fingerprint, now, None, |cb| {
             (
                 cb.on_tick(config, now, super::abi::random01),
                 cb.snapshot(config, now),

@@ -53,14 +53,31 @@ pub fn budget_key(plugin_name: &str, instance: &str) -> String {
     format!("{plugin_name}/rb/{instance}")
 }
 
+/// A shared-data value as read, with its CAS token (None: no such key).
+pub type Stored = Option<(Vec<u8>, u32)>;
+
 /// The CAS loop. `op` sees the stored bytes (None: no such key) and returns the bytes to
 /// store (None: nothing changed) and a result; it runs once per attempt on fresh bytes.
 fn cas_update<R>(
     key: &str,
+    op: impl FnMut(Option<&[u8]>) -> Result<(Option<Vec<u8>>, R), StoreError>,
+) -> Result<R, StoreError> {
+    cas_update_from(key, None, op)
+}
+
+/// The CAS loop whose first attempt may use a value the caller has just read (`first`), so
+/// a peek followed by an update costs one read, not two; a lost race re-reads as always.
+fn cas_update_from<R>(
+    key: &str,
+    mut first: Option<Stored>,
     mut op: impl FnMut(Option<&[u8]>) -> Result<(Option<Vec<u8>>, R), StoreError>,
 ) -> Result<R, StoreError> {
     for _ in 0..MAX_CAS_ATTEMPTS {
-        let (stored, cas) = match abi::get_shared_data(key)? {
+        let read = match first.take() {
+            Some(stored) => stored,
+            None => abi::get_shared_data(key)?,
+        };
+        let (stored, cas) = match read {
             Some((bytes, cas)) => (Some(bytes), cas),
             None => (None, 0),
         };
@@ -79,23 +96,36 @@ fn cas_update<R>(
     Err(StoreError::Contended)
 }
 
-/// Applies `op` to the instance's shared breaker and stores the result.
+/// The instance's stored breaker bytes and CAS token (one shared-data read): for the request
+/// path's peeks (`CircuitBreaker::stored_*`), which decide without decoding whether an update
+/// would change anything; when it would, the read is handed to [`update_breaker`] as its
+/// first attempt. None: no such key yet.
+pub fn read_breaker(key: &str) -> Result<Stored, StoreError> {
+    Ok(abi::get_shared_data(key)?)
+}
+
+/// Applies `op` to the instance's shared breaker and stores the result. `fingerprint` is
+/// `config_fingerprint(config)`, computed once per instance. `read`: the value the caller has
+/// just read with [`read_breaker`], used for the first attempt (None: read it here).
 pub fn update_breaker<R>(
     key: &str,
     config: &BreakerConfig,
+    fingerprint: u64,
     now_ms: u64,
+    read: Option<Stored>,
     mut op: impl FnMut(&mut CircuitBreaker) -> R,
 ) -> Result<R, StoreError> {
-    cas_update(key, |stored| {
-        let mut breaker = match stored.map(|b| CircuitBreaker::decode(b, config)) {
-            Some(Ok(breaker)) => breaker,
-            Some(Err(DecodeError::ConfigChanged)) => return Err(StoreError::ConfigChanged),
-            // Unreadable (another format version) or missing: start fresh, as resilience4j
-            // does for a new breaker. An old filter version's state is never misread.
-            Some(Err(_)) | None => CircuitBreaker::new(config, now_ms, abi::random01),
-        };
+    cas_update_from(key, read, |stored| {
+        let mut breaker =
+            match stored.map(|b| CircuitBreaker::decode_pinned(b, config, fingerprint)) {
+                Some(Ok(breaker)) => breaker,
+                Some(Err(DecodeError::ConfigChanged)) => return Err(StoreError::ConfigChanged),
+                // Unreadable (another format version) or missing: start fresh, as resilience4j
+                // does for a new breaker. An old filter version's state is never misread.
+                Some(Err(_)) | None => CircuitBreaker::new(config, now_ms, abi::random01),
+            };
         let result = op(&mut breaker);
-        Ok((Some(breaker.encode(config)), result))
+        Ok((Some(breaker.encode_pinned(fingerprint)), result))
     })
 }
 

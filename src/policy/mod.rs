@@ -10,6 +10,7 @@
 
 mod events;
 mod filter_keys;
+mod java_exceptions;
 mod model;
 mod outcomes;
 mod properties;
@@ -103,21 +104,24 @@ impl Policy {
         parse_policy(text)
     }
 
-    /// The instance that guards an Envoy cluster: the `upstreams` override, else an instance
-    /// named like the cluster, else for Istio's `outbound|port|subset|host` the host's first
-    /// DNS label. None: the cluster passes through untouched.
+    /// The instance that guards an Envoy cluster. For Istio's `outbound|port|subset|host`
+    /// clusters the `upstreams` key may also be the host (`backend-a.shop.svc.cluster.local`)
+    /// or the service, its first DNS label (`backend-a`), so one entry covers every port and
+    /// subset. In order: `upstreams` by cluster, host, service; else the instance named like
+    /// the cluster, or like the service. None: the cluster passes through untouched.
     pub fn instance_for_cluster(&self, cluster: &str) -> Option<&str> {
         if let Some(instance) = self.upstreams.get(cluster) {
             return Some(instance.as_str());
         }
-        let candidate = match cluster.strip_prefix("outbound|") {
-            Some(rest) => {
-                let host = rest.rsplit('|').next().unwrap_or("");
-                host.split('.').next().unwrap_or("")
-            }
-            None => cluster,
+        let Some(host) = istio_outbound_host(cluster) else {
+            return self.known_instance(cluster);
         };
-        self.known_instance(candidate)
+        let service = host.split('.').next().unwrap_or("");
+        self.upstreams
+            .get(host)
+            .or_else(|| self.upstreams.get(service))
+            .map(String::as_str)
+            .or_else(|| self.known_instance(service))
     }
 
     fn known_instance(&self, name: &str) -> Option<&str> {
@@ -125,4 +129,10 @@ impl Policy {
         let retry = self.retries.get_key_value(name).map(|(k, _)| k);
         breaker.or(retry).map(String::as_str)
     }
+}
+
+/// The host of an Istio outbound cluster name (`outbound|8080|v1|backend-a.shop.svc.cluster.local`).
+pub fn istio_outbound_host(cluster: &str) -> Option<&str> {
+    let rest = cluster.strip_prefix("outbound|")?;
+    rest.rsplit('|').next()
 }

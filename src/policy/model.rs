@@ -57,9 +57,9 @@ pub enum StateAfterWait {
 /// One circuit breaker instance, every field resolved (resilience4j defaults filled in).
 #[derive(Debug, Clone, PartialEq)]
 pub struct BreakerConfig {
-    /// Percent in (0, 100]. Default 50.
+    /// Percent in [1, 100]. Default 50.
     pub failure_rate_threshold: f32,
-    /// Percent in (0, 100]. Default 100.
+    /// Percent in [1, 100]. Default 100.
     pub slow_call_rate_threshold: f32,
     /// Default 60 s.
     pub slow_call_duration_threshold_ms: u64,

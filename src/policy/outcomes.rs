@@ -3,6 +3,7 @@
 
 use serde_json::Value;
 
+use super::java_exceptions::{meaning, Meaning};
 use super::properties::is_class_name;
 use super::read::{canonical_key, describe, error, type_error, Result};
 use crate::outcome::OutcomeMatcher;
@@ -29,16 +30,26 @@ pub(super) fn outcomes(
         other => return Err(type_error(path, "a list", other)),
     };
     let mut out: Vec<OutcomeMatcher> = Vec::new();
+    let mut unknown_classes = false;
     for (index, item) in items.iter().enumerate() {
         let item_path = format!("{path}[{index}]");
-        let matchers = outcome(item, &item_path, warnings)?;
+        let matchers = match outcome(item, &item_path, warnings)? {
+            Entry::Matches(matchers) => matchers,
+            Entry::UnknownClass => {
+                unknown_classes = true;
+                Vec::new()
+            }
+            Entry::LocalRejection => Vec::new(),
+        };
         for matcher in matchers {
             if !out.contains(&matcher) {
                 out.push(matcher);
             }
         }
     }
-    if out.is_empty() && !items.is_empty() {
+    // A list of resilience4j's own rejections only changes nothing (they were said to match
+    // nothing); one of application exceptions only is worth a word on what then applies.
+    if out.is_empty() && unknown_classes {
         // An empty list means "the default" in the model: say so, the user listed something.
         let consequence = if is_ignore_list {
             "nothing is ignored"
@@ -46,54 +57,23 @@ pub(super) fn outcomes(
             "the default applies (5xx and connection failures)"
         };
         warnings.push(format!(
-            "{path}: no entry has an HTTP meaning, so {consequence}"
+            "{path}: no entry has an HTTP meaning, so {consequence}; list the HTTP outcomes \
+             meant instead (e.g. \"404\", \"5xx\", \"timeout\")"
         ));
     }
     Ok(out)
 }
 
-const CONNECTION_FAILURES: [OutcomeMatcher; 3] = [
-    OutcomeMatcher::ConnectFailure,
-    OutcomeMatcher::Reset,
-    OutcomeMatcher::Timeout,
-];
+/// What one list entry stands for.
+enum Entry {
+    Matches(Vec<OutcomeMatcher>),
+    /// A Java class the sidecar knows no HTTP meaning of (warned about).
+    UnknownClass,
+    /// One of resilience4j's own local rejections (warned about).
+    LocalRejection,
+}
 
-/// Java exceptions with an HTTP meaning. `Exception` and its broadest kin mean every failure.
-const JAVA_EXCEPTIONS: &[(&str, &[OutcomeMatcher])] = &[
-    ("java.io.IOException", &CONNECTION_FAILURES),
-    (
-        "java.net.ConnectException",
-        &[OutcomeMatcher::ConnectFailure, OutcomeMatcher::Reset],
-    ),
-    (
-        "java.net.SocketException",
-        &[OutcomeMatcher::ConnectFailure, OutcomeMatcher::Reset],
-    ),
-    (
-        "java.util.concurrent.TimeoutException",
-        &[OutcomeMatcher::Timeout],
-    ),
-    (
-        "java.net.SocketTimeoutException",
-        &[OutcomeMatcher::Timeout],
-    ),
-    (
-        "org.springframework.web.client.HttpServerErrorException",
-        &[OutcomeMatcher::StatusClass(5)],
-    ),
-    (
-        "org.springframework.web.client.HttpClientErrorException",
-        &[OutcomeMatcher::StatusClass(4)],
-    ),
-    ("java.lang.Exception", &crate::outcome::DEFAULT_FAILURES),
-    (
-        "java.lang.RuntimeException",
-        &crate::outcome::DEFAULT_FAILURES,
-    ),
-    ("java.lang.Throwable", &crate::outcome::DEFAULT_FAILURES),
-];
-
-fn outcome(item: &Value, path: &str, warnings: &mut Vec<String>) -> Result<Vec<OutcomeMatcher>> {
+fn outcome(item: &Value, path: &str, warnings: &mut Vec<String>) -> Result<Entry> {
     let invalid = || {
         error(
             path,
@@ -111,26 +91,36 @@ fn outcome(item: &Value, path: &str, warnings: &mut Vec<String>) -> Result<Vec<O
     if text.len() == 3 && text.bytes().all(|b| b.is_ascii_digit()) {
         let status: u16 = text.parse().map_err(|_| invalid())?;
         if (100..=599).contains(&status) {
-            return Ok(vec![OutcomeMatcher::Status(status)]);
+            return Ok(Entry::Matches(vec![OutcomeMatcher::Status(status)]));
         }
         return Err(invalid());
     }
     match canonical_key(&text).as_str() {
-        "4xx" => return Ok(vec![OutcomeMatcher::StatusClass(4)]),
-        "5xx" => return Ok(vec![OutcomeMatcher::StatusClass(5)]),
-        "connectfailure" => return Ok(vec![OutcomeMatcher::ConnectFailure]),
-        "reset" => return Ok(vec![OutcomeMatcher::Reset]),
-        "timeout" => return Ok(vec![OutcomeMatcher::Timeout]),
+        "4xx" => return Ok(Entry::Matches(vec![OutcomeMatcher::StatusClass(4)])),
+        "5xx" => return Ok(Entry::Matches(vec![OutcomeMatcher::StatusClass(5)])),
+        "connectfailure" => return Ok(Entry::Matches(vec![OutcomeMatcher::ConnectFailure])),
+        "reset" => return Ok(Entry::Matches(vec![OutcomeMatcher::Reset])),
+        "timeout" => return Ok(Entry::Matches(vec![OutcomeMatcher::Timeout])),
         _ => {}
     }
     if text.contains('.') && is_class_name(&text) {
-        if let Some((_, matchers)) = JAVA_EXCEPTIONS.iter().find(|(class, _)| *class == text) {
-            return Ok(matchers.to_vec());
-        }
-        warnings.push(format!(
-            "{path}: {text} has no HTTP meaning in the sidecar; ignored"
-        ));
-        return Ok(Vec::new());
+        return Ok(match meaning(&text) {
+            Some(Meaning::Outcomes(matchers)) => Entry::Matches(matchers.to_vec()),
+            Some(Meaning::Status(status)) => Entry::Matches(vec![OutcomeMatcher::Status(status)]),
+            Some(Meaning::LocalRejection(what)) => {
+                warnings.push(format!("{path}: {text} is {what}"));
+                Entry::LocalRejection
+            }
+            None => {
+                warnings.push(format!(
+                    "{path}: {text} is no HTTP client exception the sidecar knows (it sees \
+                     HTTP answers, not the application's exceptions), so it matches nothing; \
+                     if it stands for HTTP statuses (an error decoder or handler throws it for \
+                     them), list those instead, e.g. \"404\" or \"4xx\""
+                ));
+                Entry::UnknownClass
+            }
+        });
     }
     Err(invalid())
 }

@@ -11,19 +11,24 @@
 
 use serde_json::Value;
 
-use super::model::{InitialState, SlidingWindowType};
+use super::model::{
+    rate_threshold_percent, InitialState, SlidingWindowType, StateAfterWait, MAX_WINDOW_SIZE,
+    MAX_WINDOW_SIZE_REASON,
+};
 use super::outcomes::outcomes;
 use super::read::{
     boolean, describe, duration_ms, enumeration, error, fields, integer, number, show, string,
-    Hint, Key, Result,
+    Hint, Key, Result, JAVA_INT_MAX,
 };
 use crate::outcome::OutcomeMatcher;
 
 /// How a property's value is read and checked.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Spec {
-    /// A percentage in (0, 100].
+    /// A rate threshold percentage in [1, 100], as Spring's setters bound it.
     Percent,
+    /// A window size (calls or seconds) or half-open call count in [1, MAX_WINDOW_SIZE].
+    WindowSize,
     /// A duration of at least `min_ms`.
     Duration {
         min_ms: u64,
@@ -40,6 +45,7 @@ pub(super) enum Spec {
     Multiplier,
     WindowType,
     InitialState,
+    StateAfterWait,
     /// A record/ignore/retry list (see [`outcomes`]).
     Outcomes {
         is_ignore_list: bool,
@@ -58,6 +64,7 @@ pub(super) enum Val {
     Bool(bool),
     Window(SlidingWindowType),
     State(InitialState),
+    AfterWait(StateAfterWait),
     Outcomes(Vec<OutcomeMatcher>),
     /// Checked; nothing to keep (class names).
     Checked,
@@ -87,6 +94,9 @@ pub(super) struct Prop {
     pub spec: Spec,
     /// False: exists in Spring, has no meaning in a sidecar; checked, then ignored with a warning.
     pub sidecar: bool,
+    /// A key resilience4j 2.0 removed: checked, ignored as a 2.x service ignores it, reported
+    /// with this text (what it was, what 2.x runs instead).
+    pub removed: Option<&'static str>,
 }
 
 /// Position of `base-config` among every module's values.
@@ -113,8 +123,14 @@ pub(super) trait Properties: Sized {
 ///     ignored {
 ///         result_predicate: ClassName = "result-predicate";
 ///     }
+///     removed {
+///         "max-retry-attempts": Int<1, JAVA_INT_MAX> => "it was max-attempts; ...";
+///     }
 /// }
 /// ```
+/// `removed` (optional) lists keys resilience4j 2.0 removed: a 2.x service ignores them (Spring
+/// binds unknown keys to nothing) and runs its defaults, and so does the filter, with a warning
+/// carrying the text.
 /// `ignored` properties exist in Spring but mean nothing in a sidecar: they are checked, kept
 /// (a build step may still validate with them) and reported with a warning. Every module also
 /// gets `base-config`, which names the config it builds on (resolved before the struct is
@@ -131,6 +147,9 @@ macro_rules! properties {
         ignored {
             $( $ignored:ident : $ignored_kind:ty = $ignored_key:literal ; )*
         }
+        $( removed {
+            $( $removed_key:literal : $removed_kind:ty => $removed_text:literal ; )*
+        } )?
     ) => {
         $(#[$meta])*
         #[derive(Debug)]
@@ -168,28 +187,36 @@ macro_rules! properties {
                         Key {
                             name: $key,
                             deprecated_for: None,
-                            target: Prop { index: Index::$field as usize, spec: <$kind as Kind>::SPEC, sidecar: true },
+                            target: Prop { index: Index::$field as usize, spec: <$kind as Kind>::SPEC, sidecar: true, removed: None },
                         },
                         $(
                             Key {
                                 name: $alias,
                                 deprecated_for: Some($key),
-                                target: Prop { index: Index::$field as usize, spec: <$kind as Kind>::SPEC, sidecar: true },
+                                target: Prop { index: Index::$field as usize, spec: <$kind as Kind>::SPEC, sidecar: true, removed: None },
                             },
                         )?
                     )+
                     Key {
                         name: "base-config",
                         deprecated_for: None,
-                        target: Prop { index: BASE_CONFIG, spec: Spec::BaseConfig, sidecar: true },
+                        target: Prop { index: BASE_CONFIG, spec: Spec::BaseConfig, sidecar: true, removed: None },
                     },
                     $(
                         Key {
                             name: $ignored_key,
                             deprecated_for: None,
-                            target: Prop { index: Index::$ignored as usize, spec: <$ignored_kind as Kind>::SPEC, sidecar: false },
+                            target: Prop { index: Index::$ignored as usize, spec: <$ignored_kind as Kind>::SPEC, sidecar: false, removed: None },
                         },
                     )*
+                    $( $(
+                        Key {
+                            name: $removed_key,
+                            deprecated_for: None,
+                            // Never stored (see read_layer): the index only has to exist.
+                            target: Prop { index: BASE_CONFIG, spec: <$removed_kind as Kind>::SPEC, sidecar: false, removed: Some($removed_text) },
+                        },
+                    )* )?
                 ];
 
                 fn from_values(values: &[Option<&Val>]) -> Self {
@@ -219,6 +246,13 @@ pub(super) fn read_layer(
     for field in fields(value, path, keys, Hint::Suggest, warnings)? {
         let prop = field.key.target;
         let read = read_value(prop.spec, field.value, &field.path, warnings)?;
+        if let Some(text) = prop.removed {
+            warnings.push(format!(
+                "{}: removed in resilience4j 2.0 ({text})",
+                field.path
+            ));
+            continue;
+        }
         if let Some(slot) = values.get_mut(prop.index) {
             *slot = Some(read);
         }
@@ -236,10 +270,25 @@ fn read_value(spec: Spec, value: &Value, path: &str, warnings: &mut Vec<String>)
     Ok(match spec {
         Spec::Percent => {
             let x = number(value, path)?;
-            if !(x > 0.0 && x <= 100.0) {
-                return Err(error(path, format!("must be in (0, 100], got {}", show(x))));
+            // Spring binds a Java Float, then requires [1, 100]: below 1 % a breaker would
+            // open on a failure rate of 0 %.
+            let Some(percent) = rate_threshold_percent(x) else {
+                return Err(error(
+                    path,
+                    format!("must be in [1, 100], got {}", describe(value)),
+                ));
+            };
+            Val::Num(f64::from(percent))
+        }
+        Spec::WindowSize => {
+            let n = integer(value, path, 1, JAVA_INT_MAX)?;
+            if n > i64::from(MAX_WINDOW_SIZE) {
+                return Err(error(
+                    path,
+                    format!("must be at most {MAX_WINDOW_SIZE}, got {n}: {MAX_WINDOW_SIZE_REASON}"),
+                ));
             }
-            Val::Num(x)
+            Val::Int(u32::try_from(n).unwrap_or(MAX_WINDOW_SIZE))
         }
         Spec::Duration { min_ms } => Val::Ms(duration_ms(value, path, min_ms)?),
         Spec::Int { min, max } => {
@@ -280,6 +329,16 @@ fn read_value(spec: Spec, value: &Value, path: &str, warnings: &mut Vec<String>)
                 ("DISABLED", InitialState::Disabled),
                 ("FORCED_OPEN", InitialState::ForcedOpen),
                 ("METRICS_ONLY", InitialState::MetricsOnly),
+                ("OPEN", InitialState::Open),
+                ("HALF_OPEN", InitialState::HalfOpen),
+            ],
+        )?),
+        Spec::StateAfterWait => Val::AfterWait(enumeration(
+            value,
+            path,
+            &[
+                ("OPEN", StateAfterWait::Open),
+                ("CLOSED", StateAfterWait::Closed),
             ],
         )?),
         Spec::Outcomes { is_ignore_list } => {
@@ -305,7 +364,7 @@ fn read_value(spec: Spec, value: &Value, path: &str, warnings: &mut Vec<String>)
 // ---------------------------------------------------------------------------------------------
 // Kinds.
 
-/// A percentage in (0, 100].
+/// A rate threshold percentage in [1, 100].
 pub(super) struct Percent;
 
 impl Kind for Percent {
@@ -388,6 +447,31 @@ impl Kind for SlidingWindowType {
     fn take(value: &Val) -> Option<Self> {
         match value {
             Val::Window(window) => Some(*window),
+            _ => None,
+        }
+    }
+}
+
+/// A window size or half-open call count in [1, MAX_WINDOW_SIZE].
+pub(super) struct WindowSize;
+
+impl Kind for WindowSize {
+    const SPEC: Spec = Spec::WindowSize;
+    type Value = u32;
+    fn take(value: &Val) -> Option<u32> {
+        match value {
+            Val::Int(n) => Some(*n),
+            _ => None,
+        }
+    }
+}
+
+impl Kind for StateAfterWait {
+    const SPEC: Spec = Spec::StateAfterWait;
+    type Value = Self;
+    fn take(value: &Val) -> Option<Self> {
+        match value {
+            Val::AfterWait(state) => Some(*state),
             _ => None,
         }
     }

@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 use crate::duration;
 
 /// A policy error: the full key path and what is wrong, e.g.
-/// `resilience4j.circuitbreaker.instances.user-service.failure-rate-threshold: must be in (0, 100], got 120`.
+/// `resilience4j.circuitbreaker.instances.user-service.failure-rate-threshold: must be in [1, 100], got 120`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyError {
     pub path: String,

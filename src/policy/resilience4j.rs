@@ -19,10 +19,10 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::model::{BreakerConfig, InitialState, RetryConfig, SlidingWindowType};
+use super::model::{BreakerConfig, InitialState, RetryConfig, SlidingWindowType, StateAfterWait};
 use super::properties::{
     properties, read_layer, BaseConfig, Bool, ClassName, Duration, Factor, FailureList, IgnoreList,
-    Int, Multiplier, Percent, Prop, Properties, Val, BASE_CONFIG,
+    Int, Multiplier, Percent, Prop, Properties, Val, WindowSize, BASE_CONFIG,
 };
 use super::read::{
     entries, error, integer, keyed, keys, object, string, Hint, Key, Result, JAVA_INT_MAX,
@@ -294,37 +294,36 @@ impl Section {
 // circuitbreaker
 
 properties! {
-    /// CommonCircuitBreakerConfigurationProperties.InstanceProperties, plus the deprecated 1.x
-    /// ring buffer sizes. Window and half-open call counts are bounded: windows live in shared
+    /// CommonCircuitBreakerConfigurationProperties.InstanceProperties, plus the ring buffer
+    /// sizes resilience4j 2.0 removed. Window and half-open call counts are bounded: windows live in shared
     /// memory.
     pub(super) struct BreakerProperties {
         failure_rate_threshold: Percent = "failure-rate-threshold";
         slow_call_rate_threshold: Percent = "slow-call-rate-threshold";
         slow_call_duration_threshold: Duration<1> = "slow-call-duration-threshold";
         sliding_window_type: SlidingWindowType = "sliding-window-type";
-        sliding_window_size: Int<1, 10_000> = "sliding-window-size",
-            deprecated "ring-buffer-size-in-closed-state";
+        sliding_window_size: WindowSize = "sliding-window-size";
         minimum_number_of_calls: Int<1, JAVA_INT_MAX> = "minimum-number-of-calls";
         wait_duration_in_open_state: Duration<1> = "wait-duration-in-open-state";
         automatic_transition_from_open_to_half_open_enabled: Bool =
             "automatic-transition-from-open-to-half-open-enabled";
-        permitted_number_of_calls_in_half_open_state: Int<1, 10_000> =
-            "permitted-number-of-calls-in-half-open-state",
-            deprecated "ring-buffer-size-in-half-open-state";
+        permitted_number_of_calls_in_half_open_state: WindowSize =
+            "permitted-number-of-calls-in-half-open-state";
         max_wait_duration_in_half_open_state: Duration<0> = "max-wait-duration-in-half-open-state";
+        transition_to_state_after_wait_duration: StateAfterWait =
+            "transition-to-state-after-wait-duration";
         enable_exponential_backoff: Bool = "enable-exponential-backoff";
         exponential_backoff_multiplier: Multiplier = "exponential-backoff-multiplier";
         exponential_max_wait_duration_in_open_state: Duration<1> =
             "exponential-max-wait-duration-in-open-state";
+        enable_randomized_wait: Bool = "enable-randomized-wait";
+        randomized_wait_factor: Factor = "randomized-wait-factor";
         record_exceptions: FailureList = "record-exceptions";
         ignore_exceptions: IgnoreList = "ignore-exceptions";
-        /// The filter's own key (resilience4j's transitionTo*State).
+        /// resilience4j 2.4's initialState: any state, OPEN and HALF_OPEN included.
         initial_state: InitialState = "initial-state";
     }
     ignored {
-        // The open wait is not randomized by the sidecar's breaker.
-        enable_randomized_wait: Bool = "enable-randomized-wait";
-        randomized_wait_factor: Factor = "randomized-wait-factor";
         writable_stack_trace_enabled: Bool = "writable-stack-trace-enabled";
         register_health_indicator: Bool = "register-health-indicator";
         allow_health_indicator_to_fail: Bool = "allow-health-indicator-to-fail";
@@ -334,10 +333,23 @@ properties! {
         ignore_exception_predicate: ClassName = "ignore-exception-predicate";
         ignore_class_binding_exceptions: Bool = "ignore-class-binding-exceptions";
     }
+    removed {
+        "ring-buffer-size-in-closed-state": Int<1, JAVA_INT_MAX> =>
+            "1.x: sliding-window-size and minimum-number-of-calls, COUNT_BASED; a 2.x service \
+             ignores it and so does the sidecar: sliding-window-size and \
+             minimum-number-of-calls stay 100, the defaults, unless set elsewhere. Write them \
+             instead";
+        "ring-buffer-size-in-half-open-state": Int<1, JAVA_INT_MAX> =>
+            "1.x: permitted-number-of-calls-in-half-open-state; a 2.x service ignores it and so \
+             does the sidecar: it stays 10, the default, unless set elsewhere. Write \
+             permitted-number-of-calls-in-half-open-state instead";
+    }
 }
 
 /// resilience4j's IntervalFunction.DEFAULT_MULTIPLIER, for the open-state wait too.
 const DEFAULT_MULTIPLIER: f64 = 1.5;
+/// resilience4j's IntervalFunction.DEFAULT_RANDOMIZATION_FACTOR, for the open-state wait too.
+const DEFAULT_RANDOMIZATION_FACTOR: f64 = 0.5;
 
 impl Module for BreakerProperties {
     const ASPECT_ORDER: &'static str = "circuit-breaker-aspect-order";
@@ -355,6 +367,7 @@ impl Module for BreakerProperties {
             automatic_transition_from_open_to_half_open_enabled,
             permitted_number_of_calls_in_half_open_state,
             max_wait_duration_in_half_open_state,
+            transition_to_state_after_wait_duration,
             enable_exponential_backoff,
             exponential_backoff_multiplier,
             exponential_max_wait_duration_in_open_state,
@@ -362,7 +375,7 @@ impl Module for BreakerProperties {
             ignore_exceptions,
             initial_state,
             enable_randomized_wait,
-            randomized_wait_factor: _,
+            randomized_wait_factor,
             writable_stack_trace_enabled: _,
             register_health_indicator: _,
             allow_health_indicator_to_fail: _,
@@ -411,8 +424,14 @@ impl Module for BreakerProperties {
             } else {
                 d.open_wait_max_ms
             },
-            transition_to_state_after_wait_duration: d.transition_to_state_after_wait_duration,
-            open_wait_randomization_factor: d.open_wait_randomization_factor,
+            transition_to_state_after_wait_duration: transition_to_state_after_wait_duration
+                .unwrap_or(d.transition_to_state_after_wait_duration),
+            // IntervalFunction.ofRandomized's default factor 0.5.
+            open_wait_randomization_factor: if enable_randomized_wait.unwrap_or(false) {
+                Some(randomized_wait_factor.unwrap_or(DEFAULT_RANDOMIZATION_FACTOR))
+            } else {
+                d.open_wait_randomization_factor
+            },
             initial_state: initial_state.unwrap_or(d.initial_state),
             record: record_exceptions.unwrap_or(d.record),
             ignore: ignore_exceptions.unwrap_or(d.ignore),
@@ -424,10 +443,10 @@ impl Module for BreakerProperties {
 // retry
 
 properties! {
-    /// CommonRetryConfigurationProperties.InstanceProperties, plus the deprecated 1.x
-    /// max-retry-attempts.
+    /// CommonRetryConfigurationProperties.InstanceProperties, plus max-retry-attempts, which
+    /// resilience4j 2.0 removed.
     pub(super) struct RetryProperties {
-        max_attempts: Int<1, JAVA_INT_MAX> = "max-attempts", deprecated "max-retry-attempts";
+        max_attempts: Int<1, JAVA_INT_MAX> = "max-attempts";
         wait_duration: Duration<0> = "wait-duration";
         enable_exponential_backoff: Bool = "enable-exponential-backoff";
         exponential_backoff_multiplier: Multiplier = "exponential-backoff-multiplier";
@@ -444,6 +463,12 @@ properties! {
         interval_bi_function: ClassName = "interval-bi-function";
         consume_result_before_retry_attempt: ClassName = "consume-result-before-retry-attempt";
         event_consumer_buffer_size: Int<1, JAVA_INT_MAX> = "event-consumer-buffer-size";
+    }
+    removed {
+        "max-retry-attempts": Int<1, JAVA_INT_MAX> =>
+            "1.x: max-attempts, the first call included; a 2.x service ignores it and so does \
+             the sidecar: max-attempts stays 3, the default, unless set elsewhere. Write \
+             max-attempts instead";
     }
 }
 

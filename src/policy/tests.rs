@@ -418,7 +418,9 @@ fn initial_states_and_window_types_bind_leniently() {
 }
 
 #[test]
-fn deprecated_ring_buffer_sizes_are_aliases_with_a_warning() {
+fn ring_buffer_sizes_removed_in_2_0_are_ignored_as_a_2x_service_ignores_them() {
+    // resilience4j 2.0 removed them (RELEASENOTES, PR #1188); Spring binds them to nothing, so
+    // a 2.x service runs the defaults. r4j-import --resilience4j-1x reads them as 1.x did.
     let policy = parse(&breaker_policy(json!({
         "ring-buffer-size-in-closed-state": 12, "ringBufferSizeInHalfOpenState": 4})))
     .unwrap();
@@ -426,20 +428,29 @@ fn deprecated_ring_buffer_sizes_are_aliases_with_a_warning() {
     assert_eq!(
         (
             config.sliding_window_size,
+            config.minimum_number_of_calls,
             config.permitted_number_of_calls_in_half_open_state
         ),
-        (12, 4)
+        (100, 100, 10)
     );
+    assert_eq!(policy.warnings.len(), 2, "{:?}", policy.warnings);
+    assert!(policy.warnings[0].starts_with(&format!(
+        "{BREAKER_PATH}.ring-buffer-size-in-closed-state: removed in resilience4j 2.0 (1.x: sliding-window-size and minimum-number-of-calls"
+    )));
+    assert!(policy.warnings[0].contains("stay 100, the defaults"));
+    assert!(policy.warnings[1].starts_with(&format!(
+        "{BREAKER_PATH}.ringBufferSizeInHalfOpenState: removed in resilience4j 2.0 (1.x: permitted-number-of-calls-in-half-open-state"
+    )));
+    // Written beside the current key, the current key counts (as in 2.x).
+    let both = parse(&breaker_policy(
+        json!({"ring-buffer-size-in-closed-state": 12, "sliding-window-size": 10}),
+    ))
+    .unwrap();
+    assert_eq!(both.circuit_breakers["svc"].sliding_window_size, 10);
+    // Still checked: a wrong value is a mistake either way.
     assert_eq!(
-        policy.warnings,
-        [
-            format!("{BREAKER_PATH}.ring-buffer-size-in-closed-state: deprecated; use sliding-window-size"),
-            format!("{BREAKER_PATH}.ringBufferSizeInHalfOpenState: deprecated; use permitted-number-of-calls-in-half-open-state"),
-        ]
-    );
-    assert_eq!(
-        breaker_error(json!({"ring-buffer-size-in-closed-state": 12, "sliding-window-size": 10})),
-        format!("{BREAKER_PATH}.sliding-window-size: same property as 'ring-buffer-size-in-closed-state'")
+        breaker_error(json!({"ring-buffer-size-in-closed-state": "many"})),
+        format!("{BREAKER_PATH}.ring-buffer-size-in-closed-state: expected a number, got \"many\"")
     );
 }
 
@@ -500,16 +511,19 @@ fn section_level_spring_keys_are_accepted_with_a_warning() {
 #[test]
 fn out_of_range_circuit_breaker_values_are_rejected() {
     let cases = [
-        (json!({"failure-rate-threshold": 0}), "failure-rate-threshold: must be in (0, 100], got 0"),
-        (json!({"failure-rate-threshold": 120}), "failure-rate-threshold: must be in (0, 100], got 120"),
-        (json!({"slow-call-rate-threshold": -1}), "slow-call-rate-threshold: must be in (0, 100], got -1"),
-        (json!({"sliding-window-size": 0}), "sliding-window-size: must be in [1, 10000], got 0"),
-        (json!({"sliding-window-size": 10001}), "sliding-window-size: must be in [1, 10000], got 10001"),
+        (json!({"failure-rate-threshold": 0}), "failure-rate-threshold: must be in [1, 100], got 0"),
+        (json!({"failure-rate-threshold": 120}), "failure-rate-threshold: must be in [1, 100], got 120"),
+        (json!({"slow-call-rate-threshold": -1}), "slow-call-rate-threshold: must be in [1, 100], got -1"),
+        // Spring rejects thresholds below 1 %: with 1e-320 the breaker opened on successes.
+        (json!({"failure-rate-threshold": 1e-320}), "failure-rate-threshold: must be in [1, 100], got 1e-320"),
+        (json!({"slow-call-rate-threshold": 0.5}), "slow-call-rate-threshold: must be in [1, 100], got 0.5"),
+        (json!({"sliding-window-size": 0}), "sliding-window-size: must be at least 1, got 0"),
+        (json!({"sliding-window-size": 10001}), "sliding-window-size: must be at most 10000, got 10001: the sidecar reads and rewrites the whole window in shared memory on every call, so larger windows add latency to every request (resilience4j has no upper bound)"),
         (json!({"sliding-window-size": 10.5}), "sliding-window-size: must be an integer, got 10.5"),
         (json!({"minimum-number-of-calls": 0}), "minimum-number-of-calls: must be at least 1, got 0"),
         (
             json!({"permitted-number-of-calls-in-half-open-state": 0}),
-            "permitted-number-of-calls-in-half-open-state: must be in [1, 10000], got 0",
+            "permitted-number-of-calls-in-half-open-state: must be at least 1, got 0",
         ),
         (json!({"wait-duration-in-open-state": "0s"}), "wait-duration-in-open-state: must be at least 1ms, got \"0s\""),
         (json!({"wait-duration-in-open-state": "-5s"}), "wait-duration-in-open-state: must not be negative, got \"-5s\""),
@@ -522,8 +536,12 @@ fn out_of_range_circuit_breaker_values_are_rejected() {
             "sliding-window-type: must be one of COUNT_BASED, TIME_BASED, got \"SLIDING\"",
         ),
         (
-            json!({"initial-state": "HALF_OPEN"}),
-            "initial-state: must be one of CLOSED, DISABLED, FORCED_OPEN, METRICS_ONLY, got \"HALF_OPEN\"",
+            json!({"initial-state": "STARTING"}),
+            "initial-state: must be one of CLOSED, DISABLED, FORCED_OPEN, METRICS_ONLY, OPEN, HALF_OPEN, got \"STARTING\"",
+        ),
+        (
+            json!({"transition-to-state-after-wait-duration": "HALF_OPEN"}),
+            "transition-to-state-after-wait-duration: must be one of OPEN, CLOSED, got \"HALF_OPEN\"",
         ),
     ];
     for (props, message) in cases {
@@ -559,6 +577,33 @@ fn wrong_types_name_what_was_expected_and_what_was_given() {
         breaker_error(json!({"record-exceptions": 503})),
         format!("{BREAKER_PATH}.record-exceptions: expected a list, got 503")
     );
+}
+
+#[test]
+fn resilience4j_2_4_breaker_keys_reach_the_model() {
+    // transition-to-state-after-wait-duration (2.4), initial-state OPEN / HALF_OPEN (2.4), and
+    // the randomized open wait (factor 0.5 unless given), read as Spring relaxes them.
+    let config = breaker(json!({"transitionToStateAfterWaitDuration": "closed",
+        "initial-state": "half-open", "enableRandomizedWait": true}));
+    assert_eq!(
+        config.transition_to_state_after_wait_duration,
+        crate::policy::StateAfterWait::Closed
+    );
+    assert_eq!(config.initial_state, InitialState::HalfOpen);
+    assert_eq!(config.open_wait_randomization_factor, Some(0.5));
+    let config = breaker(
+        json!({"initial-state": "OPEN", "enable-randomized-wait": "true",
+        "randomized-wait-factor": 0.2}),
+    );
+    assert_eq!(config.initial_state, InitialState::Open);
+    assert_eq!(config.open_wait_randomization_factor, Some(0.2));
+    // A factor alone randomizes nothing, as in resilience4j.
+    assert_eq!(
+        breaker(json!({"randomized-wait-factor": 0.2})).open_wait_randomization_factor,
+        None
+    );
+    let policy = parse(&breaker_policy(json!({"enable-randomized-wait": true}))).unwrap();
+    assert_eq!(policy.warnings, Vec::<String>::new(), "no longer ignored");
 }
 
 #[test]
@@ -690,14 +735,16 @@ fn every_retry_property_maps_to_the_model() {
 }
 
 #[test]
-fn deprecated_max_retry_attempts_is_an_alias() {
+fn max_retry_attempts_removed_in_2_0_is_ignored_as_a_2x_service_ignores_it() {
     let policy = parse(&retry_policy(json!({"max-retry-attempts": 5}))).unwrap();
-    assert_eq!(policy.retries["svc"].max_attempts, 5);
-    assert_eq!(
-        policy.warnings,
-        [format!(
-            "{RETRY_PATH}.max-retry-attempts: deprecated; use max-attempts"
-        )]
+    assert_eq!(policy.retries["svc"].max_attempts, 3);
+    assert_eq!(policy.warnings.len(), 1, "{:?}", policy.warnings);
+    assert!(
+        policy.warnings[0].starts_with(&format!(
+            "{RETRY_PATH}.max-retry-attempts: removed in resilience4j 2.0 (1.x: max-attempts"
+        )) && policy.warnings[0].contains("max-attempts stays 3, the default"),
+        "{}",
+        policy.warnings[0]
     );
 }
 
@@ -791,10 +838,45 @@ fn other_java_exceptions_are_accepted_with_a_warning_and_match_nothing() {
     assert_eq!(
         policy.warnings,
         [
-            format!("{BREAKER_PATH}.ignore-exceptions[0]: com.example.Other$Inner has no HTTP meaning in the sidecar; ignored"),
-            format!("{BREAKER_PATH}.ignore-exceptions: no entry has an HTTP meaning, so nothing is ignored"),
-            format!("{BREAKER_PATH}.record-exceptions[0]: com.example.BusinessException has no HTTP meaning in the sidecar; ignored"),
+            format!("{BREAKER_PATH}.ignore-exceptions[0]: com.example.Other$Inner {UNKNOWN_CLASS}"),
+            format!("{BREAKER_PATH}.ignore-exceptions: no entry has an HTTP meaning, so nothing is ignored; list the HTTP outcomes meant instead (e.g. \"404\", \"5xx\", \"timeout\")"),
+            format!("{BREAKER_PATH}.record-exceptions[0]: com.example.BusinessException {UNKNOWN_CLASS}"),
         ]
+    );
+}
+
+const UNKNOWN_CLASS: &str = "is no HTTP client exception the sidecar knows (it sees HTTP answers, not the application's exceptions), so it matches nothing; if it stands for HTTP statuses (an error decoder or handler throws it for them), list those instead, e.g. \"404\" or \"4xx\"";
+
+#[test]
+fn spring_client_exceptions_map_to_their_http_meaning() {
+    let policy = parse(&breaker_policy(json!({
+        "record-exceptions": ["feign.FeignException$ServiceUnavailable",
+            "org.springframework.web.client.ResourceAccessException",
+            "org.springframework.web.reactive.function.client.WebClientResponseException.BadGateway"],
+        "ignore-exceptions": ["org.springframework.web.client.HttpClientErrorException$NotFound",
+            "feign.FeignException$FeignClientException"]})))
+    .unwrap();
+    let cb = &policy.circuit_breakers["svc"];
+    assert_eq!(
+        cb.record,
+        [Status(503), ConnectFailure, Reset, Timeout, Status(502)]
+    );
+    assert_eq!(cb.ignore, [Status(404), StatusClass(4)]);
+    assert_eq!(policy.warnings, Vec::<String>::new());
+}
+
+#[test]
+fn call_not_permitted_in_a_retry_ignore_list_is_said_to_be_what_the_sidecar_does_anyway() {
+    let policy = parse(&retry_policy(json!({"ignore-exceptions": [
+        "io.github.resilience4j.circuitbreaker.CallNotPermittedException"]})))
+    .unwrap();
+    assert_eq!(policy.retries["svc"].ignore, []);
+    assert_eq!(policy.warnings.len(), 1, "{:?}", policy.warnings);
+    assert!(
+        policy.warnings[0].starts_with(&format!("{RETRY_PATH}.ignore-exceptions[0]: io.github.resilience4j.circuitbreaker.CallNotPermittedException is thrown by resilience4j's circuit breaker"))
+            && policy.warnings[0].contains("the sidecar never retries into an open breaker anyway"),
+        "{}",
+        policy.warnings[0]
     );
 }
 
@@ -864,6 +946,41 @@ fn upstreams_map_clusters_to_existing_instances() {
     assert_eq!(
         policy.instance_for_cluster("outbound|8080||users.default.svc.cluster.local"),
         Some("user-service")
+    );
+}
+
+#[test]
+fn an_upstreams_service_name_guards_every_istio_cluster_of_that_service() {
+    // A camelCase instance can never be named like a Kubernetes service: `upstreams` maps
+    // the service to it, across ports, subsets and namespaces (what r4j-import's --upstream
+    // writes); a host key names one namespace.
+    let policy = json!({"resilience4j": {"circuitbreaker": {"instances": {"backendA": {}, "backendB": {}}}},
+        "upstreams": {"backend-a": "backendA", "backend-b.shop.svc.cluster.local": "backendB"}});
+    let policy = parse(&policy).unwrap();
+    for cluster in [
+        "outbound|8080||backend-a.shop.svc.cluster.local",
+        "outbound|9090|v2|backend-a.other.svc.cluster.local",
+        "backend-a",
+    ] {
+        assert_eq!(
+            policy.instance_for_cluster(cluster),
+            Some("backendA"),
+            "{cluster}"
+        );
+    }
+    assert_eq!(
+        policy.instance_for_cluster("outbound|80||backend-b.shop.svc.cluster.local"),
+        Some("backendB")
+    );
+    assert_eq!(
+        policy.instance_for_cluster("outbound|80||backend-b.test.svc.cluster.local"),
+        None
+    );
+    // The instance's own name still guards a cluster of that exact name.
+    assert_eq!(policy.instance_for_cluster("backendA"), Some("backendA"));
+    assert_eq!(
+        policy.instance_for_cluster("outbound|8080||backenda.shop.svc.cluster.local"),
+        None
     );
 }
 

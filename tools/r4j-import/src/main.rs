@@ -12,9 +12,13 @@
 //! Run with `--help` for the options. Exit status: 0 imported (warnings may have been printed),
 //! 1 the policy has errors, 2 the input could not be read or the command line is wrong.
 
+mod advice;
 mod emit;
+mod legacy;
+mod output;
 mod scope;
 mod spring;
+mod upstreams;
 mod validate;
 
 fn main() {
@@ -26,9 +30,13 @@ mod cli {
 
     use tools_common::FILTER_WASM;
 
+    use super::advice;
     use super::emit::{self, PluginSettings};
+    use super::legacy;
+    use super::output::{say, stdout};
     use super::scope;
     use super::spring::{self, Selection};
+    use super::upstreams::{self, Mappings};
     use super::validate;
 
     const USAGE: &str = "\
@@ -47,10 +55,19 @@ Its `resilience4j` tree is validated with the filter's own parser and written as
 Selecting the input:
   --configmap NAME[/KEY]  the ConfigMap (and data key) to read when several hold resilience4j
   --profile NAME          an active Spring profile (repeatable)
+  --resilience4j-1x       the service runs resilience4j 1.x: read max-retry-attempts and
+                          ring-buffer-size-in-* with their 1.x meaning. Without it they are
+                          ignored, as resilience4j 2.x (Spring Boot 3) ignores them
   --skip-unsupported      drop resilience4j modules the filter does not implement (bulkhead,
                           ratelimiter, timelimiter, ...) with a warning each, instead of failing
   --filter-keys FILE      JSON or YAML with the filter's own keys (fallbacks, upstreams,
                           retry-options, events) to put beside resilience4j
+  --upstream INSTANCE=SERVICE
+                          the upstream an instance guards (repeatable), written into
+                          `upstreams`: a Kubernetes service (every Istio outbound cluster of
+                          it), an Istio host or an Envoy cluster. Without it an instance guards
+                          the cluster / service of its own name; the importer says which, per
+                          instance, and warns for names no Kubernetes service can have
 
 The WasmPlugin:
   --name NAME             metadata.name (default sidecar-resilience)
@@ -81,7 +98,9 @@ The ECDS file:
         policy: Option<PathBuf>,
         selection: Selection,
         skip_unsupported: bool,
+        resilience4j_1x: bool,
         filter_keys: Option<PathBuf>,
+        upstreams: Mappings,
         plugin: PluginSettings,
         namespace: Option<String>,
         mesh_wide: bool,
@@ -98,7 +117,9 @@ The ECDS file:
             policy: None,
             selection: Selection::default(),
             skip_unsupported: false,
+            resilience4j_1x: false,
             filter_keys: None,
+            upstreams: Mappings::default(),
             plugin: PluginSettings::default(),
             namespace: None,
             mesh_wide: false,
@@ -121,7 +142,9 @@ The ECDS file:
                 }
                 "--profile" => o.selection.profiles.push(value("--profile")?),
                 "--skip-unsupported" => o.skip_unsupported = true,
+                "--resilience4j-1x" => o.resilience4j_1x = true,
                 "--filter-keys" => o.filter_keys = Some(value("--filter-keys")?.into()),
+                "--upstream" => o.upstreams.add(&value("--upstream")?)?,
                 "--name" => o.plugin.name = value("--name")?,
                 "--namespace" => o.namespace = Some(value("--namespace")?),
                 "--mesh-wide" => o.mesh_wide = true,
@@ -157,18 +180,18 @@ The ECDS file:
         let options = match parse_args(args) {
             Ok(o) => o,
             Err(e) if e.is_empty() => {
-                print!("{}", usage());
+                stdout(&usage());
                 return 0;
             }
             Err(e) => {
-                eprintln!("r4j-import: {e}\n\n{}", usage());
+                say(&format!("{e}\n\n{}", usage()));
                 return 2;
             }
         };
         match import(options) {
             Ok(code) => code,
             Err(e) => {
-                eprintln!("r4j-import: error: {e}");
+                say(&format!("error: {e}"));
                 2
             }
         }
@@ -190,9 +213,9 @@ The ECDS file:
         let name = input.display().to_string();
         let extracted = spring::extract(&text, &name, &o.selection).map_err(|e| e.to_string())?;
         for note in &extracted.notes {
-            eprintln!("r4j-import: note: {note}");
+            say(&format!("note: {note}"));
         }
-        eprintln!("r4j-import: read resilience4j from {}", extracted.source);
+        say(&format!("read resilience4j from {}", extracted.source));
 
         let extra = match &o.filter_keys {
             Some(path) => {
@@ -203,20 +226,49 @@ The ECDS file:
             }
             None => None,
         };
-        let report = validate::validate(extracted.tree.clone(), extra, o.skip_unsupported);
-        for warning in &report.warnings {
-            eprintln!("r4j-import: warning: {warning}");
+        let extra = o.upstreams.merge_into(extra)?;
+        let mut tree = extracted.tree.clone();
+        let removed_keys = legacy::apply(&mut tree, o.resilience4j_1x);
+        if o.resilience4j_1x {
+            for line in &removed_keys {
+                say(&format!("note: {line}"));
+            }
+        }
+        let mut report = validate::validate(tree, extra, o.skip_unsupported);
+        let (notes, warnings) = advice::sort(std::mem::take(&mut report.warnings));
+        for note in &notes {
+            say(&format!("note: {note}"));
+        }
+        for warning in &warnings {
+            say(&format!("warning: {warning}"));
+        }
+        if !o.resilience4j_1x && !removed_keys.is_empty() {
+            say(&format!(
+                "note: {} key(s) removed in resilience4j 2.0 were ignored, as a resilience4j \
+                 2.x service (Spring Boot 3) ignores them; if this service still runs \
+                 resilience4j 1.x, import with --resilience4j-1x to read them as 1.x did",
+                removed_keys.len()
+            ));
         }
         for error in &report.errors {
-            eprintln!("r4j-import: error: {error}");
+            say(&format!("error: {error}"));
         }
         let Some(policy) = report.policy else {
-            eprintln!(
-                "r4j-import: {} error(s); nothing written (the filter would reject this policy)",
+            say(&format!(
+                "{} error(s); nothing written (the filter would reject this policy)",
                 report.errors.len()
-            );
+            ));
             return Ok(1);
         };
+        if let Ok(parsed) = sidecar_resilience::policy::Policy::from_json(&policy.to_string()) {
+            let guards = upstreams::report(&parsed);
+            for note in &guards.notes {
+                say(&format!("note: {note}"));
+            }
+            for warning in &guards.warnings {
+                say(&format!("warning: {warning}"));
+            }
+        }
 
         if o.plugin.sha256.is_some() && o.plugin.url.starts_with("file:") {
             return Err(format!(
@@ -233,7 +285,7 @@ The ECDS file:
             &o.root_namespace,
         )?;
         if let Some(scope) = &scope {
-            eprintln!("r4j-import: note: {}", scope.replace('\n', " "));
+            say(&format!("note: {}", scope.replace('\n', " ")));
         }
         o.plugin.namespace = namespace;
         o.plugin.scope = scope;
@@ -258,13 +310,13 @@ The ECDS file:
             write(p, &policy_text, &mut wrote)?;
         }
         match o.wasmplugin.as_deref() {
-            Some("-") => print!("{plugin_yaml}"),
+            Some("-") => stdout(&plugin_yaml),
             Some(p) => write(Path::new(p), &plugin_yaml, &mut wrote)?,
-            None if o.out.is_none() => print!("{plugin_yaml}"),
+            None if o.out.is_none() => stdout(&plugin_yaml),
             None => {}
         }
         for w in wrote {
-            eprintln!("r4j-import: wrote {w}");
+            say(&format!("wrote {w}"));
         }
         Ok(0)
     }
