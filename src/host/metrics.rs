@@ -54,6 +54,8 @@ pub const CB_NOT_PERMITTED: &str = "resilience4j_circuitbreaker_not_permitted_ca
 pub const CB_STATE: &str = "resilience4j_circuitbreaker_state";
 pub const CB_BUFFERED: &str = "resilience4j_circuitbreaker_buffered_calls";
 pub const CB_SLOW: &str = "resilience4j_circuitbreaker_slow_calls";
+/// The sidecar's own: slow calls recorded, ever (the gauge above is the window's).
+pub const CB_SLOW_RECORDED: &str = "resilience4j_circuitbreaker_slow_calls_recorded_total";
 pub const CB_FAILURE_RATE: &str = "resilience4j_circuitbreaker_failure_rate";
 pub const CB_SLOW_RATE: &str = "resilience4j_circuitbreaker_slow_call_rate";
 /// resilience4j before 1.0 (the window's size); its Grafana dashboard still charts it.
@@ -158,6 +160,8 @@ pub struct BreakerMetrics {
     buffered: [Option<u32>; 2],
     /// kind successful, failed.
     slow: [Option<u32>; 2],
+    /// kind successful, failed.
+    slow_recorded: [Option<u32>; 2],
 }
 
 fn state_label(state: State) -> String {
@@ -203,6 +207,8 @@ impl BreakerMetrics {
             slow_call_rate: gauge(CB_SLOW_RATE, None),
             buffered: ["successful", "failed"].map(|k| gauge(CB_BUFFERED, Some(k))),
             slow: ["successful", "failed"].map(|k| gauge(CB_SLOW, Some(k))),
+            slow_recorded: ["successful", "failed"]
+                .map(|k| series(METRIC_COUNTER, CB_SLOW_RECORDED, &[name, (KIND, k)])),
         }
     }
 
@@ -214,6 +220,11 @@ impl BreakerMetrics {
             RecordedKind::Ignored => 2,
         };
         self.calls[index].record(duration_ms);
+        match kind {
+            RecordedKind::SlowSuccessful => increment(self.slow_recorded[0]),
+            RecordedKind::SlowFailed => increment(self.slow_recorded[1]),
+            _ => {}
+        }
     }
 
     pub fn count_not_permitted(&self) {
