@@ -26,8 +26,8 @@ export ENVOY_BIN FILTER_WASM
 WASM_TEST_ENV := CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(ROOT)/.tools/bin/wasm-bindgen-test-runner
 
 .PHONY: help deps deps-bench wasm test unit-native unit-wasm integration validate lint run clean
-.PHONY: deps-oci oci docker-run
-.PHONY: bench
+.PHONY: deps-oci deps-prometheus oci docker-run
+.PHONY: bench fuzz soak
 
 help:
 	@echo "make run         build and start the demo: Envoy + the filter + demo upstreams"
@@ -38,6 +38,8 @@ help:
 	@echo "make wasm        build the filter: $(FILTER_WASM)"
 	@echo "make validate    envoy --mode validate on every shipped bootstrap and the filter config"
 	@echo "make lint        cargo fmt --check and clippy (native and wasm32-wasip1), warnings denied"
+	@echo "make fuzz        the property tests (src/fuzz_tests.rs) with FUZZ_ITERATIONS inputs each (default 200000)"
+	@echo "make soak        real Envoy under load with policy pushes for SOAK_SECS (default 180); fails if RSS grows"
 	@echo "make clean       remove build output (keeps .venv and .tools)"
 	@echo "make oci         OCI image of the filter (target/oci) + rendered istio/ manifests;"
 	@echo "                 make oci PUSH=HOST[:PORT]/REPO[:TAG] also pushes it"
@@ -71,7 +73,7 @@ unit-wasm: deps
 # Integration tests (tests/*.rs) start real Envoys with the built filter (the harness,
 # tests/support) and run the tools they test, built first: the harness finds them in target/.
 TESTED_TOOLS := r4j-import wasm-oci kafka-bridge
-integration: deps deps-oci wasm
+integration: deps deps-oci deps-prometheus wasm
 	$(CARGO) build $(addprefix -p ,$(TESTED_TOOLS))
 	$(CARGO) test -p sidecar-resilience-tests --test '*'
 
@@ -106,6 +108,20 @@ bench: deps-bench wasm
 	$(CARGO) build --quiet -p noop-filter --target wasm32-wasip1 --release
 	$(CARGO) run --quiet -p bench -- $(BENCH_ARGS)
 
+# The property tests of `make test` (policy parser, events codec, shared-state decoders; a
+# deterministic generator in src/fuzz_tests.rs) with many more inputs, optimized. FUZZ_SEED
+# picks another input sequence. Prints the inputs run per property.
+FUZZ_ITERATIONS ?= 200000
+fuzz:
+	FUZZ_ITERATIONS=$(FUZZ_ITERATIONS) $(CARGO) test -p sidecar-resilience --lib --release fuzz_tests -- --nocapture --test-threads 2
+
+# A soak against a real Envoy (tests/soak.rs, ignored in `make test`): steady traffic through
+# guarded and unguarded routes with policy pushes, Envoy's RSS printed over time; fails if it
+# keeps growing. SOAK_SECS sets the length.
+SOAK_SECS ?= 180
+soak: deps wasm
+	SOAK_SECS=$(SOAK_SECS) $(CARGO) test -p sidecar-resilience-tests --test soak -- --ignored --nocapture
+
 clean:
 	$(CARGO) clean
 
@@ -118,6 +134,16 @@ deps-oci:
 	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
 	  $$sudo apt-get update -qq; \
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends docker-registry >/dev/null; }
+
+# tests/observability.rs scrapes the test Envoys with a real Prometheus and runs `promtool test
+# rules` on istio/observability/'s alert rules: Debian's prometheus (2.42, with promtool). The
+# test starts its own on a free port; the package's service is not used.
+deps-prometheus:
+	@command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || { \
+	  echo "deps-prometheus: installing prometheus (apt-get)"; \
+	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  $$sudo apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
 # The filter as a Wasm OCI image (tools/wasm-oci): target/oci/layout (OCI image layout) and
 # target/oci/istio/ (istio/*.yaml pinned to the image: url, sha256 = manifest digest,

@@ -4,12 +4,14 @@
 //! parameters. `host` is the thin proxy-wasm layer and only exists on `wasm32-wasip1`.
 
 pub mod breaker;
+pub mod bulkhead;
 pub mod duration;
 pub mod events;
 pub mod fallback;
 pub mod interval;
 pub mod outcome;
 pub mod policy;
+pub mod ratelimiter;
 pub mod retry;
 pub mod timelimiter;
 
@@ -19,3 +21,6 @@ pub const FILTER_NAME: &str = "sidecar-resilience";
 
 #[cfg(target_os = "wasi")]
 mod host;
+
+#[cfg(test)]
+mod fuzz_tests;

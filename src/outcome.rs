@@ -92,6 +92,35 @@ pub fn call_result_from_envoy(code: u16, flags: &str) -> CallResult {
     }
 }
 
+/// How a replay (an HTTP callout) ended. A callout that got no answer has no response flags to
+/// read: Envoy's router answers it with its own 503 / 504, as it would a caller. `envoy_answered`:
+/// the reply lacks the `x-envoy-upstream-service-time` header the router adds to every response
+/// that came from the upstream, so the reply is Envoy's own and its body says what happened (the
+/// router's local reply texts; the reset reason as Envoy names it).
+pub fn call_result_from_callout(status: u16, envoy_answered: bool, body: &[u8]) -> CallResult {
+    if !envoy_answered || !matches!(status, 503 | 504) {
+        return CallResult::Response(status);
+    }
+    let text = String::from_utf8_lossy(body);
+    let has = |phrase: &str| text.contains(phrase);
+    // Reset reasons: "connection failure", "local connection failure", "remote connection
+    // failure", "connection timeout" (never connected); the others broke an open connection.
+    if (has("reset reason:") && (has("connection failure") || has("connection timeout")))
+        || text.starts_with("no healthy upstream")
+    {
+        CallResult::ConnectFailure
+    } else if text.starts_with("upstream request timeout") {
+        CallResult::Timeout
+    } else if has("reset reason: overflow") {
+        // Envoy's own connection-pool limit (UO): nothing the upstream did.
+        CallResult::Response(status)
+    } else if has("reset before headers") || has("reset reason:") {
+        CallResult::Reset
+    } else {
+        CallResult::Response(status)
+    }
+}
+
 // Envoy's response flag bits (`response.flags`, CoreResponseFlag order in stream_info.h).
 const FLAG_NO_HEALTHY_UPSTREAM: u64 = 1 << 1; // UH
 const FLAG_UPSTREAM_REQUEST_TIMEOUT: u64 = 1 << 2; // UT
@@ -243,6 +272,53 @@ mod tests {
         assert_eq!(
             classify(&record, &[], CallResult::Timeout),
             Outcome::Failure
+        );
+    }
+
+    #[test]
+    fn envoy_answers_to_callouts_are_read_by_what_happened() {
+        let reply = |status, body: &str| call_result_from_callout(status, true, body.as_bytes());
+        assert_eq!(
+            reply(503, "upstream connect error or disconnect/reset before headers. reset reason: connection failure, transport failure reason: delayed connect error: Connection refused"),
+            CallResult::ConnectFailure
+        );
+        assert_eq!(
+            reply(503, "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure"),
+            CallResult::ConnectFailure
+        );
+        assert_eq!(
+            reply(503, "upstream connect error or disconnect/reset before headers. reset reason: connection timeout"),
+            CallResult::ConnectFailure
+        );
+        assert_eq!(
+            reply(503, "no healthy upstream"),
+            CallResult::ConnectFailure
+        );
+        assert_eq!(reply(504, "upstream request timeout"), CallResult::Timeout);
+        assert_eq!(
+            reply(503, "upstream connect error or disconnect/reset before headers. reset reason: connection termination"),
+            CallResult::Reset
+        );
+        assert_eq!(
+            reply(503, "upstream connect error or disconnect/reset before headers. reset reason: remote reset"),
+            CallResult::Reset
+        );
+        assert_eq!(
+            reply(
+                503,
+                "upstream connect error or disconnect/reset before headers. reset reason: overflow"
+            ),
+            CallResult::Response(503)
+        );
+        assert_eq!(reply(503, "busy"), CallResult::Response(503));
+        // The upstream's own answer, whatever its body says.
+        assert_eq!(
+            call_result_from_callout(504, false, b"upstream request timeout"),
+            CallResult::Response(504)
+        );
+        assert_eq!(
+            call_result_from_callout(200, true, b"upstream request timeout"),
+            CallResult::Response(200)
         );
     }
 

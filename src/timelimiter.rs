@@ -204,6 +204,7 @@ mod tests {
             status: 200,
             headers: vec![("content-type".into(), "application/json".into())],
             body: Some(r#"{"name":"Guest"}"#.into()),
+            on: Default::default(),
         };
         let r = timeout_response(Some(&fallback), "user-service", 1000);
         assert_eq!(r.status, 200);

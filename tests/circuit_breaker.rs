@@ -37,28 +37,38 @@ fn breaker_policy() -> Value {
     policy
 }
 
-fn cb_stat(envoy: &Envoy, metric: &str, instance: &str, tags: &str) -> u64 {
-    envoy
-        .stat(&format!(
-            "wasmcustom.resilience4j_circuitbreaker_{metric}.name.{instance}{tags}"
-        ))
-        .unwrap_or(0)
-}
-
 fn calls(envoy: &Envoy, instance: &str, kind: &str) -> u64 {
-    cb_stat(envoy, "calls", instance, &format!(".kind.{kind}"))
+    if kind == "not_permitted" {
+        return envoy.metric(
+            "resilience4j_circuitbreaker_not_permitted_calls_total",
+            &[("name", instance), ("kind", kind)],
+        );
+    }
+    envoy.metric(
+        "resilience4j_circuitbreaker_calls_seconds_count",
+        &[("name", instance), ("kind", kind)],
+    )
 }
 
 fn state_is(envoy: &Envoy, instance: &str, state: &str) -> bool {
-    cb_stat(envoy, "state", instance, &format!(".state.{state}")) == 1
+    envoy.metric(
+        "resilience4j_circuitbreaker_state",
+        &[("name", instance), ("state", state)],
+    ) == 1
 }
 
 fn transitions(envoy: &Envoy, instance: &str, from: &str, to: &str) -> u64 {
-    cb_stat(
-        envoy,
-        "transitions",
-        instance,
-        &format!(".from.{from}.to.{to}"),
+    envoy.metric(
+        "resilience4j_circuitbreaker_transitions_total",
+        &[("name", instance), ("from", from), ("to", to)],
+    )
+}
+
+/// The window's calls of one kind (gauge; follows on transitions and the filter's tick).
+fn buffered(envoy: &Envoy, instance: &str, kind: &str) -> u64 {
+    envoy.metric(
+        "resilience4j_circuitbreaker_buffered_calls",
+        &[("name", instance), ("kind", kind)],
     )
 }
 
@@ -94,7 +104,7 @@ fn user_service_opens_serves_fallbacks_half_opens_closes_and_reopens() {
     // The same figures as Prometheus labels, named like resilience4j's Micrometer metrics.
     let prometheus = envoy.admin_get("/stats/prometheus").unwrap();
     for line in [
-        r#"resilience4j_circuitbreaker_calls{name="user-service",kind="failed"} 5"#,
+        r#"resilience4j_circuitbreaker_calls_seconds_count{name="user-service",kind="failed"} 5"#,
         r#"resilience4j_circuitbreaker_state{name="user-service",state="open"} 1"#,
         r#"resilience4j_circuitbreaker_failure_rate{name="user-service"} 100"#,
     ] {
@@ -330,10 +340,18 @@ fn connection_failures_and_timeouts_are_failures() {
         envoy.stats()
     );
     assert!(state_is(&envoy, "user-service", "closed"));
-    // A slow success is recorded as slow_successful (and one more call reaches the minimum).
+    // A slow success is recorded as a slow successful call (and one more call reaches the
+    // minimum): a successful call for the calls timer, a slow one in the window.
     user.push(Action::delay(400, 200));
     assert_eq!(envoy.get(USER, "/u").unwrap().status, 200);
-    assert_eq!(calls(&envoy, "user-service", "slow_successful"), 1);
+    assert_eq!(calls(&envoy, "user-service", "successful"), 1);
+    assert_eq!(
+        envoy.metric(
+            "resilience4j_circuitbreaker_slow_calls",
+            &[("name", "user-service"), ("kind", "successful")]
+        ),
+        1
+    );
     assert!(
         state_is(&envoy, "user-service", "open"),
         "4 of 5 failed: {:?}",
@@ -425,16 +443,10 @@ fn one_window_across_workers_records_exactly_what_the_upstream_received() {
     let received = services.order.count() as u64;
     assert_eq!(received, 400);
     assert_eq!(calls(&envoy, "order-service", "failed"), 100);
-    let recorded: u64 = [
-        "successful",
-        "failed",
-        "slow_successful",
-        "slow_failed",
-        "ignored",
-    ]
-    .iter()
-    .map(|k| calls(&envoy, "order-service", k))
-    .sum();
+    let recorded: u64 = ["successful", "failed", "ignored"]
+        .iter()
+        .map(|k| calls(&envoy, "order-service", k))
+        .sum();
     assert_eq!(
         recorded, received,
         "every call the upstream received is in the shared window"
@@ -446,12 +458,14 @@ fn one_window_across_workers_records_exactly_what_the_upstream_received() {
     );
     // Window gauges follow on the filter's tick (about once a second).
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while cb_stat(&envoy, "buffered_calls", "order-service", "") != 400
-        && std::time::Instant::now() < deadline
-    {
+    let window = |envoy: &Envoy| {
+        buffered(envoy, "order-service", "successful") + buffered(envoy, "order-service", "failed")
+    };
+    while window(&envoy) != 400 && std::time::Instant::now() < deadline {
         thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(cb_stat(&envoy, "buffered_calls", "order-service", ""), 400);
+    assert_eq!(window(&envoy), 400);
+    assert_eq!(buffered(&envoy, "order-service", "failed"), 100);
     envoy.filter_crashes().unwrap();
 }
 

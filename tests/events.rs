@@ -138,7 +138,10 @@ fn each_envelope_mode_lands_as_the_consumer_group_reads_it() {
     assert_eq!(
         stack
             .envoy
-            .stat("wasmcustom.sidecar_events_records_stamped.topic.order_created")
+            .metric(
+                "sidecar_events_records_stamped_total",
+                &[("topic", "order_created")]
+            )
             .unwrap(),
         1
     );
@@ -201,14 +204,20 @@ fn a_service_cannot_publish_as_another() {
     assert_eq!(
         stack
             .envoy
-            .stat("wasmcustom.sidecar_events_sources_corrected.topic.order_created")
+            .metric(
+                "sidecar_events_sources_corrected_total",
+                &[("topic", "order_created")]
+            )
             .unwrap(),
         1
     );
     assert_eq!(
         stack
             .envoy
-            .stat("wasmcustom.sidecar_events_sources_corrected.topic.payment_completed")
+            .metric(
+                "sidecar_events_sources_corrected_total",
+                &[("topic", "payment_completed")]
+            )
             .unwrap(),
         1
     );
@@ -369,7 +378,10 @@ fn an_enveloped_record_keeps_its_id_and_binary_values_keep_their_bytes() {
     assert_eq!(
         stack
             .envoy
-            .stat("wasmcustom.sidecar_events_envelopes_kept.topic.order_created")
+            .metric(
+                "sidecar_events_envelopes_kept_total",
+                &[("topic", "order_created")]
+            )
             .unwrap(),
         1
     );
@@ -448,9 +460,13 @@ fn bad_input_gets_its_error_and_nothing_of_it_lands() {
     .unwrap();
     assert_eq!(got.len(), 1, "only the marker landed: {got:?}");
     assert_eq!(
-        stack.envoy.stat(
-            "wasmcustom.sidecar_events_requests_rejected.topic.order_created.reason.invalid_shape"
-        ).unwrap(),
+        stack
+            .envoy
+            .metric(
+                "sidecar_events_requests_rejected_total",
+                &[("topic", "order_created"), ("reason", "invalid_shape")]
+            )
+            .unwrap(),
         4
     );
 }
@@ -547,9 +563,45 @@ fn shipped_bootstrap_and_policy_stamp_what_goes_to_the_kafka_bridge() {
     assert_eq!(record["key"], "o-1001", "partition-key /orderId: {stamped}");
     // Per-topic metrics, with the bootstrap's stats_tags turning them into labels.
     let prometheus = envoy.admin_get("/stats/prometheus").unwrap();
-    let line = r#"sidecar_events_records_stamped{topic="order_created"} 1"#;
+    let line = r#"sidecar_events_records_stamped_total{topic="order_created"} 1"#;
     assert!(
         prometheus.lines().any(|l| l == line),
         "{line} missing from /stats/prometheus"
     );
+}
+
+/// ~7,000 small records: 104 KB as sent, over 1 MB once stamped. The limit holds for what is
+/// forwarded: the filter's JSON 413, and no record counted as stamped (before: Envoy's plain
+/// 413 after the filter had counted every record).
+#[test]
+fn a_batch_over_the_limit_once_stamped_gets_the_filters_413_and_is_not_counted() {
+    let stack = Stack::start(json!({"bridges": ["kafka-bridge"]})).unwrap();
+    let records: Vec<Value> = (0..7000).map(|i| json!({"value": i})).collect();
+    let body = json!({ "records": records }).to_string();
+    assert!(body.len() < 110_000, "{}", body.len());
+    let r = stack
+        .produce("order.created", JSON, body.as_bytes(), &[])
+        .unwrap();
+    assert_eq!(r.status, 413, "{}", r.text());
+    let error = r.json().unwrap_or_else(|e| panic!("{e}: {}", r.text()));
+    assert_eq!(error["error_code"], 413);
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("once stamped, over the limit"),
+        "{error}"
+    );
+    let stamped = stack.envoy.metric(
+        "sidecar_events_records_stamped_total",
+        &[("topic", "order.created")],
+    );
+    assert_eq!(stamped, Ok(0), "nothing forwarded, nothing counted");
+    // A batch that fits once stamped goes through.
+    let records: Vec<Value> = (0..100).map(|i| json!({"value": i})).collect();
+    let body = json!({ "records": records }).to_string();
+    let r = stack
+        .produce("order.created", JSON, body.as_bytes(), &[])
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
 }

@@ -200,7 +200,7 @@ fn every_error_is_reported_by_path_and_nothing_is_written() {
     let input = dir.path().join("application.yml");
     std::fs::write(
         &input,
-        "resilience4j:\n  circuitbreaker:\n    instances:\n      user-service:\n        failure-rate-threshold: 120\n        sliding-windw-size: 10\n  retry:\n    instances:\n      user-service:\n        max-attempts: 0\n  bulkhead:\n    instances:\n      user-service:\n        max-concurrent-calls: 10\n",
+        "resilience4j:\n  circuitbreaker:\n    instances:\n      user-service:\n        failure-rate-threshold: 120\n        sliding-windw-size: 10\n  retry:\n    instances:\n      user-service:\n        max-attempts: 0\n  bulkhead:\n    instances:\n      user-service:\n        max-concurrent-calls: 0\n",
     )
     .unwrap();
     let out_dir = dir.path().join("out");
@@ -211,7 +211,7 @@ fn every_error_is_reported_by_path_and_nothing_is_written() {
         "error: resilience4j.circuitbreaker.instances.user-service.failure-rate-threshold: must be in [1, 100], got 120",
         "error: resilience4j.circuitbreaker.instances.user-service.sliding-windw-size: unknown key",
         "error: resilience4j.retry.instances.user-service.max-attempts:",
-        "error: resilience4j.bulkhead:",
+        "error: resilience4j.bulkhead.instances.user-service.max-concurrent-calls: must be in [1, 1000000], got 0",
     ] {
         assert!(report.contains(line), "missing {line:?} in:\n{report}");
     }
@@ -282,9 +282,11 @@ fn imported_ecds_file_is_applied_by_a_real_envoy() {
     services.user.set_default(Action::status(200));
     assert_eq!(envoy.get("user-service", "/").unwrap().status, 200);
     assert_eq!(
-        envoy
-            .stat("wasmcustom.resilience4j_circuitbreaker_calls.name.user-service.kind.successful"),
-        Some(1)
+        envoy.metric(
+            "resilience4j_circuitbreaker_calls_seconds_count",
+            &[("name", "user-service"), ("kind", "successful")],
+        ),
+        1
     );
 }
 

@@ -277,14 +277,27 @@ fn filter_works_as_istio_configures_it() {
     let fallback = envoy.get(host, "/users/1").unwrap();
     assert_eq!(fallback.status, 503, "{}", fallback.text());
     assert_eq!(istio.count(), 5, "the fallback must not reach the upstream");
-    let stat = |name: &str| {
-        envoy
-            .stat(&format!("wasmcustom.resilience4j_circuitbreaker_{name}"))
-            .unwrap_or(0)
+    let user = |series: &str, label: (&str, &str)| {
+        envoy.metric(series, &[("name", "user-service"), label])
     };
-    assert_eq!(stat("calls.name.user-service.kind.failed"), 5);
-    assert_eq!(stat("calls.name.user-service.kind.not_permitted"), 1);
-    assert_eq!(stat("state.name.user-service.state.open"), 1);
+    assert_eq!(
+        user(
+            "resilience4j_circuitbreaker_calls_seconds_count",
+            ("kind", "failed")
+        ),
+        5
+    );
+    assert_eq!(
+        user(
+            "resilience4j_circuitbreaker_not_permitted_calls_total",
+            ("kind", "not_permitted")
+        ),
+        1
+    );
+    assert_eq!(
+        user("resilience4j_circuitbreaker_state", ("state", "open")),
+        1
+    );
     // The plain-named cluster maps to the same instance and, in the same plugin, the same state.
     assert_eq!(envoy.get("user-service", "/users/1").unwrap().status, 503);
     assert_eq!(services.user.count(), 0);
@@ -479,8 +492,9 @@ fn in_istios_filter_order_injected_aborts_are_neither_counted_nor_retried() {
     });
     let send = |chaos: bool| chain_get(&envoy, if chaos { Some("abort") } else { None });
     let cb = |kind: &str| {
-        envoy.stat(&format!(
-            "wasmcustom.resilience4j_circuitbreaker_calls.name.user-service.kind.{kind}"
+        envoy.stat(&stat_name(
+            "resilience4j_circuitbreaker_calls_seconds_count",
+            &[("name", "user-service"), ("kind", kind)],
         ))
     };
     let aborts = || envoy.stat("http.outbound_0.0.0.0_8080.fault.aborts_injected");
@@ -534,8 +548,9 @@ fn in_istios_filter_order_injected_delays_never_count_as_slow() {
         istio_chain_bootstrap(admin, listen, upstream.port(), &policy)
     });
     let cb = |kind: &str| {
-        envoy.stat(&format!(
-            "wasmcustom.resilience4j_circuitbreaker_calls.name.user-service.kind.{kind}"
+        envoy.stat(&stat_name(
+            "resilience4j_circuitbreaker_calls_seconds_count",
+            &[("name", "user-service"), ("kind", kind)],
         ))
     };
     // The VirtualService delays each call by 300 ms, three times the slow threshold; the
@@ -551,13 +566,32 @@ fn in_istios_filter_order_injected_delays_never_count_as_slow() {
         envoy.stat("http.outbound_0.0.0.0_8080.fault.delays_injected"),
         4
     );
-    assert_eq!((cb("successful"), cb("slow_successful")), (4, 0));
+    assert_eq!(cb("successful"), 4);
+    // The window's gauges follow on the filter's tick: 4 calls in it, none slow.
+    let window = |kind: &str| {
+        let gauge = |series: &str| {
+            envoy.stat(&stat_name(
+                series,
+                &[("name", "user-service"), ("kind", kind)],
+            ))
+        };
+        (
+            gauge("resilience4j_circuitbreaker_buffered_calls"),
+            gauge("resilience4j_circuitbreaker_slow_calls"),
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while window("successful").0 != 4 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(window("successful"), (4, 0));
     assert_eq!(chain_get(&envoy, None).status, 200, "still closed");
     // An upstream that is slow itself is: two slow calls of the last four open the circuit.
     upstream.push_n(2, Action::delay(300, 200));
     assert_eq!(chain_get(&envoy, None).status, 200);
     assert_eq!(chain_get(&envoy, None).status, 200);
-    assert_eq!(cb("slow_successful"), 2);
+    // (The circuit opened on that call, which publishes the gauges at once.)
+    assert_eq!(window("successful").1, 2);
     let fallback = chain_get(&envoy, None);
     assert_eq!(fallback.status, 503, "{}", fallback.text());
     assert!(fallback.header("x-circuit-breaker").is_some());

@@ -30,20 +30,19 @@ fn retry_policy() -> Value {
     policy
 }
 
+/// One of the sidecar's own retry counters (`attempts`, `budget_exhausted`, `body_too_large`).
 fn retry_stat(envoy: &Envoy, metric: &str, instance: &str) -> u64 {
-    envoy
-        .stat(&format!(
-            "wasmcustom.resilience4j_retry_{metric}.name.{instance}"
-        ))
-        .unwrap_or(0)
+    envoy.metric(
+        &format!("resilience4j_retry_{metric}_total"),
+        &[("name", instance)],
+    )
 }
 
 fn retry_calls(envoy: &Envoy, instance: &str, kind: &str) -> u64 {
-    envoy
-        .stat(&format!(
-            "wasmcustom.resilience4j_retry_calls.name.{instance}.kind.{kind}"
-        ))
-        .unwrap_or(0)
+    envoy.metric(
+        "resilience4j_retry_calls_total",
+        &[("name", instance), ("kind", kind)],
+    )
 }
 
 /// Gaps between consecutive arrivals at the upstream.
@@ -98,8 +97,11 @@ fn a_flaky_upstream_is_rescued_after_the_wait_schedule() {
     assert_eq!(retry_stat(&envoy, "attempts", "user-service"), 2);
     // The breaker recorded every attempt: 2 failures, 1 success.
     assert_eq!(
-        envoy.stat("wasmcustom.resilience4j_circuitbreaker_calls.name.user-service.kind.failed"),
-        Some(2)
+        envoy.metric(
+            "resilience4j_circuitbreaker_calls_seconds_count",
+            &[("name", "user-service"), ("kind", "failed")]
+        ),
+        2
     );
     envoy.filter_crashes().unwrap();
 }
@@ -427,10 +429,11 @@ fn a_breaker_opened_by_the_first_attempt_refuses_an_immediate_retry() {
     assert_eq!(response.json().unwrap()["state"], "OPEN");
     assert_eq!(user.count(), 1);
     assert_eq!(
-        envoy.stat(
-            "wasmcustom.resilience4j_circuitbreaker_calls.name.user-service.kind.not_permitted"
+        envoy.metric(
+            "resilience4j_circuitbreaker_not_permitted_calls_total",
+            &[("name", "user-service"), ("kind", "not_permitted")]
         ),
-        Some(1)
+        1
     );
     envoy.filter_crashes().unwrap();
 }

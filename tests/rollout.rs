@@ -340,8 +340,9 @@ fn policy_swaps_under_load_keep_or_reset_breakers_and_never_fail_a_request() {
         &failures[..failures.len().min(5)]
     );
     // The load really went through the guarded path: order-service's calls were recorded.
-    let recorded = envoy
-        .stat("wasmcustom.resilience4j_circuitbreaker_calls.name.order-service.kind.successful")
-        .unwrap_or(0);
+    let recorded = envoy.metric(
+        "resilience4j_circuitbreaker_calls_seconds_count",
+        &[("name", "order-service"), ("kind", "successful")],
+    );
     assert!(recorded > 0, "order-service's breaker recorded no calls");
 }

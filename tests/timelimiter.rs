@@ -37,14 +37,17 @@ fn policy() -> Value {
     policy
 }
 
-fn stat(envoy: &Envoy, name: &str) -> u64 {
-    envoy.stat(&format!("wasmcustom.{name}")).unwrap_or(0)
+/// One series of `instance` by its Prometheus name and `kind` label.
+fn stat(envoy: &Envoy, series: &str, instance: &str, kind: &str) -> u64 {
+    envoy.metric(series, &[("name", instance), ("kind", kind)])
 }
 
 fn limiter_calls(envoy: &Envoy, instance: &str, kind: &str) -> u64 {
     stat(
         envoy,
-        &format!("resilience4j_timelimiter_calls.name.{instance}.kind.{kind}"),
+        "resilience4j_timelimiter_calls_total",
+        instance,
+        kind,
     )
 }
 
@@ -76,7 +79,9 @@ fn a_slow_first_attempt_is_cut_and_retried_and_the_replay_answers() {
     assert_eq!(
         stat(
             &envoy,
-            "resilience4j_circuitbreaker_calls.name.user-service.kind.failed"
+            "resilience4j_circuitbreaker_calls_seconds_count",
+            "user-service",
+            "failed"
         ),
         1,
         "the timeout is a failure to the breaker"
@@ -84,7 +89,9 @@ fn a_slow_first_attempt_is_cut_and_retried_and_the_replay_answers() {
     assert_eq!(
         stat(
             &envoy,
-            "resilience4j_retry_calls.name.user-service.kind.successful_with_retry"
+            "resilience4j_retry_calls_total",
+            "user-service",
+            "successful_with_retry"
         ),
         1
     );
@@ -118,14 +125,18 @@ fn slow_replays_are_cut_too_and_the_last_timeout_is_answered_504() {
     assert_eq!(
         stat(
             &envoy,
-            "resilience4j_circuitbreaker_calls.name.user-service.kind.failed"
+            "resilience4j_circuitbreaker_calls_seconds_count",
+            "user-service",
+            "failed"
         ),
         3
     );
     assert_eq!(
         stat(
             &envoy,
-            "resilience4j_retry_calls.name.user-service.kind.failed_with_retry"
+            "resilience4j_retry_calls_total",
+            "user-service",
+            "failed_with_retry"
         ),
         1
     );
@@ -165,14 +176,18 @@ fn the_breaker_records_timeouts_by_their_java_name_and_the_fallback_answers() {
     assert_eq!(
         stat(
             &envoy,
-            "resilience4j_circuitbreaker_calls.name.user-service.kind.failed"
+            "resilience4j_circuitbreaker_calls_seconds_count",
+            "user-service",
+            "failed"
         ),
         1
     );
     assert_eq!(
         stat(
             &envoy,
-            "resilience4j_circuitbreaker_calls.name.user-service.kind.successful"
+            "resilience4j_circuitbreaker_calls_seconds_count",
+            "user-service",
+            "successful"
         ),
         1
     );

@@ -18,9 +18,12 @@
 
 use std::collections::BTreeMap;
 
-/// Default `max-body-bytes`: 1 MiB, Envoy's default per-connection buffer limit, so a body the
-/// filter accepts is one Envoy can buffer.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+/// Default `max-body-bytes`: 512 KiB, half of Envoy's default per-connection buffer limit
+/// (1 MiB). The limit holds for the stamped body, which Envoy must buffer; and a chunked body
+/// arrives in reads of up to the buffer limit, so the filter must see a body go over its limit
+/// before Envoy's buffer does, or the client gets Envoy's plain 413 instead of the filter's JSON
+/// one. Larger limits need larger buffers (README: listener and route buffer limits).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 512 << 10;
 /// Upper bound for `max-body-bytes`: the whole body sits in the worker's memory while stamped.
 pub const MAX_MAX_BODY_BYTES: usize = 64 << 20;
 /// Default `source` template.

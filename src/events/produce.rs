@@ -259,6 +259,19 @@ pub fn stamp(
         stats.records += 1;
     }
     let body = json!({"records": out}).to_string().into_bytes();
+    // The limit holds for what is forwarded: stamping adds ~150 bytes a record, and a body
+    // over Envoy's buffer limit would get Envoy's plain 413 after the records were counted.
+    if body.len() > input.config.max_body_bytes {
+        return Err(Rejection::new(
+            RejectReason::TooLarge,
+            format!(
+                "body is {} bytes once stamped, over the limit of {} bytes \
+                 (events.max-body-bytes)",
+                body.len(),
+                input.config.max_body_bytes
+            ),
+        ));
+    }
     Ok(Stamped { body, stats })
 }
 

@@ -601,3 +601,35 @@ fn source_comes_from_node_metadata_through_the_template() {
         "//shop/order-service"
     );
 }
+
+#[test]
+fn the_limit_holds_for_the_stamped_body() {
+    // 200 small records: ~4 KB in, ~30 KB once stamped.
+    let records: Vec<Value> = (0..200).map(|i| json!({"value": i})).collect();
+    let body = json!({ "records": records }).to_string();
+    let limit = body.len() * 2;
+    let config = config(json!({ "max-body-bytes": limit }));
+    let input = StampInput {
+        config: &config,
+        topic: "t",
+        source: "s",
+        content_type: Some(produce::JSON_V2),
+        traceparent: None,
+        now_ms: NOW,
+    };
+    let e = stamp(&input, body.as_bytes(), &mut counter()).unwrap_err();
+    assert_eq!(e.status(), 413);
+    assert!(
+        e.message.contains("once stamped, over the limit of"),
+        "{}",
+        e.message
+    );
+    // Within the limit once stamped: forwarded, and never larger than the limit.
+    let config = self::config(json!({ "max-body-bytes": 1 << 20 }));
+    let input = StampInput {
+        config: &config,
+        ..input
+    };
+    let stamped = stamp(&input, body.as_bytes(), &mut counter()).unwrap();
+    assert!(stamped.body.len() <= 1 << 20);
+}

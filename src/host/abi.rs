@@ -306,6 +306,12 @@ pub fn remove_header(map_type: u32, name: &str) -> Result<(), HostError> {
     check(unsafe { proxy_remove_header_map_value(map_type, name.as_ptr(), name.len()) })
 }
 
+/// Lets a paused request continue (stream type 0 = HTTP request).
+pub fn resume_http_request() -> Result<(), HostError> {
+    // SAFETY: plain value.
+    check(unsafe { proxy_continue_stream(0) })
+}
+
 /// Sets a header, replacing any value it had.
 pub fn replace_header(map_type: u32, name: &str, value: &str) -> Result<(), HostError> {
     // SAFETY: the pointers are valid for the call.

@@ -46,9 +46,9 @@ impl SharedBreaker {
         SharedBreaker {
             instance: instance.to_string(),
             fingerprint: config_fingerprint(&config),
-            config,
             key: store::breaker_key(plugin_name, instance),
-            metrics: BreakerMetrics::define(instance),
+            metrics: BreakerMetrics::define(instance, &config),
+            config,
             fallback,
         }
     }
@@ -109,7 +109,8 @@ impl SharedBreaker {
             if let Some(Some((bytes, _))) = &read {
                 if CircuitBreaker::stored_unchanged_by_fast_success(bytes, config, self.fingerprint)
                 {
-                    self.metrics.count_call(RecordedKind::Successful);
+                    self.metrics
+                        .count_call(RecordedKind::Successful, duration_ms);
                     return;
                 }
             }
@@ -123,7 +124,7 @@ impl SharedBreaker {
             (kind, transition, snapshot)
         }) {
             Ok((kind, transition, snapshot)) => {
-                self.metrics.count_call(kind);
+                self.metrics.count_call(kind, duration_ms);
                 if let Some(snapshot) = snapshot {
                     self.after_update(transition, &snapshot);
                 }

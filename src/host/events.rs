@@ -3,10 +3,9 @@
 //! the stamped body, or answers the refusal itself so nothing reaches the bridge. Time comes
 //! from the host clock, id randomness from WASI `random_get`.
 //!
-//! Metrics (Envoy adds the `wasmcustom.` prefix; topic dots become `_`):
-//! `sidecar_events_records_stamped.topic.<topic>`, `sidecar_events_envelopes_kept.topic.<topic>`,
-//! `sidecar_events_sources_corrected.topic.<topic>`,
-//! `sidecar_events_requests_rejected.topic.<topic>.reason.<reason>`. At most
+//! Metrics (named in `metrics`; topic dots become `_`): `sidecar_events_records_stamped_total`,
+//! `sidecar_events_envelopes_kept_total`, `sidecar_events_sources_corrected_total` by `topic`,
+//! `sidecar_events_requests_rejected_total` by `topic` and `reason`. At most
 //! [`MAX_METRIC_TOPICS`] topics per worker get their own; the rest count under `_other`.
 
 use std::cell::RefCell;
@@ -264,17 +263,18 @@ struct TopicMetrics {
 
 impl TopicMetrics {
     fn define(topic: &str) -> Self {
-        let t = topic.replace('.', "_");
-        let counter = |name: String| metrics::define(METRIC_COUNTER, name);
+        let topic = (metrics::TOPIC, topic);
+        let counter = |name: &str| metrics::series(METRIC_COUNTER, name, &[topic]);
         TopicMetrics {
-            stamped: counter(format!("sidecar_events_records_stamped.topic.{t}")),
-            kept: counter(format!("sidecar_events_envelopes_kept.topic.{t}")),
-            corrected: counter(format!("sidecar_events_sources_corrected.topic.{t}")),
+            stamped: counter(metrics::EVENTS_STAMPED),
+            kept: counter(metrics::EVENTS_KEPT),
+            corrected: counter(metrics::EVENTS_CORRECTED),
             rejected: RejectReason::ALL.map(|r| {
-                counter(format!(
-                    "sidecar_events_requests_rejected.topic.{t}.reason.{}",
-                    r.as_str()
-                ))
+                metrics::series(
+                    METRIC_COUNTER,
+                    metrics::EVENTS_REJECTED,
+                    &[topic, (metrics::REASON, r.as_str())],
+                )
             }),
         }
     }

@@ -3,6 +3,7 @@
 //!
 //! - `root`: the root context — the policy on (re)configuration, the tick;
 //! - `stream`: the HTTP context — one request to a guarded upstream;
+//! - `admission`: rate limiters and bulkheads, asked before a call goes upstream;
 //! - `breaker`: one circuit breaker instance, shared by the workers through `store`;
 //! - `retry`: retry orchestration — carries out each request's retry sequence;
 //! - `replay`: the request kept for a replay, sent as a callout, and its reply;
@@ -11,12 +12,15 @@
 //! - `abi`, `store`, `metrics`: host calls, shared data, Envoy stats.
 
 mod abi;
+mod admission;
+mod boot;
 mod breaker;
 mod events;
 mod metrics;
 mod replay;
 mod retry;
 mod root;
+mod stat_names;
 mod store;
 mod stream;
 mod timelimiter;

@@ -3,6 +3,7 @@
 //! cluster, and its reply read back.
 
 use crate::fallback::LocalResponse;
+use crate::outcome::{call_result_from_callout, CallResult};
 use crate::policy::{RetryConfig, RetryOptions};
 use crate::retry::may_replay;
 
@@ -23,14 +24,18 @@ pub struct Replay {
     /// The instance's max-body-bytes.
     limit: usize,
     too_large: bool,
+    /// The whole body arrived (end of stream seen): only then may a replay go out.
+    complete: bool,
 }
 
 impl Replay {
-    /// What a replay needs, if the request may be replayed at all.
+    /// What a replay needs, if the request may be replayed at all. `complete`: the request has
+    /// no body (its headers ended the stream).
     pub fn keep(
         config: &RetryConfig,
         options: &RetryOptions,
         headers: Vec<(String, String)>,
+        complete: bool,
     ) -> Option<Replay> {
         if config.max_attempts <= 1 || headers.is_empty() {
             return None;
@@ -58,7 +63,13 @@ impl Replay {
             body: Vec::new(),
             limit,
             too_large,
+            complete,
         })
+    }
+
+    /// The whole body is kept: a replay may go out.
+    pub fn complete(&self) -> bool {
+        self.complete
     }
 
     /// The body is larger than the instance keeps: the request is not retried.
@@ -66,8 +77,12 @@ impl Replay {
         self.too_large
     }
 
-    /// The next chunk of the request body, as the stream read it.
-    pub fn keep_chunk(&mut self, chunk: Result<Option<Vec<u8>>, HostError>) {
+    /// The next chunk of the request body, as the stream read it; `end_of_stream`: the last.
+    pub fn keep_chunk(&mut self, chunk: Result<Option<Vec<u8>>, HostError>, end_of_stream: bool) {
+        self.complete |= end_of_stream;
+        if self.too_large {
+            return;
+        }
         match chunk {
             Ok(Some(chunk)) if self.body.len() + chunk.len() <= self.limit => {
                 self.body.extend_from_slice(&chunk)
@@ -85,6 +100,7 @@ impl Replay {
             self.too_large = false;
             self.body = body;
         }
+        self.complete = true;
     }
 
     fn drop_body(&mut self) {
@@ -108,6 +124,19 @@ impl Replay {
             .collect();
         abi::dispatch_http_call(cluster, &headers, &self.body, timeout_ms)
     }
+}
+
+/// How a replay ended: the upstream's status, or what Envoy's own answer says happened (a callout
+/// has no response flags); no reply at all is a reset (the connection dropped mid-response).
+pub fn reply_result(reply: Option<&LocalResponse>) -> CallResult {
+    let Some(reply) = reply else {
+        return CallResult::Reset;
+    };
+    let envoy_answered = !reply
+        .headers
+        .iter()
+        .any(|(k, _)| k == "x-envoy-upstream-service-time");
+    call_result_from_callout(reply.status, envoy_answered, &reply.body)
 }
 
 /// A replay's reply, in its `on_http_call_response`; None when it got no response.

@@ -16,7 +16,9 @@ use std::rc::Rc;
 use proxy_wasm::types::Action;
 
 use crate::fallback::LocalResponse;
-use crate::outcome::{CallResult, DEFAULT_FAILURES};
+use crate::outcome::{
+    call_result_from_flag_bits, downstream_terminated, CallResult, DEFAULT_FAILURES,
+};
 use crate::policy::{RetryConfig, RetryOptions};
 use crate::retry as core_retry;
 use crate::retry::sequence::{
@@ -73,11 +75,15 @@ impl RetryInstance {
     }
 
     /// Counts the request against the budget, and keeps what a replay needs if the request
-    /// may be replayed at all.
-    pub fn keep_for_replay(&self, headers: Vec<(String, String)>) -> Option<Replay> {
+    /// may be replayed at all. `complete`: the request has no body.
+    pub fn keep_for_replay(
+        &self,
+        headers: Vec<(String, String)>,
+        complete: bool,
+    ) -> Option<Replay> {
         self.unflushed_requests
             .set(self.unflushed_requests.get().saturating_add(1));
-        Replay::keep(&self.config, &self.options, headers)
+        Replay::keep(&self.config, &self.options, headers, complete)
     }
 
     /// resilience4j's Retry call kinds, counted once per request when its result is final.
@@ -116,6 +122,41 @@ pub struct Call {
     pub replay: Option<Replay>,
 }
 
+/// The first attempt's result, held until its response ends: the breaker records a response
+/// that goes on to the caller when it has ended (or was cut off), so a body that breaks off is
+/// a failure and a slow body is slow.
+pub struct PendingRecord {
+    instance: String,
+    result: CallResult,
+    started_ms: u64,
+}
+
+impl PendingRecord {
+    /// The response ended at `now`.
+    pub fn ended(self, runtime: &Runtime, now: u64) {
+        self.record(runtime, now, self.result);
+    }
+
+    /// The response was cut off at `now`; `flags`: Envoy's response flag bits. A caller that
+    /// went away says nothing about the upstream: the permission is handed back. Otherwise the
+    /// upstream's response broke off: a reset (or a timeout, as the flags say).
+    pub fn cut_off(self, runtime: &Runtime, now: u64, flags: u64) {
+        if downstream_terminated(flags) {
+            if let Some(breaker) = runtime.breakers.get(&self.instance) {
+                breaker.release(now);
+            }
+            return;
+        }
+        self.record(runtime, now, call_result_from_flag_bits(0, flags));
+    }
+
+    fn record(&self, runtime: &Runtime, now: u64, result: CallResult) {
+        if let Some(breaker) = runtime.breakers.get(&self.instance) {
+            breaker.record(now, result, now.saturating_sub(self.started_ms));
+        }
+    }
+}
+
 /// Guarded calls of this worker: streams and the root share it (one VM, one thread).
 #[derive(Default)]
 pub struct Calls {
@@ -136,8 +177,9 @@ enum HeldResponse {
     GoesOn,
 }
 
-/// The router's response to the first attempt ended with `result` (in the stream's
-/// response-headers callback).
+/// The router's response to the first attempt came with `result` (in the stream's
+/// response-headers callback). When that response goes on to the caller, the breaker's record
+/// waits for its end: the stream gets it back to record then.
 pub fn on_first_response(
     runtime: &Runtime,
     calls: &SharedCalls,
@@ -145,16 +187,31 @@ pub fn on_first_response(
     mut call: Call,
     now: u64,
     result: CallResult,
-) -> Action {
+) -> (Action, Option<PendingRecord>) {
     let retry = runtime.retries.get(&call.instance);
-    let ended = call
+    let mut ended = call
         .sequence
         .first_response(now, result, rules(retry, call.replay.as_ref()));
+    let mut pending = None;
+    if let Step::Finish {
+        response: FinalResponse::FirstResponse,
+        ..
+    } = ended.step
+    {
+        if ended.record_duration_ms.take().is_some() {
+            pending = Some(PendingRecord {
+                instance: call.instance.clone(),
+                result,
+                started_ms: call.sequence.attempt_started_ms(),
+            });
+        }
+    }
     let step = after_attempt(runtime, &call, now, result, ended);
-    match carry_out(runtime, calls, stream, call, step, now) {
+    let action = match carry_out(runtime, calls, stream, call, step, now) {
         HeldResponse::GoesOn => Action::Continue,
         HeldResponse::StillHeld | HeldResponse::Replaced => Action::Pause,
-    }
+    };
+    (action, pending)
 }
 
 /// A replay's answer arrived (in the root, or in the stream that dispatched it at once).
@@ -178,17 +235,21 @@ pub fn on_replay_answer(
     let now = abi::now_ms().unwrap_or(call.sequence.attempt_started_ms());
     let reply = replay::read_reply(num_headers, body_size);
     let retry = runtime.retries.get(&call.instance);
-    let result = match (&reply, runtime.time_limiters.get(&call.instance)) {
-        (None, _) => CallResult::Reset,
-        (Some(reply), Some(limiter)) => timelimiter::replay_result(
-            reply.status,
+    // What happened (Envoy's own 503/504 told from the upstream's); a plain status may still be
+    // the time limiter's cut, told by when it came.
+    let result = match (
+        replay::reply_result(reply.as_ref()),
+        runtime.time_limiters.get(&call.instance),
+    ) {
+        (CallResult::Response(status), Some(limiter)) => timelimiter::replay_result(
+            status,
             now.saturating_sub(call.sequence.attempt_started_ms()),
             timelimiter::attempt_timeout_ms(
                 Some(limiter.config()),
                 retry.map_or(u64::MAX, |r| r.options.per_try_timeout_ms),
             ),
         ),
-        (Some(reply), None) => CallResult::Response(reply.status),
+        (result, _) => result,
     };
     let ended =
         call.sequence
@@ -232,6 +293,7 @@ fn rules<'a>(retry: Option<&'a RetryInstance>, replay: Option<&Replay>) -> Optio
         config: &retry.config,
         overall_timeout_ms: retry.options.overall_timeout_ms,
         body_too_large: replay.too_large(),
+        body_incomplete: !replay.complete(),
         host: retry,
     })
 }
@@ -309,6 +371,7 @@ enum Started {
 
 /// The next attempt: the breaker must permit it, then the replay goes out as a callout.
 fn start_replay(runtime: &Runtime, call: &mut Call, now: u64) -> Started {
+    let retry = runtime.retries.get(&call.instance);
     let breaker = runtime.breakers.get(&call.instance);
     let mut permission_held = false;
     if let Some(breaker) = breaker {
@@ -321,8 +384,12 @@ fn start_replay(runtime: &Runtime, call: &mut Call, now: u64) -> Started {
             Acquired::Unknown => {}
         }
     }
-    let retry = runtime.retries.get(&call.instance);
     let dispatched = match (retry, &call.replay) {
+        // Decided against before a retry (`rules`); checked again as a last line of defence: a
+        // replay never sends a body that is not whole.
+        (Some(_), Some(replay)) if !replay.complete() || replay.too_large() => {
+            Err(NotSent::BodyNotWhole)
+        }
         (Some(retry), Some(replay)) => {
             let limiter = runtime.time_limiters.get(&call.instance);
             let timeout_ms = timelimiter::attempt_timeout_ms(
@@ -364,6 +431,8 @@ enum NotSent {
     Host(HostError),
     /// The request was not kept (cannot happen: only a kept request is retried).
     NothingToReplay,
+    /// The body had not all arrived, or outgrew max-body-bytes (cannot happen either: `rules`).
+    BodyNotWhole,
 }
 
 impl std::fmt::Display for NotSent {
@@ -371,6 +440,7 @@ impl std::fmt::Display for NotSent {
         match self {
             NotSent::Host(e) => write!(f, "host status {}", e.0),
             NotSent::NothingToReplay => write!(f, "the request was not kept for a replay"),
+            NotSent::BodyNotWhole => write!(f, "the request body is not whole"),
         }
     }
 }

@@ -11,6 +11,8 @@ use proxy_wasm::types::ContextType;
 use crate::policy::Policy;
 
 use super::abi;
+use super::admission::{self, InstanceAdmission, SharedAdmissions};
+use super::boot;
 use super::breaker::SharedBreaker;
 use super::events::Events;
 use super::retry::{self, RetryInstance, SharedCalls};
@@ -30,6 +32,8 @@ pub struct Runtime {
     pub policy: Policy,
     pub breakers: BTreeMap<String, SharedBreaker>,
     pub retries: BTreeMap<String, RetryInstance>,
+    /// Rate limiters and bulkheads, by instance.
+    pub admission: BTreeMap<String, InstanceAdmission>,
     pub time_limiters: BTreeMap<String, TimeLimiterInstance>,
     breaker_tick_ms: u64,
     /// The policy's `events` section (stamping records produced through a Kafka bridge).
@@ -59,7 +63,11 @@ impl Runtime {
         }
         let mut time_limiters = BTreeMap::new();
         for (instance, config) in &policy.time_limiters {
-            let fallback = policy.fallbacks.get(instance).cloned();
+            // `fallbacks.<instance>.on.timeout` first, else the instance's fallback.
+            let fallback = policy
+                .fallbacks
+                .get(instance)
+                .map(|f| f.for_kind("timeout").clone());
             let limiter = TimeLimiterInstance::new(instance, config.clone(), fallback);
             time_limiters.insert(instance.clone(), limiter);
         }
@@ -73,10 +81,12 @@ impl Runtime {
             GAUGE_TICK_MS
         };
         let events = Events::configure(policy.events.as_ref());
+        let admission = admission::configure(&policy, plugin_name);
         Runtime {
             policy,
             breakers,
             retries,
+            admission,
             time_limiters,
             breaker_tick_ms,
             events,
@@ -92,7 +102,8 @@ impl Runtime {
     }
 
     fn tick_period_ms(&self) -> u32 {
-        if self.retries.is_empty() {
+        // Retry waits and calls waiting for a permit or a slot are served by the tick.
+        if self.retries.is_empty() && !self.admission.values().any(|a| a.may_wait()) {
             self.breaker_tick_ms as u32
         } else {
             RETRY_TICK_MS
@@ -100,18 +111,21 @@ impl Runtime {
     }
 }
 
+/// The plugin configuration as Envoy handed it (empty when there is none).
+fn read_config() -> Result<Vec<u8>, String> {
+    match abi::get_buffer(abi::BUFFER_PLUGIN_CONFIGURATION, 0, usize::MAX) {
+        Ok(Some(bytes)) => Ok(bytes),
+        Ok(None) => Ok(Vec::new()),
+        Err(e) => Err(format!(
+            "plugin configuration unreadable (host status {})",
+            e.0
+        )),
+    }
+}
+
 /// The plugin configuration, parsed and checked; policy warnings are logged.
-fn read_policy() -> Result<Policy, String> {
-    let text = match abi::get_buffer(abi::BUFFER_PLUGIN_CONFIGURATION, 0, usize::MAX) {
-        Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
-        Ok(None) => String::from("{}"),
-        Err(e) => {
-            return Err(format!(
-                "plugin configuration unreadable (host status {})",
-                e.0
-            ))
-        }
-    };
+fn read_policy(config: &[u8]) -> Result<Policy, String> {
+    let text = String::from_utf8_lossy(config);
     let policy = Policy::from_json(&text).map_err(|e| e.to_string())?;
     for warning in &policy.warnings {
         log::warn!("policy: {warning}");
@@ -130,6 +144,7 @@ fn plugin_name() -> String {
 pub struct FilterRoot {
     runtime: Option<Rc<Runtime>>,
     calls: SharedCalls,
+    admissions: SharedAdmissions,
     last_breaker_tick_ms: u64,
 }
 
@@ -149,14 +164,52 @@ impl Context for FilterRoot {
 
 impl RootContext for FilterRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let policy = match read_policy() {
-            Ok(policy) => policy,
+        let plugin_name = plugin_name();
+        let config = match read_config() {
+            Ok(config) => config,
             Err(message) => {
                 log::error!("policy rejected: {message}");
                 return false;
             }
         };
-        let runtime = Runtime::new(policy, &plugin_name());
+        let policy = match read_policy(&config) {
+            Ok(policy) => {
+                boot::mark_accepted(&plugin_name);
+                if policy.circuit_breakers.is_empty()
+                    && policy.retries.is_empty()
+                    && policy.bulkheads.is_empty()
+                    && policy.thread_pool_bulkheads.is_empty()
+                    && policy.rate_limiters.is_empty()
+                    && policy.events.is_none()
+                {
+                    log::warn!(
+                        "policy guards nothing (no resilience4j instance or events): every \
+                         request passes through"
+                    );
+                }
+                policy
+            }
+            Err(message) if !boot::run_pass_through(&plugin_name, boot::fingerprint(&config)) => {
+                log::error!("policy rejected: {message}");
+                return false;
+            }
+            Err(message) => {
+                // Refusing would leave Envoy without a filter config: 500 on every route.
+                log::error!(
+                    "policy rejected: {message}; no policy was accepted before, so the filter \
+                     runs PASS-THROUGH (no circuit breaker, retry or events) until a valid \
+                     policy arrives"
+                );
+                match Policy::from_json("{}") {
+                    Ok(empty) => empty,
+                    Err(_) => return false,
+                }
+            }
+        };
+        if self.admissions.borrow().worker == 0 {
+            self.admissions.borrow_mut().worker = admission::store_worker_id(&plugin_name);
+        }
+        let runtime = Runtime::new(policy, &plugin_name);
         runtime.reset_changed_breakers(abi::now_ms().unwrap_or(0));
         if let Err(e) = abi::set_tick_period_ms(runtime.tick_period_ms()) {
             log::warn!(
@@ -185,6 +238,7 @@ impl RootContext for FilterRoot {
             retry.flush_requests(now);
         }
         retry::on_tick(&runtime, &self.calls, now);
+        admission::on_tick(&self.admissions, &self.calls, Some(&runtime), now);
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -192,6 +246,7 @@ impl RootContext for FilterRoot {
             context_id,
             self.runtime.clone(),
             self.calls.clone(),
+            self.admissions.clone(),
         )))
     }
 

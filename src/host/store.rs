@@ -58,7 +58,7 @@ pub type Stored = Option<(Vec<u8>, u32)>;
 
 /// The CAS loop. `op` sees the stored bytes (None: no such key) and returns the bytes to
 /// store (None: nothing changed) and a result; it runs once per attempt on fresh bytes.
-fn cas_update<R>(
+pub(super) fn cas_update<R>(
     key: &str,
     op: impl FnMut(Option<&[u8]>) -> Result<(Option<Vec<u8>>, R), StoreError>,
 ) -> Result<R, StoreError> {

@@ -15,40 +15,62 @@ use crate::outcome::{
 use crate::retry::sequence::Sequence;
 
 use super::abi;
+use super::admission::{self, Admit, SharedAdmissions};
 use super::breaker::Acquired;
 use super::events::{self, BodyStep, HeadersStep, Publish};
 use super::replay::Replay;
-use super::retry::{self, Call, SharedCalls};
+use super::retry::{self, Call, PendingRecord, SharedCalls};
 use super::root::Runtime;
 
-/// Headers a downstream client could use to make Envoy's router retry on its own, outside
-/// the policy and its budget. Envoy strips them only for external requests; a sidecar's
-/// callers are internal, so the filter strips them for every guarded upstream.
-const CLIENT_RETRY_HEADERS: [&str; 7] = [
+/// Request headers through which a caller could change how Envoy's router retries or times out
+/// a guarded upstream: retries outside the policy and its budget, or timeouts that charge the
+/// caller's impatience to the upstream's breaker (for every caller). Envoy's router reads each
+/// of them (router filter, `FilterUtility::finalTimeout` and `decodeHeaders`, Envoy 1.40) and
+/// strips them only from external requests; a sidecar's callers are internal, so the filter
+/// strips them from every request to a guarded upstream, and a replay never carries them.
+/// `x-envoy-expected-rq-timeout-ms` sets the timeout where the router respects it
+/// (`respect_expected_rq_timeout`). Not stripped: `grpc-timeout`, the gRPC deadline the
+/// upstream itself needs (the router makes it the timeout only where the route sets
+/// `max_stream_duration.grpc_timeout_header_max`).
+const CLIENT_ROUTER_HEADERS: [&str; 11] = [
     "x-envoy-retry-on",
     "x-envoy-retry-grpc-on",
     "x-envoy-max-retries",
     "x-envoy-retriable-status-codes",
     "x-envoy-retriable-header-names",
-    "x-envoy-upstream-rq-per-try-timeout-ms",
     "x-envoy-hedge-on-per-try-timeout",
+    "x-envoy-upstream-rq-timeout-ms",
+    "x-envoy-upstream-rq-per-try-timeout-ms",
+    "x-envoy-upstream-rq-timeout-alt-response",
+    "x-envoy-upstream-stream-duration-ms",
+    "x-envoy-expected-rq-timeout-ms",
 ];
 
 pub struct Stream {
     id: u32,
     runtime: Option<Rc<Runtime>>,
     calls: SharedCalls,
+    admissions: SharedAdmissions,
     /// A produce request to a Kafka bridge whose body is held until stamped.
     publish: Option<Publish>,
+    /// The first attempt's response goes on to the caller; the breaker records it at its end.
+    pending: Option<PendingRecord>,
 }
 
 impl Stream {
-    pub fn new(id: u32, runtime: Option<Rc<Runtime>>, calls: SharedCalls) -> Self {
+    pub fn new(
+        id: u32,
+        runtime: Option<Rc<Runtime>>,
+        calls: SharedCalls,
+        admissions: SharedAdmissions,
+    ) -> Self {
         Stream {
             id,
             runtime,
             calls,
+            admissions,
             publish: None,
+            pending: None,
         }
     }
 }
@@ -80,11 +102,11 @@ impl HttpContext for Stream {
         // Events first: a produce request is stamped before its first attempt, so a retry
         // replays the stamped body (same ids).
         match events::request_headers(runtime.events.as_ref(), &cluster, end_of_stream) {
-            HeadersStep::NotOurs => self.guard_request(&runtime, cluster),
+            HeadersStep::NotOurs => self.guard_request(&runtime, cluster, end_of_stream),
             HeadersStep::Answered => Action::Pause,
             HeadersStep::Publish(publish) => {
                 self.publish = Some(publish);
-                self.guard_request(&runtime, cluster)
+                self.guard_request(&runtime, cluster, end_of_stream)
             }
         }
     }
@@ -103,11 +125,18 @@ impl HttpContext for Stream {
                 }
             }
         }
-        self.keep_body_chunk(body_size);
+        self.keep_body_chunk(body_size, end_of_stream);
         Action::Continue
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        if let Some(mut replay) = self.replay() {
+            replay.keep_chunk(Ok(None), true);
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let Some(runtime) = self.runtime.clone() else {
             return Action::Continue;
         };
@@ -137,10 +166,40 @@ impl HttpContext for Stream {
             // as a call of no duration, so a VirtualService delay never counts as slow.
             call.sequence.restart_attempt_clock(now);
         }
-        retry::on_first_response(&runtime, &self.calls, self.id, call, now, result)
+        let (action, pending) =
+            retry::on_first_response(&runtime, &self.calls, self.id, call, now, result);
+        match pending {
+            Some(pending) if end_of_stream => pending.ended(&runtime, now),
+            pending => self.pending = pending,
+        }
+        action
+    }
+
+    fn on_http_response_body(&mut self, _body_size: usize, end_of_stream: bool) -> Action {
+        if end_of_stream {
+            self.response_ended();
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.response_ended();
+        Action::Continue
     }
 
     fn on_log(&mut self) {
+        if let (Some(pending), Some(runtime)) = (self.pending.take(), &self.runtime) {
+            // The response never ended: cut off by the upstream, a timeout, or the caller.
+            let flags = abi::get_property(&["response", "flags"])
+                .ok()
+                .flatten()
+                .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
+                .map_or(0, u64::from_le_bytes);
+            let now = abi::now_ms().unwrap_or(0);
+            pending.cut_off(runtime, now, flags);
+        }
+        // Slots and waits are given back however the stream ended.
+        admission::on_stream_end(&self.admissions, self.id, abi::now_ms().unwrap_or(0));
         let call = {
             let mut calls = self.calls.borrow_mut();
             calls
@@ -161,8 +220,23 @@ impl HttpContext for Stream {
 }
 
 impl Stream {
+    /// The response to the caller ended: the breaker records a first response that went on.
+    fn response_ended(&mut self) {
+        if let (Some(pending), Some(runtime)) = (self.pending.take(), &self.runtime) {
+            if let Ok(now) = abi::now_ms() {
+                pending.ended(runtime, now);
+            }
+        }
+    }
+
     /// Request headers to a guarded upstream: breaker permission, and what a retry needs.
-    fn guard_request(&mut self, runtime: &Runtime, cluster: String) -> Action {
+    /// `end_of_stream`: the request has no body.
+    fn guard_request(
+        &mut self,
+        runtime: &Rc<Runtime>,
+        cluster: String,
+        end_of_stream: bool,
+    ) -> Action {
         let Some(instance) = runtime
             .policy
             .instance_for_cluster(&cluster)
@@ -173,7 +247,7 @@ impl Stream {
         // One read of the request headers serves both the stripping and the replay.
         let mut headers = abi::get_header_map(abi::MAP_REQUEST_HEADERS).unwrap_or_default();
         headers.retain(|(name, _)| {
-            let strip = CLIENT_RETRY_HEADERS.contains(&name.as_str());
+            let strip = CLIENT_ROUTER_HEADERS.contains(&name.as_str());
             if strip {
                 let _ = abi::remove_header(abi::MAP_REQUEST_HEADERS, name);
             }
@@ -216,26 +290,49 @@ impl Stream {
         let replay = runtime
             .retries
             .get(&instance)
-            .and_then(|retry| retry.keep_for_replay(headers));
+            .and_then(|retry| retry.keep_for_replay(headers, end_of_stream));
+        let admit = admission::admit(&self.admissions, runtime, self.id, &instance, now);
         self.calls.borrow_mut().by_stream.insert(
             self.id,
             Call {
-                instance,
+                instance: instance.clone(),
                 cluster,
                 sequence: Sequence::start(now, permission_held),
                 replay,
             },
         );
-        Action::Continue
+        match admit {
+            Admit::Go => Action::Continue,
+            // The tick resumes it (or refuses it at its deadline).
+            Admit::Wait => Action::Pause,
+            Admit::Refused(response) => {
+                // Not a call: the breaker's permission goes back unrecorded, nothing retries.
+                admission::forget_call(runtime, &self.calls, self.id, now);
+                match abi::send_local_response(
+                    response.status,
+                    &response.headers,
+                    &response.body,
+                    "resilience4j_refused",
+                ) {
+                    Ok(()) => Action::Pause,
+                    Err(e) => {
+                        log::warn!("'{instance}': refusal not sent (host status {})", e.0);
+                        Action::Continue
+                    }
+                }
+            }
+        }
     }
 
     /// Keeps a chunk of the request body for a replay, if the request may be replayed.
-    fn keep_body_chunk(&mut self, body_size: usize) {
-        if body_size == 0 {
-            return;
-        }
-        if let Some(mut replay) = self.replay().filter(|r| !r.too_large()) {
-            replay.keep_chunk(abi::get_buffer(abi::BUFFER_REQUEST_BODY, 0, body_size));
+    fn keep_body_chunk(&mut self, body_size: usize, end_of_stream: bool) {
+        if let Some(mut replay) = self.replay() {
+            let chunk = if body_size == 0 || replay.too_large() {
+                Ok(None)
+            } else {
+                abi::get_buffer(abi::BUFFER_REQUEST_BODY, 0, body_size)
+            };
+            replay.keep_chunk(chunk, end_of_stream);
         }
     }
 

@@ -10,14 +10,14 @@ use serde_json::Value;
 use super::model::{BudgetConfig, Fallback, RetryConfig, RetryOptions};
 use super::read::{
     boolean, describe, duration_ms, entries, error, integer, keyed, keys, number, show, string,
-    type_error, Hint, Result, JAVA_INT_MAX,
+    type_error, Hint, Keys, Result, JAVA_INT_MAX,
 };
 
-/// `upstreams`: Envoy cluster name -> an instance of either module.
+/// `upstreams`: Envoy cluster name -> an instance of any module (`is_instance`).
 pub(super) fn read_upstreams(
     value: &Value,
     path: &str,
-    is_instance: &dyn Fn(&str) -> bool,
+    is_instance: impl Fn(&str) -> bool,
 ) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for (cluster, value, path) in entries(value, path)? {
@@ -35,51 +35,99 @@ keys! {
         Status = "status",
         Headers = "headers",
         Body = "body",
+        On = "on",
     }
 }
 
-/// `fallbacks`: circuit breaker or time limiter instance -> the response served while its
-/// circuit does not permit, or when its time limiter cut an attempt short.
+keys! {
+    /// The refusal kinds a fallback may be given for (`fallbacks.<instance>.on.<kind>`).
+    enum RefusalKind (Hint::ListKnown) {
+        CircuitOpen = "circuit-open",
+        BulkheadFull = "bulkhead-full",
+        RateLimited = "rate-limited",
+        Timeout = "timeout",
+    }
+}
+
+/// `fallbacks`: instance -> the response served when its circuit breaker, bulkhead or rate
+/// limiter refuses a call, or its time limiter cuts an attempt short.
 pub(super) fn read_fallbacks(
     value: &Value,
     path: &str,
-    answers_refusals: &dyn Fn(&str) -> bool,
+    guarded_by_refusing_module: impl Fn(&str) -> bool,
     warnings: &mut Vec<String>,
 ) -> Result<BTreeMap<String, Fallback>> {
     let mut out = BTreeMap::new();
     for (instance, value, path) in entries(value, path)? {
-        if !answers_refusals(instance) {
+        // A fallback answers a refusal: a circuit breaker's, a bulkhead's or a rate limiter's.
+        if !guarded_by_refusing_module(instance) {
             return Err(error(
                 &path,
                 format!("unknown circuit breaker instance '{instance}'"),
             ));
         }
-        let mut fallback = Fallback {
-            status: 503,
-            headers: Vec::new(),
-            body: None,
-        };
-        for (key, value, path) in keyed(value, &path, warnings)? {
-            match key {
-                FallbackKey::Status => {
-                    fallback.status = u16::try_from(integer(value, &path, 100, 599)?).unwrap_or(503)
-                }
-                FallbackKey::Headers => fallback.headers = headers(value, &path)?,
-                FallbackKey::Body => {
-                    fallback.body = match value {
-                        Value::Null => None,
-                        Value::String(s) => Some(s.clone()),
-                        other => Some(
-                            serde_json::to_string(other)
-                                .map_err(|e| error(&path, format!("cannot be serialized: {e}")))?,
-                        ),
-                    }
-                }
-            }
-        }
+        let fallback = read_fallback(value, &path, true, warnings)?;
         out.insert(instance.to_string(), fallback);
     }
     Ok(out)
+}
+
+/// One fallback: `status` (default 503), `headers`, `body`, and (at the instance level) `on`,
+/// a fallback per refusal kind, served for that kind instead.
+fn read_fallback(
+    value: &Value,
+    path: &str,
+    top_level: bool,
+    warnings: &mut Vec<String>,
+) -> Result<Fallback> {
+    let mut fallback = Fallback {
+        status: 503,
+        headers: Vec::new(),
+        body: None,
+        on: BTreeMap::new(),
+    };
+    for (key, value, path) in keyed(value, path, warnings)? {
+        match key {
+            FallbackKey::Status => {
+                fallback.status = u16::try_from(integer(value, &path, 100, 599)?).unwrap_or(503)
+            }
+            FallbackKey::Headers => fallback.headers = headers(value, &path)?,
+            FallbackKey::Body => {
+                fallback.body = match value {
+                    Value::Null => None,
+                    Value::String(s) => Some(s.clone()),
+                    other => Some(
+                        serde_json::to_string(other)
+                            .map_err(|e| error(&path, format!("cannot be serialized: {e}")))?,
+                    ),
+                };
+                let size = fallback.body.as_ref().map_or(0, String::len);
+                if size > super::MAX_FALLBACK_BODY_BYTES {
+                    return Err(error(
+                        &path,
+                        format!(
+                            "at most {} bytes, got {size}",
+                            super::MAX_FALLBACK_BODY_BYTES
+                        ),
+                    ));
+                }
+            }
+            FallbackKey::On if !top_level => {
+                return Err(error(&path, "a per-kind fallback has no `on` of its own"));
+            }
+            FallbackKey::On => {
+                for (kind, value, path) in keyed::<RefusalKind>(value, &path, warnings)? {
+                    let name = RefusalKind::KEYS
+                        .iter()
+                        .find(|k| k.target == kind)
+                        .map_or("", |k| k.name);
+                    let per_kind = read_fallback(value, &path, false, warnings)?;
+                    fallback.on.insert(name.to_string(), per_kind);
+                }
+            }
+        }
+    }
+    Ok(fallback)
 }
 
 /// Response headers of a fallback: names lower-cased (HTTP/2 requires it), scalar values.
@@ -155,7 +203,8 @@ pub(super) fn read_retry_options(
                 }
                 RetryOptionsKey::MaxBodyBytes => {
                     options.max_body_bytes =
-                        u32::try_from(integer(value, &path, 0, JAVA_INT_MAX)?).unwrap_or(0)
+                        u32::try_from(integer(value, &path, 0, super::MAX_RETRY_BODY_BYTES)?)
+                            .unwrap_or(0)
                 }
                 RetryOptionsKey::PerTryTimeout => {
                     options.per_try_timeout_ms = duration_ms(value, &path, 1)?

@@ -12,6 +12,12 @@ pub struct Policy {
     pub circuit_breakers: BTreeMap<String, BreakerConfig>,
     /// resilience4j.retry.instances, resolved the same way.
     pub retries: BTreeMap<String, RetryConfig>,
+    /// resilience4j.bulkhead.instances (SemaphoreBulkhead), resolved the same way.
+    pub bulkheads: BTreeMap<String, BulkheadConfig>,
+    /// resilience4j.thread-pool-bulkhead.instances, resolved the same way.
+    pub thread_pool_bulkheads: BTreeMap<String, ThreadPoolBulkheadConfig>,
+    /// resilience4j.ratelimiter.instances (AtomicRateLimiter), resolved the same way.
+    pub rate_limiters: BTreeMap<String, RateLimiterConfig>,
     /// resilience4j.timelimiter.instances, resolved the same way.
     pub time_limiters: BTreeMap<String, TimeLimiterConfig>,
     /// Filter key `upstreams`: Envoy cluster name -> instance name. Overrides the default mapping.
@@ -221,6 +227,16 @@ pub struct Fallback {
     pub headers: Vec<(String, String)>,
     /// None: the default JSON body naming upstream and state.
     pub body: Option<String>,
+    /// Filter key `on.<kind>`: the response for one refusal kind instead of this one. Kinds:
+    /// `circuit-open`, `bulkhead-full`, `rate-limited`, `timeout`.
+    pub on: BTreeMap<String, Fallback>,
+}
+
+impl Fallback {
+    /// The fallback for a refusal kind: its `on.<kind>` entry, else this one.
+    pub fn for_kind(&self, kind: &str) -> &Fallback {
+        self.on.get(kind).unwrap_or(self)
+    }
 }
 
 /// The sidecar's own retry settings for one instance (no resilience4j equivalent: a Java
@@ -249,6 +265,70 @@ impl Default for RetryOptions {
             per_try_timeout_ms: 5000,
             overall_timeout_ms: None,
             budget: BudgetConfig::default(),
+        }
+    }
+}
+
+/// One semaphore bulkhead instance (resilience4j `BulkheadConfig`), every field resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BulkheadConfig {
+    /// Calls in flight to the upstream at once, across every worker. Default 25.
+    pub max_concurrent_calls: u32,
+    /// How long a call may wait for a slot; 0 (the default): refused at once when full.
+    pub max_wait_duration_ms: u64,
+}
+
+impl Default for BulkheadConfig {
+    fn default() -> Self {
+        BulkheadConfig {
+            max_concurrent_calls: 25,
+            max_wait_duration_ms: 0,
+        }
+    }
+}
+
+/// A thread-pool bulkhead's sidecar default for `max-thread-pool-size`. resilience4j uses the
+/// JVM's CPU count; a sidecar has no JVM and no threads of the service: 2 is what Istio gives a
+/// sidecar (`proxy.istio.io/config` concurrency 2), i.e. a two-CPU pod's default.
+pub const DEFAULT_MAX_THREAD_POOL_SIZE: u32 = 2;
+
+/// One thread-pool bulkhead instance, mapped onto the same shared slots as the semaphore
+/// bulkhead: `max-thread-pool-size` calls in flight, `queue-capacity` waiting for one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadPoolBulkheadConfig {
+    /// Default [`DEFAULT_MAX_THREAD_POOL_SIZE`].
+    pub max_thread_pool_size: u32,
+    /// Calls that may wait for a slot (until the route's timeout ends them). Default 100; 0: none.
+    pub queue_capacity: u32,
+}
+
+impl Default for ThreadPoolBulkheadConfig {
+    fn default() -> Self {
+        ThreadPoolBulkheadConfig {
+            max_thread_pool_size: DEFAULT_MAX_THREAD_POOL_SIZE,
+            queue_capacity: 100,
+        }
+    }
+}
+
+/// One rate limiter instance (resilience4j `RateLimiterConfig`), every field resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimiterConfig {
+    /// Permits per refresh period, across every worker. Default 50.
+    pub limit_for_period: u32,
+    /// resilience4j's default is 500ns; the sidecar counts whole milliseconds, so any
+    /// sub-millisecond period is 1 ms (50 permits per ms: 50,000 calls per second).
+    pub limit_refresh_period_ms: u64,
+    /// How long a call may wait for a permit. Default 5 s.
+    pub timeout_duration_ms: u64,
+}
+
+impl Default for RateLimiterConfig {
+    fn default() -> Self {
+        RateLimiterConfig {
+            limit_for_period: 50,
+            limit_refresh_period_ms: 1,
+            timeout_duration_ms: 5000,
         }
     }
 }

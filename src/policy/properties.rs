@@ -311,6 +311,16 @@ fn read_value(spec: Spec, value: &Value, path: &str, warnings: &mut Vec<String>)
                     format!("must be greater than 0, got {}", show(x)),
                 ));
             }
+            if x > super::MAX_MULTIPLIER {
+                return Err(error(
+                    path,
+                    format!(
+                        "must be at most {}, got {}",
+                        show(super::MAX_MULTIPLIER),
+                        show(x)
+                    ),
+                ));
+            }
             Val::Num(x)
         }
         Spec::WindowType => Val::Window(enumeration(

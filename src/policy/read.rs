@@ -29,14 +29,39 @@ pub struct PolicyError {
     pub message: String,
 }
 
+/// For log lines: `path` (kept whole for tools) with each overlong key cut short.
 impl std::fmt::Display for PolicyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.path.is_empty() {
             write!(f, "{}", self.message)
         } else {
-            write!(f, "{}: {}", self.path, self.message)
+            write!(f, "{}: {}", shorten_path(&self.path), self.message)
         }
     }
+}
+
+/// Longest key or name echoed whole in a message.
+const ECHO_CHARS: usize = 128;
+
+/// A name for a message: whole up to [`ECHO_CHARS`], else its start and its length.
+pub(crate) fn shorten(name: &str) -> String {
+    let count = name.chars().count();
+    if count <= ECHO_CHARS {
+        name.to_string()
+    } else {
+        let head: String = name.chars().take(ECHO_CHARS - 16).collect();
+        format!("{head}...({count} chars)")
+    }
+}
+
+/// A path for a message: overlong segments shortened (a path is cut at dots; a dotted name
+/// counts as several short segments, which is fine for a message).
+pub(crate) fn shorten_path(path: &str) -> String {
+    if path.chars().count() <= 2 * ECHO_CHARS {
+        // Whole: every name the policy accepts fits.
+        return path.to_string();
+    }
+    path.split('.').map(shorten).collect::<Vec<_>>().join(".")
 }
 
 pub(super) type Result<T> = std::result::Result<T, PolicyError>;
@@ -121,6 +146,18 @@ pub(super) fn entries<'a>(
         let entry_path = join(path, key);
         if key.trim().is_empty() {
             return Err(error(&entry_path, "name must not be empty"));
+        }
+        let chars = key.chars().count();
+        if chars > super::MAX_NAME_CHARS {
+            // The path is the map's: the name itself is too long to echo.
+            return Err(error(
+                path,
+                format!(
+                    "name '{}' is longer than {} characters",
+                    shorten(key),
+                    super::MAX_NAME_CHARS
+                ),
+            ));
         }
         out.push((key.as_str(), value, entry_path));
     }
@@ -279,15 +316,8 @@ fn match_keys<'a>(
     Ok(out)
 }
 
-/// resilience4j modules other than circuitbreaker, retry and timelimiter (Spring prefixes under
-/// resilience4j).
-pub const UNSUPPORTED_MODULES: [&str; 5] = [
-    "ratelimiter",
-    "bulkhead",
-    "thread-pool-bulkhead",
-    "scheduled",
-    "micrometer",
-];
+/// resilience4j modules the filter does not implement (Spring prefixes under resilience4j).
+pub const UNSUPPORTED_MODULES: [&str; 2] = ["scheduled", "micrometer"];
 
 fn unknown_key(path: &str, canon: &str, keys: &dyn KeyNames, hint: Hint) -> PolicyError {
     let all = (0..keys.count()).filter_map(|index| keys.names(index));
@@ -306,7 +336,7 @@ fn unknown_key(path: &str, canon: &str, keys: &dyn KeyNames, hint: Hint) -> Poli
             {
                 return error(
                     path,
-                    format!("resilience4j {module} is not supported by this filter (only circuitbreaker, retry and timelimiter)"),
+                    format!("resilience4j {module} is not supported by this filter (only circuitbreaker, retry, bulkhead, thread-pool-bulkhead, ratelimiter and timelimiter)"),
                 );
             }
         }

@@ -19,15 +19,18 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use super::admission::{BulkheadProperties, RateLimiterProperties, ThreadPoolBulkheadProperties};
 use super::model::{
-    BreakerConfig, InitialState, RetryConfig, SlidingWindowType, StateAfterWait, TimeLimiterConfig,
+    BreakerConfig, BulkheadConfig, InitialState, RateLimiterConfig, RetryConfig, SlidingWindowType,
+    StateAfterWait, ThreadPoolBulkheadConfig, TimeLimiterConfig,
 };
 use super::properties::{
     properties, read_layer, BaseConfig, Bool, ClassName, Duration, Factor, FailureList, IgnoreList,
     Int, Multiplier, Percent, Prop, Properties, Val, WindowSize, BASE_CONFIG,
 };
 use super::read::{
-    entries, error, integer, keyed, keys, object, string, Hint, Key, Result, JAVA_INT_MAX,
+    entries, error, integer, join, keyed, keys, object, shorten, string, Hint, Key, Result,
+    JAVA_INT_MAX,
 };
 
 /// Breakers are shared-data keys and ~20 stats each, retries a budget key and stats each:
@@ -38,9 +41,13 @@ pub const MAX_INSTANCES: usize = 256;
 const MAX_CHAIN: usize = 32;
 
 /// A validated `resilience4j` tree: its instances, resolved.
+#[derive(Default)]
 pub(super) struct Resilience4j {
     pub circuit_breakers: BTreeMap<String, BreakerConfig>,
     pub retries: BTreeMap<String, RetryConfig>,
+    pub bulkheads: BTreeMap<String, BulkheadConfig>,
+    pub thread_pool_bulkheads: BTreeMap<String, ThreadPoolBulkheadConfig>,
+    pub rate_limiters: BTreeMap<String, RateLimiterConfig>,
     pub time_limiters: BTreeMap<String, TimeLimiterConfig>,
 }
 
@@ -48,6 +55,9 @@ keys! {
     enum ModuleKey (Hint::Modules) {
         CircuitBreaker = "circuitbreaker",
         Retry = "retry",
+        Bulkhead = "bulkhead",
+        ThreadPoolBulkhead = "thread-pool-bulkhead",
+        RateLimiter = "ratelimiter",
         TimeLimiter = "timelimiter",
     }
 }
@@ -57,6 +67,9 @@ pub(super) fn read(value: &Value, path: &str, warnings: &mut Vec<String>) -> Res
     let mut tree = Resilience4j {
         circuit_breakers: BTreeMap::new(),
         retries: BTreeMap::new(),
+        bulkheads: BTreeMap::new(),
+        thread_pool_bulkheads: BTreeMap::new(),
+        rate_limiters: BTreeMap::new(),
         time_limiters: BTreeMap::new(),
     };
     let mut circuit_breakers = None;
@@ -66,14 +79,26 @@ pub(super) fn read(value: &Value, path: &str, warnings: &mut Vec<String>) -> Res
         match key {
             ModuleKey::CircuitBreaker => circuit_breakers = Some((value, path)),
             ModuleKey::Retry => retries = Some((value, path)),
+            ModuleKey::Bulkhead => {
+                tree.bulkheads = read_module::<BulkheadProperties>(value, &path, warnings)?;
+            }
+            ModuleKey::ThreadPoolBulkhead => {
+                tree.thread_pool_bulkheads =
+                    read_module::<ThreadPoolBulkheadProperties>(value, &path, warnings)?;
+            }
+            ModuleKey::RateLimiter => {
+                tree.rate_limiters = read_module::<RateLimiterProperties>(value, &path, warnings)?;
+            }
             ModuleKey::TimeLimiter => time_limiters = Some((value, path)),
         }
     }
     if let Some((value, path)) = circuit_breakers {
         tree.circuit_breakers = read_module::<BreakerProperties>(value, &path, warnings)?;
+        check_stat_names(&path, tree.circuit_breakers.keys())?;
     }
     if let Some((value, path)) = retries {
         tree.retries = read_module::<RetryProperties>(value, &path, warnings)?;
+        check_stat_names(&path, tree.retries.keys())?;
     }
     if let Some((value, path)) = time_limiters {
         tree.time_limiters = read_module::<TimeLimiterProperties>(value, &path, warnings)?;
@@ -103,7 +128,37 @@ pub(super) fn read(value: &Value, path: &str, warnings: &mut Vec<String>) -> Res
             format!("at most {MAX_INSTANCES} circuit breaker and retry instances, got {instances}"),
         ));
     }
+    let admission =
+        tree.bulkheads.len() + tree.thread_pool_bulkheads.len() + tree.rate_limiters.len();
+    if admission > MAX_INSTANCES {
+        return Err(error(
+            path,
+            format!("at most {MAX_INSTANCES} bulkhead, thread-pool-bulkhead and ratelimiter instances, got {admission}"),
+        ));
+    }
     Ok(tree)
+}
+
+/// Two instances of one module whose names differ only by `.` vs `_` would share one set of
+/// Envoy stats (the host writes dots in names as `_`: Envoy cuts tags at dots), so one's
+/// counts would show up as the other's: refused.
+fn check_stat_names<'a>(path: &str, names: impl Iterator<Item = &'a String>) -> Result<()> {
+    let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+    for name in names {
+        let segment = name.replace('.', "_");
+        if let Some(other) = seen.insert(segment, name.as_str()) {
+            return Err(error(
+                &join(path, "instances"),
+                format!(
+                    "instances '{}' and '{}' would share one set of stats (dots in names are \
+                     written as '_'): rename one",
+                    shorten(other),
+                    shorten(name)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------

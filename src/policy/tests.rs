@@ -35,6 +35,13 @@ fn rejected(policy: Value) -> String {
     }
 }
 
+fn accepted(policy: Value) -> Policy {
+    match parse(&policy) {
+        Ok(p) => p,
+        Err(e) => panic!("policy rejected: {e}"),
+    }
+}
+
 /// A policy with one circuit breaker instance `svc` holding `props`.
 fn breaker_policy(props: Value) -> Value {
     json!({"resilience4j": {"circuitbreaker": {"instances": {"svc": props}}}})
@@ -125,6 +132,9 @@ fn seed_policy_parses_to_the_expected_model_with_resilience4j_defaults() {
         ..r4j_breaker()
     };
     let expected = Policy {
+        bulkheads: Default::default(),
+        thread_pool_bulkheads: Default::default(),
+        rate_limiters: Default::default(),
         circuit_breakers: [
             ("user-service".to_string(), user),
             ("order-service".to_string(), order),
@@ -650,14 +660,10 @@ fn unknown_top_level_keys_are_rejected() {
 #[test]
 fn other_resilience4j_modules_are_not_supported() {
     assert_eq!(
-        rejected(json!({"resilience4j": {"ratelimiter": {}}})),
-        "resilience4j.ratelimiter: resilience4j ratelimiter is not supported by this filter (only circuitbreaker, retry and timelimiter)"
+        rejected(json!({"resilience4j": {"scheduled": {}}})),
+        "resilience4j.scheduled: resilience4j scheduled is not supported by this filter (only circuitbreaker, retry, bulkhead, thread-pool-bulkhead, ratelimiter and timelimiter)"
     );
-    assert_eq!(
-        rejected(json!({"resilience4j": {"threadPoolBulkhead": {}}})),
-        "resilience4j.threadPoolBulkhead: resilience4j thread-pool-bulkhead is not supported by this filter (only circuitbreaker, retry and timelimiter)"
-    );
-    for module in ["bulkhead", "BULK_HEAD", "scheduled"] {
+    for module in ["micrometer", "scheduled"] {
         let message = rejected(json!({"resilience4j": {module: {}}}));
         assert!(
             message.contains("is not supported by this filter"),
@@ -1020,6 +1026,7 @@ fn fallbacks_parse_status_headers_and_body() {
                 ("x-fallback".to_string(), "1".to_string()),
             ],
             body: Some(r#"{"degraded":true,"users":[]}"#.to_string()),
+            on: BTreeMap::new(),
         }
     );
     assert_eq!(
@@ -1027,8 +1034,41 @@ fn fallbacks_parse_status_headers_and_body() {
         Fallback {
             status: 503,
             headers: vec![],
-            body: Some("try later".to_string())
+            body: Some("try later".to_string()),
+            on: BTreeMap::new(),
         }
+    );
+}
+
+#[test]
+fn a_fallback_per_refusal_kind() {
+    let mut policy: Value = serde_json::from_str(SEED).unwrap();
+    policy["resilience4j"]["bulkhead"] = json!({"instances": {"payment-service": {}}});
+    policy["fallbacks"] = json!({
+        "user-service": {"status": 200, "body": "cached", "on": {
+            "rate-limited": {"status": 429, "body": "slow down"},
+            "circuitOpen": {"status": 503}
+        }},
+        "payment-service": {"body": "busy"}
+    });
+    let policy = accepted(policy);
+    let user = &policy.fallbacks["user-service"];
+    assert_eq!(user.for_kind("rate-limited").status, 429);
+    assert_eq!(user.for_kind("circuit-open").status, 503);
+    assert_eq!(
+        user.for_kind("bulkhead-full").body.as_deref(),
+        Some("cached")
+    );
+    assert_eq!(
+        policy.fallbacks["payment-service"].body.as_deref(),
+        Some("busy")
+    );
+
+    let mut bad: Value = serde_json::from_str(SEED).unwrap();
+    bad["fallbacks"] = json!({"user-service": {"on": {"overloaded": {}}}});
+    assert_eq!(
+        rejected(bad),
+        "fallbacks.user-service.on.overloaded: unknown key (known: circuit-open, bulkhead-full, rate-limited, timeout)"
     );
 }
 
@@ -1139,7 +1179,7 @@ fn minimal_section_takes_the_documented_defaults() {
     assert_eq!(c.bridges, vec!["kafka-bridge"]);
     assert_eq!(c.source_template, "{workload}.{namespace}");
     assert_eq!(c.spoofed_source, SpoofedSource::Correct);
-    assert_eq!(c.max_body_bytes, 1 << 20);
+    assert_eq!(c.max_body_bytes, 512 << 10);
     assert_eq!(c.default_mode, Mode::Envelope);
     let t = c.topic("order.created");
     assert_eq!(
@@ -1347,4 +1387,143 @@ fn declared_property_keys_are_kebab_case_and_distinct() {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// bulkhead, thread-pool-bulkhead, ratelimiter
+
+#[test]
+fn admission_modules_take_resilience4j_defaults() {
+    let policy = accepted(json!({"resilience4j": {
+        "bulkhead": {"instances": {"a": {}}},
+        "threadPoolBulkhead": {"instances": {"a": {}}},
+        "ratelimiter": {"instances": {"a": {}}},
+    }}));
+    assert_eq!(policy.bulkheads.get("a"), Some(&BulkheadConfig::default()));
+    assert_eq!(
+        policy
+            .bulkheads
+            .get("a")
+            .map(|c| (c.max_concurrent_calls, c.max_wait_duration_ms)),
+        Some((25, 0))
+    );
+    assert_eq!(
+        policy.thread_pool_bulkheads.get("a"),
+        Some(&ThreadPoolBulkheadConfig {
+            max_thread_pool_size: 2,
+            queue_capacity: 100
+        })
+    );
+    assert_eq!(
+        policy.rate_limiters.get("a"),
+        Some(&RateLimiterConfig {
+            limit_for_period: 50,
+            limit_refresh_period_ms: 1,
+            timeout_duration_ms: 5000
+        })
+    );
+    // An admission-only instance guards the upstream of its name.
+    assert_eq!(policy.instance_for_cluster("a"), Some("a"));
+    assert_eq!(
+        policy.instance_for_cluster("outbound|80||a.ns.svc.cluster.local"),
+        Some("a")
+    );
+}
+
+#[test]
+fn admission_modules_resolve_configs_base_config_and_default_relaxed() {
+    let policy = accepted(json!({"resilience4j": {
+        "bulkhead": {
+            "configs": {
+                "default": {"maxConcurrentCalls": 10, "max-wait-duration": "20ms"},
+                "slow": {"MAX_WAIT_DURATION": "1s"}
+            },
+            "instances": {
+                "a": {"base-config": "slow"},
+                "b": {"max-concurrent-calls": "3"}
+            }
+        },
+        "ratelimiter": {
+            "configs": {"default": {"limitForPeriod": 5, "limitRefreshPeriod": "1s"}},
+            "instances": {"a": {"timeout-duration": 0}, "b": {"limit-refresh-period": "500ns"}}
+        },
+        "thread-pool-bulkhead": {"instances": {"a": {
+            "maxThreadPoolSize": 4, "coreThreadPoolSize": 2, "queueCapacity": 0,
+            "keepAliveDuration": "20ms"
+        }}}
+    }}));
+    assert_eq!(
+        policy.bulkheads.get("a"),
+        Some(&BulkheadConfig {
+            max_concurrent_calls: 10,
+            max_wait_duration_ms: 1000
+        })
+    );
+    assert_eq!(
+        policy.bulkheads.get("b"),
+        Some(&BulkheadConfig {
+            max_concurrent_calls: 3,
+            max_wait_duration_ms: 20
+        })
+    );
+    assert_eq!(
+        policy.rate_limiters.get("a"),
+        Some(&RateLimiterConfig {
+            limit_for_period: 5,
+            limit_refresh_period_ms: 1000,
+            timeout_duration_ms: 0
+        })
+    );
+    assert_eq!(
+        policy
+            .rate_limiters
+            .get("b")
+            .map(|c| c.limit_refresh_period_ms),
+        Some(1)
+    );
+    assert_eq!(
+        policy.thread_pool_bulkheads.get("a"),
+        Some(&ThreadPoolBulkheadConfig {
+            max_thread_pool_size: 4,
+            queue_capacity: 0
+        })
+    );
+    for ignored in ["coreThreadPoolSize", "keepAliveDuration"] {
+        assert!(
+            policy
+                .warnings
+                .iter()
+                .any(|w| w.contains(ignored) && w.contains("no meaning in the sidecar")),
+            "{:?}",
+            policy.warnings
+        );
+    }
+}
+
+#[test]
+fn admission_module_errors_name_the_path() {
+    assert_eq!(
+        rejected(
+            json!({"resilience4j": {"bulkhead": {"instances": {"a": {"maxConcurrentCalls": 0}}}}})
+        ),
+        "resilience4j.bulkhead.instances.a.maxConcurrentCalls: must be in [1, 1000000], got 0"
+    );
+    assert_eq!(
+        rejected(
+            json!({"resilience4j": {"ratelimiter": {"instances": {"a": {"timeout-duration": "-1s"}}}}})
+        ),
+        "resilience4j.ratelimiter.instances.a.timeout-duration: must not be negative, got \"-1s\""
+    );
+    assert_eq!(
+        rejected(json!({"resilience4j": {"thread-pool-bulkhead": {"instances": {"a": {
+            "max-thread-pool-size": 2, "core-thread-pool-size": 3
+        }}}}})),
+        "resilience4j.thread-pool-bulkhead.instances.a: max-thread-pool-size (2) must be at least core-thread-pool-size (3)"
+    );
+    assert_eq!(
+        rejected(
+            json!({"resilience4j": {"ratelimiter": {"instances": {"a": {"base-config": "nope"}}}}})
+        ),
+        "resilience4j.ratelimiter.instances.a.base-config: unknown config 'nope'"
+    );
 }

@@ -48,6 +48,11 @@ pub struct RetryRules<'a> {
     pub overall_timeout_ms: Option<u64>,
     /// The request body was larger than the instance keeps for a replay.
     pub body_too_large: bool,
+    /// The request body had not all arrived when the attempt ended. It never will for a
+    /// replay: once the router has the whole response, Envoy drops the rest of the request
+    /// body before any filter sees it. So the request is not retried (a replay of part of the
+    /// body would reach the upstream as a complete request).
+    pub body_incomplete: bool,
     pub host: &'a dyn RetryHost,
 }
 
@@ -92,6 +97,8 @@ pub enum NotRetried {
     /// max-attempts reached.
     AttemptsExhausted,
     BodyTooLarge,
+    /// The request body had not all arrived.
+    BodyIncomplete,
     /// The wait would end past the overall timeout.
     PastOverallTimeout,
     BudgetExhausted,
@@ -331,6 +338,9 @@ impl<R> Sequence<R> {
         };
         if rules.body_too_large {
             return Err(Some(NotRetried::BodyTooLarge));
+        }
+        if rules.body_incomplete {
+            return Err(Some(NotRetried::BodyIncomplete));
         }
         if let Some(overall) = rules.overall_timeout_ms {
             if now_ms.saturating_add(wait_ms) > self.request_started_ms.saturating_add(overall) {

@@ -400,6 +400,12 @@ impl Envoy {
             .and_then(|(_, v)| v.trim().parse().ok())
     }
 
+    /// One of the filter's series by its Prometheus name and labels (read from `/stats` under
+    /// its Envoy name, [`stat_name`]); 0 when absent.
+    pub fn metric(&self, series: &str, labels: &[(&str, &str)]) -> u64 {
+        self.stat(&stat_name(series, labels)).unwrap_or(0)
+    }
+
     /// Counters and gauges whose name matches `regex` (admin `/stats?filter=`), name → value.
     pub fn counters(&self, regex: &str) -> Result<BTreeMap<String, u64>, String> {
         let text = self.admin_get(&format!("/stats?filter={}", percent_encode(regex)))?;
@@ -564,4 +570,15 @@ fn regex_escape(text: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// The Envoy name of one of the filter's series: its labels in Istio's `key=.=value;.;`
+/// encoding, then the series name (as src/host/metrics.rs writes them; tests that read
+/// `/stats/prometheus` check the two agree).
+pub fn stat_name(series: &str, labels: &[(&str, &str)]) -> String {
+    let tags: String = labels
+        .iter()
+        .map(|(k, v)| format!("{k}=.={};.;", v.replace(['.', ';'], "_")))
+        .collect();
+    format!("wasmcustom.{tags}{series}")
 }

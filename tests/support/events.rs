@@ -280,6 +280,11 @@ impl EventsEnvoy {
         text
     }
 
+    /// One of the filter's series by Prometheus name and labels ([`super::stat_name`]).
+    pub fn metric(&self, series: &str, labels: &[(&str, &str)]) -> Result<u64, String> {
+        self.stat(&super::stat_name(series, labels))
+    }
+
     /// A counter from the admin `/stats` (0 when absent).
     pub fn stat(&self, name: &str) -> Result<u64, String> {
         let stats = request(self.admin_port, "GET", "admin", "/stats", &[], b"")

@@ -29,6 +29,14 @@ pub enum Action {
     Reset,
     /// Close the connection (FIN) without sending a response.
     Close,
+    /// Send `status`, its headers and half of a 64-byte body (Content-Length says 64), then
+    /// close the connection (FIN): a response cut off mid-body.
+    CloseMidBody { status: u16 },
+    /// Send `status`, its headers and half of a 64-byte body, wait `ms`, then the rest.
+    SlowBody { status: u16, ms: u64 },
+    /// Answer `status` as soon as the request headers are read (the body unread), then close
+    /// the connection; the request is recorded with an empty body. Taken only from the queue.
+    RespondBeforeBody { status: u16 },
 }
 
 impl Action {
@@ -310,6 +318,31 @@ fn serve_connection(state: &Arc<UpstreamState>, stream: TcpStream) {
         let Ok(headers) = read_headers(&mut reader) else {
             break;
         };
+        let early = {
+            let mut queue = lock(&state.queue);
+            match queue.front() {
+                Some(Action::RespondBeforeBody { status }) => {
+                    let status = *status;
+                    queue.pop_front();
+                    Some(status)
+                }
+                _ => None,
+            }
+        };
+        if let Some(status) = early {
+            let number = state.last_number.fetch_add(1, Ordering::SeqCst) as usize + 1;
+            lock(&state.received).push(Received {
+                at,
+                number,
+                method,
+                path,
+                headers,
+                body: Vec::new(),
+            });
+            let close = [("connection".to_string(), "close".to_string())];
+            let _ = write_response(&mut writer, state, number, status, None, &close);
+            break;
+        }
         let Ok(body) = read_body(&mut reader, &headers, false) else {
             break;
         };
@@ -350,6 +383,16 @@ fn serve_connection(state: &Arc<UpstreamState>, stream: TcpStream) {
                 break;
             }
             Action::Close => break,
+            Action::CloseMidBody { status } => {
+                let _ = write_partial(&mut writer, state, status, None);
+                break;
+            }
+            Action::SlowBody { status, ms } => {
+                write_partial(&mut writer, state, status, Some(Duration::from_millis(ms)))
+            }
+            Action::RespondBeforeBody { status } => {
+                write_response(&mut writer, state, number, status, None, &[])
+            }
         };
         if written.is_err() || wants_close {
             break;
@@ -387,6 +430,32 @@ fn write_response(
     ));
     writer.write_all(head.as_bytes())?;
     writer.write_all(body.as_bytes())?;
+    writer.flush()
+}
+
+/// A 64-byte body: its first half, then (after `pause`) the second, or nothing more (None).
+fn write_partial(
+    writer: &mut TcpStream,
+    state: &UpstreamState,
+    status: u16,
+    pause: Option<Duration>,
+) -> io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {status} {}\r\ncontent-type: text/plain\r\nx-upstream: {}\r\ncontent-length: 64\r\n\r\n",
+        reason(status),
+        state.name
+    );
+    writer.write_all(head.as_bytes())?;
+    writer.write_all(&[b'a'; 32])?;
+    writer.flush()?;
+    let Some(pause) = pause else {
+        return Ok(());
+    };
+    let until = Instant::now() + pause;
+    while Instant::now() < until && !state.stopped.load(Ordering::SeqCst) {
+        thread::sleep(Duration::from_millis(5).min(until - Instant::now()));
+    }
+    writer.write_all(&[b'b'; 32])?;
     writer.flush()
 }
 

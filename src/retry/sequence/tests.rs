@@ -71,6 +71,7 @@ fn rules<'a>(config: &'a RetryConfig, host: &'a Host) -> Option<RetryRules<'a>> 
         config,
         overall_timeout_ms: None,
         body_too_large: false,
+        body_incomplete: false,
         host,
     })
 }
@@ -426,6 +427,7 @@ fn a_body_too_large_to_keep_is_not_replayed() {
         config: &c,
         overall_timeout_ms: None,
         body_too_large: true,
+        body_incomplete: false,
         host: &host,
     });
     let ended = s.first_response(T0, UNAVAILABLE, too_large);
@@ -435,6 +437,28 @@ fn a_body_too_large_to_keep_is_not_replayed() {
         finish(FinalResponse::FirstResponse, UNAVAILABLE)
     );
     assert_eq!(host.asked().1, 0);
+}
+
+#[test]
+fn a_body_that_has_not_all_arrived_is_not_replayed() {
+    let c = config();
+    let host = Host::with_budget(10);
+    let mut s = Sequence::<Reply>::start(T0, true);
+    let incomplete = Some(RetryRules {
+        config: &c,
+        overall_timeout_ms: None,
+        body_too_large: false,
+        body_incomplete: true,
+        host: &host,
+    });
+    let ended = s.first_response(T0 + 5, UNAVAILABLE, incomplete);
+    assert_eq!(ended.not_retried, Some(NotRetried::BodyIncomplete));
+    assert_eq!(ended.record_duration_ms, Some(5));
+    assert_eq!(
+        ended.step,
+        finish(FinalResponse::FirstResponse, UNAVAILABLE)
+    );
+    assert_eq!(host.asked().1, 0, "no retry taken from the budget");
 }
 
 #[test]

@@ -82,13 +82,39 @@ fn circuit_state(envoy: &Envoy, instance: &str) -> String {
         "disabled",
         "metrics_only",
     ] {
-        let name =
-            format!("wasmcustom.resilience4j_circuitbreaker_state.name.{instance}.state.{state}");
-        if envoy.stat(&name) == Some(1) {
+        let labels = [("name", instance), ("state", state)];
+        if envoy.metric("resilience4j_circuitbreaker_state", &labels) == 1 {
             return state.to_ascii_uppercase();
         }
     }
     "-".to_string()
+}
+
+/// Where the series are: the scrape URL, what it holds and a few lines of it.
+fn print_metrics(envoy: &Envoy) {
+    let scraped = envoy.admin_get("/stats/prometheus").unwrap_or_default();
+    let ours: Vec<&str> = scraped
+        .lines()
+        .filter(|l| l.starts_with("resilience4j_") || l.starts_with("sidecar_events_"))
+        .collect();
+    println!(
+        "  metrics   {}/stats/prometheus   ({} series resilience4j_*, sidecar_events_*; README, Metrics)",
+        envoy.admin_url(),
+        ours.len()
+    );
+    for line in ours
+        .iter()
+        .filter(|l| {
+            (l.contains("calls_seconds_count") && l.contains("kind=\"failed\""))
+                || l.contains("state=\"open\"")
+        })
+        .take(5)
+    {
+        println!("            {line}");
+    }
+    println!(
+        "            Prometheus: scrape that path; Grafana: istio/observability/grafana-dashboard.json"
+    );
 }
 
 fn wait_with_countdown(seconds: u64, what: &str) {
@@ -313,7 +339,47 @@ fn run() -> Result<(), String> {
         );
     }
 
-    t.say("7. TimeLimiter: a live change adds resilience4j.timelimiter.instances.payment-service (timeout-duration 500ms). A payment-service that takes 3 s is cut at 500 ms: Envoy resets the upstream request and the caller gets a 504 naming the upstream.");
+    t.say("7. A bulkhead: payment-service gets `resilience4j.bulkhead.instances.payment-service.max-concurrent-calls: 2` (live policy change). It answers slowly (1.5 s); 4 calls at once: 2 reach it, 2 are refused at once with 503 and `x-resilience4j-refused` (max-wait-duration 0), not recorded by any breaker, not retried.");
+    lowered["resilience4j"]["bulkhead"] =
+        json!({"instances": {"payment-service": {"max-concurrent-calls": 2}}});
+    let update = envoy.set_policy(&lowered)?;
+    println!("  policy update {update:?}");
+    services.payment.set_default(Action::delay(1500, 200));
+    services.payment.reset_requests();
+    let port = envoy.port();
+    let calls: Vec<_> = (0..4)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let response = harness::get(port, PAYMENT, &format!("/payments/{}", 40 + i));
+                (i, started.elapsed(), response)
+            })
+        })
+        .collect();
+    for call in calls {
+        let Ok((i, took, response)) = call.join() else {
+            continue;
+        };
+        match response {
+            Ok(r) => println!(
+                "  GET payment-service /payments/{}  {}  after {:>5} ms  {}",
+                40 + i,
+                r.status,
+                took.as_millis(),
+                r.header("x-resilience4j-refused")
+                    .map(|v| format!("refused: {v}"))
+                    .unwrap_or_else(|| "from the upstream".to_string())
+            ),
+            Err(e) => println!("  GET payment-service /payments/{}  failed: {e}", 40 + i),
+        }
+    }
+    println!(
+        "  payment-service received {} of the 4 calls",
+        services.payment.count()
+    );
+    services.payment.set_default(Action::status(200));
+
+    t.say("8. TimeLimiter: a live change adds resilience4j.timelimiter.instances.payment-service (timeout-duration 500ms). A payment-service that takes 3 s is cut at 500 ms: Envoy resets the upstream request and the caller gets a 504 naming the upstream.");
     let mut limited = lowered.clone();
     limited["resilience4j"]["timelimiter"] =
         json!({"instances": {"payment-service": {"timeout-duration": "500ms"}}});
@@ -341,15 +407,13 @@ fn run() -> Result<(), String> {
         "fast: passes",
     );
 
-    println!("\nEnvoy keeps running with the changed policy (user-service threshold 20 %, payment-service time limiter 500 ms):");
+    println!("\nEnvoy keeps running with the changed policy (user-service threshold 20 %, payment-service bulkhead 2 and time limiter 500 ms):");
     println!("  listener  http://127.0.0.1:{}   e.g. curl -H 'Host: user-service' http://127.0.0.1:{}/users/1", envoy.port(), envoy.port());
     if kafka.is_some() {
         println!("            curl -H 'Host: kafka-bridge' -H 'content-type: application/vnd.kafka.json.v2+json' -d '{{\"records\":[{{\"value\":{{\"orderId\":\"o-2\"}}}}]}}' http://127.0.0.1:{}/topics/order.created", envoy.port());
     }
-    println!(
-        "  admin     {}   (/stats?filter=resilience4j, /stats/prometheus)",
-        envoy.admin_url()
-    );
+    println!("  admin     {}", envoy.admin_url());
+    print_metrics(&envoy);
     if std::env::var_os("DEMO_EXIT").is_some() || !std::io::stdin().is_terminal() {
         println!("(not a terminal: stopping)");
         return Ok(());

@@ -58,8 +58,8 @@ Selecting the input:
   --resilience4j-1x       the service runs resilience4j 1.x: read max-retry-attempts and
                           ring-buffer-size-in-* with their 1.x meaning. Without it they are
                           ignored, as resilience4j 2.x (Spring Boot 3) ignores them
-  --skip-unsupported      drop resilience4j modules the filter does not implement (bulkhead,
-                          ratelimiter, ...) with a warning each, instead of failing
+  --skip-unsupported      drop resilience4j modules the filter does not implement (scheduled,
+                          micrometer, ...) with a warning each, instead of failing
   --filter-keys FILE      JSON or YAML with the filter's own keys (fallbacks, upstreams,
                           retry-options, events) to put beside resilience4j
   --upstream INSTANCE=SERVICE

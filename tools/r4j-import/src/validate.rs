@@ -27,7 +27,7 @@ pub fn validate(tree: Value, extra: Option<Value>, skip_unsupported: bool) -> Re
             for k in skipped {
                 map.remove(&k);
                 warnings.push(format!(
-                    "resilience4j.{k}: skipped (--skip-unsupported): the filter implements circuitbreaker, retry and timelimiter only"
+                    "resilience4j.{k}: skipped (--skip-unsupported): the filter has no sidecar meaning for it yet"
                 ));
             }
         }
@@ -132,7 +132,7 @@ mod tests {
         let tree = json!({"circuitbreaker": {"instances": {
             "a": {"failure-rate-threshold": 120, "sliding-windw-size": 3},
             "b": {"wait-duration-in-open-state": "-1s"}}},
-            "bulkhead": {"instances": {"a": {"max-concurrent-calls": 3}}}});
+            "bulkhead": {"instances": {"a": {"max-concurrent-calls": 0}}}});
         let report = validate(tree, None, false);
         assert!(report.policy.is_none());
         let all = report.errors.join("\n");
@@ -140,7 +140,7 @@ mod tests {
             "resilience4j.circuitbreaker.instances.a.failure-rate-threshold:",
             "resilience4j.circuitbreaker.instances.a.sliding-windw-size:",
             "resilience4j.circuitbreaker.instances.b.wait-duration-in-open-state:",
-            "resilience4j.bulkhead:",
+            "resilience4j.bulkhead.instances.a.max-concurrent-calls:",
         ] {
             assert!(all.contains(path), "{path} missing in:\n{all}");
         }
