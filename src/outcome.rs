@@ -24,6 +24,12 @@ pub enum OutcomeMatcher {
     ConnectFailure,
     Reset,
     Timeout,
+    /// A replay refused by the instance's bulkhead (resilience4j's BulkheadFullException):
+    /// only in Retry's lists, and no upstream call's result matches it.
+    BulkheadFull,
+    /// A replay refused by the instance's rate limiter (resilience4j's RequestNotPermitted):
+    /// only in Retry's lists, and no upstream call's result matches it.
+    RateLimited,
 }
 
 impl OutcomeMatcher {

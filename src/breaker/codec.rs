@@ -87,6 +87,9 @@ impl Fnv {
                 OutcomeMatcher::ConnectFailure => self.u8(2),
                 OutcomeMatcher::Reset => self.u8(3),
                 OutcomeMatcher::Timeout => self.u8(4),
+                // Never in a breaker's lists (the policy keeps them to Retry's).
+                OutcomeMatcher::BulkheadFull => self.u8(5),
+                OutcomeMatcher::RateLimited => self.u8(6),
             }
         }
     }
