@@ -12,6 +12,16 @@
 //!
 //! A refusal is answered locally (503 / 429, or the instance's fallback), is not recorded by
 //! the circuit breaker (its permission is handed back) and is never retried.
+//!
+//! Every attempt passes through the instance's modules: a replay (`retry`) asks the rate
+//! limiter for a permit and the bulkhead for a slot as the first attempt did
+//! ([`admit_replay`]), and may wait the same way (its response stays held; the tick dispatches
+//! it, [`retry::on_admitted`]). A slot is held by one attempt: the first attempt's goes back
+//! when its response is retried (before the retry's wait), or when the stream ends if that
+//! response is the answer; a replay's when its answer (or failure, or timeout) arrives
+//! ([`attempt_ended`]). A replay refused here is an attempt that ended with resilience4j's
+//! RequestNotPermitted / BulkheadFullException: Retry retries it only if its retry-exceptions
+//! name it (`crate::retry::sequence`).
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -24,7 +34,7 @@ use crate::ratelimiter::{RateLimiter, Reservation};
 
 use super::abi;
 use super::metrics::{BulkheadMetrics, RateLimiterMetrics};
-use super::retry::SharedCalls;
+use super::retry::{self, SharedCalls};
 use super::root::Runtime;
 use super::store::{self, StoreError};
 
@@ -231,13 +241,16 @@ enum Step {
     },
 }
 
-/// One stream's admission: the policy that admits it, its slots, where it stands.
+/// One stream's admission (of its current attempt): the policy that admits it, its slots,
+/// where it stands.
 struct StreamAdmission {
     runtime: Rc<Runtime>,
     instance: String,
     /// Indices of the bulkheads whose slot it holds.
     held: Vec<usize>,
     step: Step,
+    /// A replay (the tick dispatches it), not the first attempt (the tick resumes the request).
+    replay: bool,
 }
 
 /// This worker's admissions (streams and the root share them: one VM, one thread).
@@ -259,6 +272,21 @@ pub enum Admit {
     Refused(LocalResponse),
 }
 
+/// What a replay gets (see [`Admit`]); a refusal is the retry's to judge.
+pub enum ReplayAdmit {
+    Go,
+    /// Waits; the tick reports the end of the wait to [`retry::on_admitted`].
+    Wait,
+    Refused(Refusal),
+}
+
+/// Where an attempt stands with the rate limiter and bulkheads.
+enum Admission {
+    Go,
+    Wait,
+    Refused(Refusal),
+}
+
 /// A new call of `instance` on `stream` (after the breaker permitted).
 pub fn admit(
     admissions: &SharedAdmissions,
@@ -267,14 +295,56 @@ pub fn admit(
     instance: &str,
     now: u64,
 ) -> Admit {
+    match admit_attempt(admissions, runtime, stream, instance, now, false) {
+        Admission::Go => Admit::Go,
+        Admission::Wait => Admit::Wait,
+        Admission::Refused(refusal) => Admit::Refused(refusal_response(runtime, instance, refusal)),
+    }
+}
+
+/// The next attempt (a replay) of `instance` on `stream`, after the breaker permitted it.
+pub fn admit_replay(
+    admissions: &SharedAdmissions,
+    runtime: &Rc<Runtime>,
+    stream: u32,
+    instance: &str,
+    now: u64,
+) -> ReplayAdmit {
+    // The previous attempt's slots are back by now; if not, they go back here, never twice.
+    attempt_ended(admissions, stream, now);
+    match admit_attempt(admissions, runtime, stream, instance, now, true) {
+        Admission::Go => ReplayAdmit::Go,
+        Admission::Wait => ReplayAdmit::Wait,
+        Admission::Refused(refusal) => ReplayAdmit::Refused(refusal),
+    }
+}
+
+/// The caller's answer to a refusal: the instance's fallback, or the module's default.
+pub fn refusal_response(runtime: &Runtime, instance: &str, refusal: Refusal) -> LocalResponse {
+    let configured = runtime
+        .admission
+        .get(instance)
+        .and_then(|a| a.fallback.as_ref());
+    fallback::render_refusal(configured, instance, refusal)
+}
+
+fn admit_attempt(
+    admissions: &SharedAdmissions,
+    runtime: &Rc<Runtime>,
+    stream: u32,
+    instance: &str,
+    now: u64,
+    replay: bool,
+) -> Admission {
     let Some(admission) = runtime.admission.get(instance) else {
-        return Admit::Go;
+        return Admission::Go;
     };
     let mut entry = StreamAdmission {
         runtime: runtime.clone(),
         instance: instance.to_string(),
         held: Vec::new(),
         step: Step::Admitted,
+        replay,
     };
     if let Some(limiter) = &admission.rate_limiter {
         match limiter.reserve(now) {
@@ -285,14 +355,10 @@ pub fn admit(
                     until_ms: now.saturating_add(ms),
                 };
                 admissions.borrow_mut().by_stream.insert(stream, entry);
-                return Admit::Wait;
+                return Admission::Wait;
             }
             Some(Reservation::Refused { wait_ms }) => {
-                return Admit::Refused(fallback::render_refusal(
-                    admission.fallback.as_ref(),
-                    instance,
-                    Refusal::RateLimited { wait_ms },
-                ));
+                return Admission::Refused(Refusal::RateLimited { wait_ms });
             }
         }
     }
@@ -304,6 +370,12 @@ pub fn admit(
     result
 }
 
+/// The stream's current attempt ended (its response or answer arrived, or it did not go out):
+/// its slots go back.
+pub fn attempt_ended(admissions: &SharedAdmissions, stream: u32, now: u64) {
+    on_stream_end(admissions, stream, now);
+}
+
 /// Enters the instance's bulkheads from `from` on.
 fn enter_bulkheads(
     admission: &InstanceAdmission,
@@ -311,7 +383,7 @@ fn enter_bulkheads(
     from: usize,
     worker: u32,
     now: u64,
-) -> Admit {
+) -> Admission {
     for (index, bulkhead) in admission.bulkheads.iter().enumerate().skip(from) {
         match bulkhead.update(|slots| slots.try_enter(worker, now, bulkhead.limits)) {
             // Shared state unavailable: fail open, nothing held.
@@ -322,22 +394,18 @@ fn enter_bulkheads(
                     index,
                     deadline_ms: bulkhead.max_wait_ms.map(|ms| now.saturating_add(ms)),
                 };
-                return Admit::Wait;
+                return Admission::Wait;
             }
             Some(Entry::Full) => {
                 release_held(admission, entry, worker, now);
-                return Admit::Refused(fallback::render_refusal(
-                    admission.fallback.as_ref(),
-                    &entry.instance,
-                    Refusal::BulkheadFull {
-                        thread_pool: bulkhead.thread_pool,
-                    },
-                ));
+                return Admission::Refused(Refusal::BulkheadFull {
+                    thread_pool: bulkhead.thread_pool,
+                });
             }
         }
     }
     entry.step = Step::Admitted;
-    Admit::Go
+    Admission::Go
 }
 
 fn release_held(admission: &InstanceAdmission, entry: &mut StreamAdmission, worker: u32, now: u64) {
@@ -380,9 +448,10 @@ fn give_back(mut entry: StreamAdmission, worker: u32, now: u64) {
     release_held(admission, &mut entry, worker, now);
 }
 
-/// The tick: resumes the waiting calls whose permit is due or whose slot is free, refuses
-/// those whose wait is over; renews this worker's lease on the slots it holds and publishes
-/// the gauges (each second).
+/// The tick: resumes the waiting calls whose permit is due or whose slot is free (dispatches
+/// the waiting replays), refuses those whose wait is over (a replay's refusal goes to its
+/// retry); renews this worker's lease on the slots it holds and publishes the gauges (each
+/// second).
 pub fn on_tick(
     admissions: &SharedAdmissions,
     calls: &SharedCalls,
@@ -408,8 +477,8 @@ pub fn on_tick(
             continue;
         };
         let outcome = match entry.step {
-            Step::Admitted => Admit::Go,
-            Step::RateWait { until_ms } if now < until_ms => Admit::Wait,
+            Step::Admitted => Admission::Go,
+            Step::RateWait { until_ms } if now < until_ms => Admission::Wait,
             Step::RateWait { .. } => {
                 if let Some(limiter) = &admission.rate_limiter {
                     limiter.metrics.waiting(-1);
@@ -429,34 +498,37 @@ pub fn on_tick(
                 } else if deadline_ms.is_some_and(|deadline| now >= deadline) {
                     bulkhead.update(|slots| slots.leave_queue(worker, now));
                     release_held(admission, &mut entry, worker, now);
-                    Admit::Refused(fallback::render_refusal(
-                        admission.fallback.as_ref(),
-                        &entry.instance,
-                        Refusal::BulkheadFull {
-                            thread_pool: bulkhead.thread_pool,
-                        },
-                    ))
+                    Admission::Refused(Refusal::BulkheadFull {
+                        thread_pool: bulkhead.thread_pool,
+                    })
                 } else {
-                    Admit::Wait
+                    Admission::Wait
                 }
             }
         };
+        let replay = entry.replay;
         match outcome {
-            Admit::Wait => {
+            Admission::Wait => {
                 admissions.borrow_mut().by_stream.insert(stream, entry);
             }
-            Admit::Go => {
+            Admission::Go => {
                 let holds = !entry.held.is_empty();
                 if holds {
                     admissions.borrow_mut().by_stream.insert(stream, entry);
                 }
-                if abi::set_effective_context(stream).is_ok() {
+                if replay {
+                    retry::on_admitted(&runtime, calls, admissions, stream, now, Ok(()));
+                } else if abi::set_effective_context(stream).is_ok() {
                     if let Err(e) = abi::resume_http_request() {
                         log::warn!("request not resumed (host status {})", e.0);
                     }
                 }
             }
-            Admit::Refused(response) => {
+            Admission::Refused(refusal) if replay => {
+                retry::on_admitted(&runtime, calls, admissions, stream, now, Err(refusal));
+            }
+            Admission::Refused(refusal) => {
+                let response = refusal_response(&runtime, &entry.instance, refusal);
                 refuse_paused(&runtime, calls, stream, &response, now);
             }
         }

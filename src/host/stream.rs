@@ -85,7 +85,14 @@ impl Context for Stream {
         _trailers: usize,
     ) {
         if let Some(runtime) = self.runtime.clone() {
-            retry::on_replay_answer(&runtime, &self.calls, token, num_headers, body_size);
+            retry::on_replay_answer(
+                &runtime,
+                &self.calls,
+                &self.admissions,
+                token,
+                num_headers,
+                body_size,
+            );
         }
     }
 }
@@ -166,8 +173,15 @@ impl HttpContext for Stream {
             // as a call of no duration, so a VirtualService delay never counts as slow.
             call.sequence.restart_attempt_clock(now);
         }
-        let (action, pending) =
-            retry::on_first_response(&runtime, &self.calls, self.id, call, now, result);
+        let (action, pending) = retry::on_first_response(
+            &runtime,
+            &self.calls,
+            &self.admissions,
+            self.id,
+            call,
+            now,
+            result,
+        );
         match pending {
             Some(pending) if end_of_stream => pending.ended(&runtime, now),
             pending => self.pending = pending,

@@ -368,6 +368,7 @@ impl<R> Sequence<R> {
     /// it is the host's to hand back. From the first-response callback the tick tries once
     /// more; otherwise the caller gets the latest failure.
     pub fn replay_not_sent(&mut self, now_ms: u64) -> Step<R> {
+        self.permission_held = false;
         if self.stage == Stage::StartingInResponse {
             self.stage = Stage::Waiting { due_ms: now_ms };
             return Step::Defer;
