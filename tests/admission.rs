@@ -1,6 +1,7 @@
 //! Bulkheads and rate limiters in a real Envoy (`--concurrency 2`, two workers sharing one
 //! limit): exactly the permitted calls reach the upstream, refusals are local answers the
-//! breaker does not record and Retry does not retry, waiting calls pause and go on, and no
+//! breaker does not record (and Retry retries only a replay's, only when its retry-exceptions
+//! name it), waiting calls pause and go on, and no
 //! slot leaks through client aborts or policy swaps. Replays (retries) take a permit and a slot
 //! of their own, as every attempt passes through the instance's modules.
 
@@ -581,6 +582,45 @@ fn clients_aborting_during_retry_waits_and_replays_never_leak_a_slot() {
         gauge(&envoy, "resilience4j_bulkhead_available_concurrent_calls")
     );
     services.user.set_default(Action::delay(200, 200));
+    let (ok, _) = statuses(&concurrent_gets(port, 2));
+    assert_eq!(ok, 2);
+    envoy.filter_crashes().unwrap();
+}
+
+#[test]
+fn a_policy_swap_while_a_replay_holds_a_slot_keeps_the_count_right() {
+    let services = Services::start().unwrap();
+    let retry = [("wait-duration", json!("300ms"))];
+    let mut envoy = Envoy::start(
+        &services,
+        &retrying_policy(BULKHEAD, json!({"max-concurrent-calls": 1}), &retry),
+    )
+    .unwrap();
+    let port = envoy.port();
+    services.user.push(Action::status(503));
+    services.user.set_default(Action::delay(3500, 200));
+    let retried = thread::spawn(move || get(port, USER, "/retried").unwrap());
+    // The replay went out and holds the slot.
+    assert!(services.user.wait_for_count(2, Duration::from_secs(10)));
+    let update = envoy
+        .set_policy(&retrying_policy(
+            BULKHEAD,
+            json!({"max-concurrent-calls": 2}),
+            &retry,
+        ))
+        .unwrap();
+    assert_eq!(update, PolicyUpdate::Applied);
+    // The replay's slot counts against the new limit: one of two more calls gets the other.
+    let (ok, refused) = statuses(&concurrent_gets(port, 2));
+    assert_eq!((ok, refused), (1, 1));
+    assert_eq!(retried.join().unwrap().status, 200);
+    // Given back by the old policy's handle: both free under the new one.
+    assert!(wait_for_gauge(
+        &envoy,
+        "resilience4j_bulkhead_available_concurrent_calls",
+        2
+    ));
+    services.user.set_default(Action::delay(300, 200));
     let (ok, _) = statuses(&concurrent_gets(port, 2));
     assert_eq!(ok, 2);
     envoy.filter_crashes().unwrap();
