@@ -6,12 +6,12 @@
 //! A call may wait (ratelimiter `timeout-duration`, bulkhead `max-wait-duration`,
 //! thread-pool-bulkhead `queue-capacity`): its stream pauses and this worker's tick resumes it
 //! when its permit is due or a slot is free, or refuses it at its deadline. A slot is given back
-//! when the stream ends however it ends (response, reset, timeout, client gone: `on_log`), by
-//! the handle of the policy that gave it, so a policy swap keeps the count right; a worker
-//! whose VM died frees its slots after the lease (`crate::bulkhead::LEASE_MS`).
+//! at the latest when the stream ends however it ends (response, reset, timeout, client gone:
+//! `on_log`), by the handle of the policy that gave it, so a policy swap keeps the count right;
+//! a worker whose VM died frees its slots after the lease (`crate::bulkhead::LEASE_MS`).
 //!
-//! A refusal is answered locally (503 / 429, or the instance's fallback), is not recorded by
-//! the circuit breaker (its permission is handed back) and is never retried.
+//! A refusal of a first attempt is answered locally (503 / 429, or the instance's fallback),
+//! is not recorded by the circuit breaker (its permission is handed back) and is not retried.
 //!
 //! Every attempt passes through the instance's modules: a replay (`retry`) asks the rate
 //! limiter for a permit and the bulkhead for a slot as the first attempt did
@@ -574,7 +574,8 @@ fn heartbeat(admissions: &SharedAdmissions, worker: u32, now: u64) {
 }
 
 /// Answers a paused request refused at the end of its wait: the breaker's permission is
-/// handed back unrecorded, the call forgotten (never retried), the refusal sent.
+/// handed back unrecorded, the call forgotten (a first attempt's refusal is not retried), the
+/// refusal sent.
 fn refuse_paused(
     runtime: &Runtime,
     calls: &SharedCalls,
