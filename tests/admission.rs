@@ -472,6 +472,30 @@ fn replays_take_rate_limiter_permits() {
 }
 
 #[test]
+fn a_replay_waits_for_a_permit_of_the_next_period() {
+    let services = Services::start().unwrap();
+    let envoy = Envoy::start(
+        &services,
+        &retrying_policy(
+            LIMITER,
+            json!({"limit-for-period": 1, "limit-refresh-period": "1500ms", "timeout-duration": "10s"}),
+            &[("wait-duration", json!("100ms"))],
+        ),
+    )
+    .unwrap();
+    services.user.push(Action::status(503));
+    let response = get(envoy.port(), USER, "/users/1").unwrap();
+    assert_eq!(response.status, 200);
+    let received = services.user.requests();
+    assert_eq!(received.len(), 2);
+    // One permit per period: the replay (due 100 ms after the first attempt) waited for the
+    // next period's.
+    let gap = received[1].at.duration_since(received[0].at);
+    assert!(gap >= Duration::from_millis(1000), "replay after {gap:?}");
+    envoy.filter_crashes().unwrap();
+}
+
+#[test]
 fn a_replay_the_rate_limiter_refuses_is_answered_429_unless_retry_exceptions_name_it() {
     let services = Services::start().unwrap();
     let limiter =
