@@ -559,6 +559,44 @@ fn a_replay_the_rate_limiter_refuses_is_answered_429_unless_retry_exceptions_nam
 }
 
 #[test]
+fn refusals_retried_with_a_wait_of_zero_end_within_max_attempts() {
+    let services = Services::start().unwrap();
+    let envoy = Envoy::start(
+        &services,
+        &retrying_policy(
+            LIMITER,
+            json!({"limit-for-period": 1, "limit-refresh-period": "120s", "timeout-duration": 0}),
+            &[
+                ("wait-duration", json!(0)),
+                ("max-attempts", json!(40)),
+                (
+                    "retry-exceptions",
+                    json!([
+                        "5xx",
+                        "io.github.resilience4j.ratelimiter.RequestNotPermitted"
+                    ]),
+                ),
+            ],
+        ),
+    )
+    .unwrap();
+    services.user.set_default(Action::status(503));
+    // The first attempt takes the period's only permit; every replay is refused, retried on a
+    // later tick each, until max-attempts (or the retry budget) ends it with the refusal.
+    let refused = get(envoy.port(), USER, "/users/1").unwrap();
+    assert_eq!(refused.status, 429);
+    assert_eq!(
+        refused.header("x-resilience4j-refused"),
+        Some("user-service; module=ratelimiter; kind=rate-limited")
+    );
+    assert_eq!(services.user.count(), 1);
+    // Envoy is still answering at once: nothing spins.
+    let next = get(envoy.port(), USER, "/users/2").unwrap();
+    assert_eq!(next.status, 429);
+    envoy.filter_crashes().unwrap();
+}
+
+#[test]
 fn clients_aborting_during_retry_waits_and_replays_never_leak_a_slot() {
     let services = Services::start().unwrap();
     let envoy = Envoy::start(
