@@ -7,8 +7,7 @@
 //! on a retryable response the stream holds it paused, and after the wait the root's tick
 //! replays the request as an HTTP callout to the same cluster (a wait of 0 goes out at once).
 //! The final answer replaces the held response as a local reply on the stream, or the held
-//! response goes on; either way the caller sees exactly one response. A replay is the stream's
-//! own callout, so it ends with the stream (Envoy cancels a context's callouts).
+//! response goes on; either way the caller sees exactly one response.
 //!
 //! Each replay passes through the instance's modules as the first attempt did: the breaker,
 //! then the rate limiter and the bulkhead (`admission::admit_replay`), where it may wait for a
@@ -227,7 +226,7 @@ pub fn on_first_response(
     (action, pending)
 }
 
-/// A replay's answer arrived (in the stream whose callout it is).
+/// A replay's answer arrived (in the root, or in the stream that dispatched it at once).
 pub fn on_replay_answer(
     runtime: &Rc<Runtime>,
     calls: &SharedCalls,
@@ -528,11 +527,8 @@ fn dispatch(
                 limiter.map(|l| l.config()),
                 retry.options.per_try_timeout_ms,
             );
-            // The stream's own callout (whichever context runs this, e.g. the tick after
-            // answering another stream): its answer comes to the stream, and Envoy cancels it if
-            // the stream goes away first (the upstream request is reset, its slot is back).
-            abi::set_effective_context(stream)
-                .and_then(|()| replay.send(&call.cluster, timeout_ms))
+            replay
+                .send(&call.cluster, timeout_ms)
                 .map_err(NotSent::Host)
         }
         _ => Err(NotSent::NothingToReplay),

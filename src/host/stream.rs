@@ -76,7 +76,7 @@ impl Stream {
 }
 
 impl Context for Stream {
-    /// This stream's replays (its callouts) answer here.
+    /// A replay this stream dispatched itself (a wait of 0) answers here.
     fn on_http_call_response(
         &mut self,
         token: u32,
