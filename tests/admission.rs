@@ -394,23 +394,33 @@ fn a_replay_waits_for_a_bulkhead_slot_another_call_holds() {
 #[test]
 fn a_replay_refused_by_a_full_bulkhead_is_answered_with_the_refusal() {
     let services = Services::start().unwrap();
-    // The seed's retry: 3 attempts, 2 s apart; bulkhead-full is not in its retry-exceptions.
+    // 3 attempts, 3 s apart; bulkhead-full is not in its retry-exceptions.
     let envoy = Envoy::start(
         &services,
-        &policy(BULKHEAD, json!({"max-concurrent-calls": 1})),
+        &retrying_policy(
+            BULKHEAD,
+            json!({"max-concurrent-calls": 1}),
+            &[("wait-duration", json!("3s"))],
+        ),
     )
     .unwrap();
     let port = envoy.port();
     services.user.push(Action::status(503));
     // Under the route's 5 s timeout.
-    services.user.set_default(Action::delay(4000, 200));
+    services.user.set_default(Action::delay(4500, 200));
     let first = thread::spawn(move || get(port, USER, "/retried").unwrap());
     assert!(services.user.wait_for_count(1, Duration::from_secs(10)));
     // Takes the slot the first attempt gave back, and holds it past the retry's wait.
     let holder = thread::spawn(move || get(port, USER, "/holder").unwrap());
     assert!(services.user.wait_for_count(2, Duration::from_secs(10)));
     let refused = first.join().unwrap();
-    assert_eq!(refused.status, 503);
+    let paths: Vec<String> = services
+        .user
+        .requests()
+        .into_iter()
+        .map(|r| r.path)
+        .collect();
+    assert_eq!(refused.status, 503, "upstream saw {paths:?}");
     assert_eq!(
         refused.header("x-resilience4j-refused"),
         Some("user-service; module=bulkhead; kind=bulkhead-full")
@@ -685,5 +695,46 @@ fn a_policy_swap_while_a_replay_holds_a_slot_keeps_the_count_right() {
     services.user.set_default(Action::delay(300, 200));
     let (ok, _) = statuses(&concurrent_gets(port, 2));
     assert_eq!(ok, 2);
+    envoy.filter_crashes().unwrap();
+}
+
+#[test]
+fn a_replay_whose_caller_went_away_keeps_its_slot_until_its_answer() {
+    let services = Services::start().unwrap();
+    let envoy = Envoy::start(
+        &services,
+        &retrying_policy(
+            BULKHEAD,
+            json!({"max-concurrent-calls": 1}),
+            &[("wait-duration", json!("200ms"))],
+        ),
+    )
+    .unwrap();
+    let port = envoy.port();
+    services.user.push(Action::status(503));
+    services.user.set_default(Action::delay(3000, 200));
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut caller = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    write!(caller, "GET /orphan HTTP/1.1\r\nhost: {USER}\r\n\r\n").unwrap();
+    // The replay reached the upstream; its caller goes away.
+    assert!(services.user.wait_for_count(2, Duration::from_secs(10)));
+    drop(caller);
+    thread::sleep(Duration::from_millis(300));
+    // The upstream still serves the replay (a callout is not cancelled): its slot is taken.
+    let refused = get(port, USER, "/refused").unwrap();
+    assert_eq!(refused.status, 503);
+    assert_eq!(
+        refused.header("x-resilience4j-refused"),
+        Some("user-service; module=bulkhead; kind=bulkhead-full")
+    );
+    assert_eq!(services.user.count(), 2);
+    // Its answer gives the slot back.
+    assert!(wait_for_gauge(
+        &envoy,
+        "resilience4j_bulkhead_available_concurrent_calls",
+        1
+    ));
+    services.user.set_default(Action::delay(100, 200));
+    assert_eq!(get(port, USER, "/after").unwrap().status, 200);
     envoy.filter_crashes().unwrap();
 }

@@ -19,7 +19,8 @@
 //! it, [`retry::on_admitted`]). A slot is held by one attempt: the first attempt's goes back
 //! when its response is retried (before the retry's wait), or when the stream ends if that
 //! response is the answer; a replay's when its answer (or failure, or timeout) arrives
-//! ([`attempt_ended`]). A replay refused here is an attempt that ended with resilience4j's
+//! ([`attempt_ended`]), even when its caller went away first (the callout cannot be cancelled,
+//! so the upstream still serves it: [`on_stream_end_with`], [`orphan_answered`]). A replay refused here is an attempt that ended with resilience4j's
 //! RequestNotPermitted / BulkheadFullException: Retry retries it only if its retry-exceptions
 //! name it (`crate::retry::sequence`).
 
@@ -40,6 +41,10 @@ use super::store::{self, StoreError};
 
 /// Most calls a semaphore bulkhead lets wait at once (its `max-wait-duration` bounds how long).
 const MAX_BULKHEAD_WAITERS: u32 = 10_000;
+
+/// A replay whose caller went away keeps its slot until Envoy answers its callout (always, at
+/// the latest at the callout's timeout); past this, a safety net gives the slot back anyway.
+const ORPHAN_MAX_MS: u64 = 600_000;
 
 /// One bulkhead instance (semaphore or thread-pool) as a worker reaches it.
 pub struct SharedBulkhead {
@@ -259,6 +264,10 @@ pub struct Admissions {
     /// This worker's id in the bulkheads' shared slots (see [`store_worker_id`]).
     pub worker: u32,
     by_stream: HashMap<u32, StreamAdmission>,
+    /// Replays in flight whose caller went away, by callout token, with when it went: the
+    /// upstream still serves them (a Wasm filter cannot cancel its callout), so their slots
+    /// stay taken until the answer ([`orphan_answered`]).
+    orphans: HashMap<u32, (StreamAdmission, u64)>,
     last_heartbeat_ms: u64,
 }
 
@@ -427,6 +436,41 @@ pub fn on_stream_end(admissions: &SharedAdmissions, stream: u32, now: u64) {
     }
 }
 
+/// The stream ended; `in_flight`: the token of its replay still at the upstream, whose slot
+/// stays taken until the callout's answer ([`orphan_answered`]). Anything else goes back now.
+pub fn on_stream_end_with(
+    admissions: &SharedAdmissions,
+    stream: u32,
+    in_flight: Option<u32>,
+    now: u64,
+) {
+    if let Some(token) = in_flight {
+        let mut admissions = admissions.borrow_mut();
+        let holds_for_replay = admissions
+            .by_stream
+            .get(&stream)
+            .is_some_and(|e| e.replay && matches!(e.step, Step::Admitted) && !e.held.is_empty());
+        if holds_for_replay {
+            if let Some(entry) = admissions.by_stream.remove(&stream) {
+                admissions.orphans.insert(token, (entry, now));
+                return;
+            }
+        }
+    }
+    on_stream_end(admissions, stream, now);
+}
+
+/// The answer to callout `token` arrived after its caller went away: its slot goes back.
+pub fn orphan_answered(admissions: &SharedAdmissions, token: u32, now: u64) {
+    let (orphan, worker) = {
+        let mut admissions = admissions.borrow_mut();
+        (admissions.orphans.remove(&token), admissions.worker)
+    };
+    if let Some((entry, _)) = orphan {
+        give_back(entry, worker, now);
+    }
+}
+
 fn give_back(mut entry: StreamAdmission, worker: u32, now: u64) {
     let runtime = entry.runtime.clone();
     let Some(admission) = runtime.admission.get(&entry.instance) else {
@@ -536,6 +580,16 @@ pub fn on_tick(
     let due = now.saturating_sub(admissions.borrow().last_heartbeat_ms) >= 1000;
     if due {
         admissions.borrow_mut().last_heartbeat_ms = now;
+        let stale: Vec<u32> = admissions
+            .borrow()
+            .orphans
+            .iter()
+            .filter(|(_, (_, since))| now.saturating_sub(*since) >= ORPHAN_MAX_MS)
+            .map(|(token, _)| *token)
+            .collect();
+        for token in stale {
+            orphan_answered(admissions, token, now);
+        }
         heartbeat(admissions, worker, now);
         if let Some(runtime) = runtime {
             for admission in runtime.admission.values() {
@@ -554,7 +608,8 @@ pub fn on_tick(
 fn heartbeat(admissions: &SharedAdmissions, worker: u32, now: u64) {
     let mut done: Vec<String> = Vec::new();
     let admissions = admissions.borrow();
-    for entry in admissions.by_stream.values() {
+    let orphans = admissions.orphans.values().map(|(entry, _)| entry);
+    for entry in admissions.by_stream.values().chain(orphans) {
         let Some(admission) = entry.runtime.admission.get(&entry.instance) else {
             continue;
         };

@@ -238,7 +238,10 @@ pub fn on_replay_answer(
     let (stream, mut call) = {
         let mut calls = calls.borrow_mut();
         let Some(stream) = calls.stream_of_callout.remove(&token) else {
-            return; // the caller went away
+            // The caller went away: the replay's slot, kept until now, goes back.
+            drop(calls);
+            admission::orphan_answered(admissions, token, abi::now_ms().unwrap_or(0));
+            return;
         };
         let Some(call) = calls.by_stream.remove(&stream) else {
             return;

@@ -212,8 +212,17 @@ impl HttpContext for Stream {
             let now = abi::now_ms().unwrap_or(0);
             pending.cut_off(runtime, now, flags);
         }
-        // Slots and waits are given back however the stream ended.
-        admission::on_stream_end(&self.admissions, self.id, abi::now_ms().unwrap_or(0));
+        // Slots and waits are given back however the stream ended (a replay still at the
+        // upstream keeps its slot until its answer).
+        let in_flight = self
+            .calls
+            .borrow()
+            .stream_of_callout
+            .iter()
+            .find(|(_, stream)| **stream == self.id)
+            .map(|(token, _)| *token);
+        let now = abi::now_ms().unwrap_or(0);
+        admission::on_stream_end_with(&self.admissions, self.id, in_flight, now);
         let call = {
             let mut calls = self.calls.borrow_mut();
             calls
