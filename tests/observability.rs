@@ -43,15 +43,19 @@ const R4J_VARIABLES: &[&str] = &[
 ];
 /// The seed's instances: breakers and retries.
 const DEMO_INSTANCES: [&str; 2] = ["user-service", "order-service"];
-/// The dashboards' instance-name variables and the instances the test policy gives that module
-/// (`observed_policy`).
-const NAME_VARIABLES: [(&str, &[&str]); 6] = [
-    ("$circuitbreaker_name", &DEMO_INSTANCES),
-    ("$retry_name", &DEMO_INSTANCES),
-    ("$bulkhead_name", &["payment-service"]),
-    ("$thread_pool_bulkhead_name", &["order-service"]),
-    ("$ratelimiter_name", &["user-service"]),
-    ("$timelimiter_name", &["payment-service"]),
+/// The dashboards' instance-name variables, the module each names, and that module's
+/// instances in the test's policy (`observed_policy`).
+const NAME_VARIABLES: [(&str, &str, &[&str]); 6] = [
+    ("$circuitbreaker_name", "circuitbreaker", &DEMO_INSTANCES),
+    ("$retry_name", "retry", &DEMO_INSTANCES),
+    ("$bulkhead_name", "bulkhead", &["payment-service"]),
+    (
+        "$thread_pool_bulkhead_name",
+        "thread-pool-bulkhead",
+        &["order-service"],
+    ),
+    ("$ratelimiter_name", "ratelimiter", &["user-service"]),
+    ("$timelimiter_name", "timelimiter", &["payment-service"]),
 ];
 
 /// The stats_config of Istio's bootstrap (tools/packaging/common/envoy_bootstrap.json),
@@ -147,14 +151,8 @@ fn observed_policy() -> Value {
             config,
         );
     }
-    for (variable, instances) in NAME_VARIABLES {
-        let module = match variable {
-            "$bulkhead_name" => "bulkhead",
-            "$thread_pool_bulkhead_name" => "thread-pool-bulkhead",
-            "$ratelimiter_name" => "ratelimiter",
-            "$timelimiter_name" => "timelimiter",
-            _ => continue,
-        };
+    // Each instance a dashboard variable should list is in the policy.
+    for (_, module, instances) in NAME_VARIABLES {
         for instance in instances {
             let path = format!("/resilience4j/{module}/instances/{instance}");
             assert!(policy.pointer(&path).is_some(), "{path}");
@@ -312,7 +310,7 @@ fn as_grafana_sends(query: &str, instances: &str) -> String {
         .replace("$instance", instances)
         .replace("$application", "")
         .replace("$topic", "order_created");
-    for (variable, names) in NAME_VARIABLES {
+    for (variable, _, names) in NAME_VARIABLES {
         promql = promql.replace(variable, &names.join("|"));
     }
     assert!(!promql.contains('$'), "a variable left in {promql}");
@@ -332,8 +330,8 @@ fn assert_series(prometheus: &Prometheus, query: &str, instances: &str) {
     // (An aggregate over names has none.)
     let selected = NAME_VARIABLES
         .iter()
-        .filter(|(variable, _)| query.contains(variable) && !names.is_empty())
-        .flat_map(|(_, instances)| instances.iter());
+        .filter(|(variable, _, _)| query.contains(variable) && !names.is_empty())
+        .flat_map(|(_, _, instances)| instances.iter());
     for instance in selected {
         assert!(
             names.contains(instance),
@@ -463,8 +461,8 @@ fn dashboards_show_the_demo_instances_from_a_real_prometheus_and_istio_tags_give
         let name = format!("${}", variable["name"].as_str().unwrap());
         let expected = NAME_VARIABLES
             .iter()
-            .find(|(v, _)| *v == name)
-            .map_or(&[][..], |(_, instances)| *instances);
+            .find(|(v, _, _)| *v == name)
+            .map_or(&[][..], |(_, _, instances)| *instances);
         assert!(!values.is_empty(), "{query}");
         for instance in expected {
             assert!(values.contains(*instance), "{query}: {values:?}");
