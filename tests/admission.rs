@@ -359,7 +359,7 @@ fn a_replay_waits_for_a_bulkhead_slot_another_call_holds() {
         &retrying_policy(
             BULKHEAD,
             json!({"max-concurrent-calls": 1, "max-wait-duration": "20s"}),
-            &[("wait-duration", json!("2s"))],
+            &[("wait-duration", json!("3s"))],
         ),
     )
     .unwrap();
