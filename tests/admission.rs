@@ -394,12 +394,14 @@ fn a_replay_waits_for_a_bulkhead_slot_another_call_holds() {
 #[test]
 fn a_replay_refused_by_a_full_bulkhead_is_answered_with_the_refusal() {
     let services = Services::start().unwrap();
-    // 3 attempts, 3 s apart; bulkhead-full is not in its retry-exceptions.
+    // 3 attempts, 3 s apart; bulkhead-full is not in its retry-exceptions. A call may wait
+    // 500 ms for the slot: the holder, should it come before the first attempt's response has
+    // given the slot back; the replay, in vain.
     let envoy = Envoy::start(
         &services,
         &retrying_policy(
             BULKHEAD,
-            json!({"max-concurrent-calls": 1}),
+            json!({"max-concurrent-calls": 1, "max-wait-duration": "500ms"}),
             &[("wait-duration", json!("3s"))],
         ),
     )
