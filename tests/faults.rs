@@ -306,6 +306,112 @@ fn retry_calls_are_counted_when_the_call_ends_as_the_breaker_records_it() {
     envoy.filter_crashes().unwrap();
 }
 
+/// resilience4j TimeLimiter's call kinds for user-service.
+fn limiter_calls(envoy: &Envoy) -> BTreeMap<&'static str, u64> {
+    ["successful", "failed", "timeout"]
+        .into_iter()
+        .map(|kind| {
+            let labels = [("name", "user-service"), ("kind", kind)];
+            (
+                kind,
+                envoy.metric("resilience4j_timelimiter_calls_total", &labels),
+            )
+        })
+        .collect()
+}
+
+/// The TimeLimiter counts an attempt when it really ends, with the breaker's verdict: a 200
+/// whose body breaks off is `failed`, one whose body the time limiter's timeout cuts is a
+/// `timeout` (what resilience4j's TimeLimiter sees as a TimeoutException), a slow body within
+/// the bound `successful`.
+#[test]
+fn time_limiter_calls_are_counted_when_the_attempt_ends_as_the_breaker_records_it() {
+    let services = Services::start().unwrap();
+    let mut policy = matrix_policy();
+    set_path(
+        &mut policy,
+        "resilience4j.timelimiter.instances.user-service.timeout-duration",
+        json!("1500ms"),
+    );
+    let envoy = Envoy::start(&services, &policy).unwrap();
+    let user = &services.user;
+    let cases = [
+        (
+            "200",
+            Action::status(200),
+            Some(200),
+            counted(&[("successful", 1)], 0),
+            vec![("successful", 1)],
+        ),
+        (
+            "5xx, then 200",
+            Action::status(500),
+            Some(200),
+            counted(&[("failed", 1), ("successful", 1)], 1),
+            vec![("failed", 1), ("successful", 1)],
+        ),
+        (
+            "close mid-body",
+            Action::CloseMidBody { status: 200 },
+            None,
+            counted(&[("failed", 1)], 0),
+            vec![("failed", 1)],
+        ),
+        (
+            "slow body within the bound",
+            Action::SlowBody {
+                status: 200,
+                ms: 700,
+            },
+            Some(200),
+            counted(&[("slow_successful", 1)], 0),
+            vec![("successful", 1)],
+        ),
+        (
+            "body cut by the timeout",
+            Action::SlowBody {
+                status: 200,
+                ms: 4000,
+            },
+            None,
+            counted(&[("slow_failed", 1)], 0),
+            vec![("timeout", 1)],
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, fault, status, breaker, limiter) in cases {
+        let want: BTreeMap<&str, u64> = limiter.into_iter().collect();
+        let before = limiter_calls(&envoy);
+        user.push(fault);
+        let got = measure(&envoy, || get_status(&envoy));
+        // Counted at the end of the attempt: poll until the count lands, then a little more.
+        let total = |calls: &BTreeMap<&str, u64>| calls.values().sum::<u64>();
+        let want_total = total(&before) + total(&want);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while total(&limiter_calls(&envoy)) < want_total && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(100));
+        }
+        thread::sleep(Duration::from_millis(300));
+        let added: BTreeMap<&str, u64> = limiter_calls(&envoy)
+            .into_iter()
+            .filter_map(|(kind, n)| {
+                let added = n - before.get(kind).copied().unwrap_or(0);
+                (added > 0).then_some((kind, added))
+            })
+            .collect();
+        if got.0 != status || got.1 != breaker || added != want {
+            failures.push(format!(
+                "{name}: got {:?}, breaker {:?}, time limiter {added:?}; \
+                 want {status:?}, {breaker:?}, {want:?}",
+                got.0, got.1
+            ));
+        }
+        user.clear_queue();
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    envoy.filter_crashes().unwrap();
+}
+
 #[test]
 fn faults_on_a_replay() {
     let services = Services::start().unwrap();
