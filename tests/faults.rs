@@ -409,6 +409,33 @@ fn time_limiter_calls_are_counted_when_the_attempt_ends_as_the_breaker_records_i
         user.clear_queue();
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // A caller that goes away mid-body says nothing about the upstream: the breaker records
+    // nothing, the time limiter counts the attempt by the response as far as it came.
+    let before = limiter_calls(&envoy);
+    user.push(Action::SlowBody {
+        status: 200,
+        ms: 1000,
+    });
+    let (_, breaker) = measure(&envoy, || {
+        let mut stream = TcpStream::connect(("127.0.0.1", envoy.port())).unwrap();
+        stream
+            .write_all(format!("GET /users/1 HTTP/1.1\r\nhost: {USER}\r\n\r\n").as_bytes())
+            .unwrap();
+        let mut first = [0u8; 16];
+        stream.read_exact(&mut first).unwrap();
+        drop(stream);
+        thread::sleep(Duration::from_millis(300));
+        None
+    });
+    assert_eq!(breaker, counted(&[], 0));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while limiter_calls(&envoy) == before && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+    }
+    let mut want = before;
+    *want.entry("successful").or_default() += 1;
+    assert_eq!(limiter_calls(&envoy), want, "the caller went away mid-body");
     envoy.filter_crashes().unwrap();
 }
 
