@@ -234,6 +234,29 @@ fn retry_calls(envoy: &Envoy) -> BTreeMap<&'static str, u64> {
     .collect()
 }
 
+/// What the Retry's call counts added since `before`, once they stopped moving (a count may
+/// land just after the caller got its answer, or left).
+fn retry_calls_added(
+    envoy: &Envoy,
+    before: &BTreeMap<&'static str, u64>,
+) -> BTreeMap<&'static str, u64> {
+    let added = || -> BTreeMap<&'static str, u64> {
+        retry_calls(envoy)
+            .into_iter()
+            .filter_map(|(kind, n)| {
+                let added = n - before.get(kind).copied().unwrap_or(0);
+                (added > 0).then_some((kind, added))
+            })
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while added().is_empty() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+    }
+    thread::sleep(Duration::from_millis(300));
+    added()
+}
+
 /// The Retry counts a call once, when it really ends, with the breaker's verdict: a 200 whose
 /// body breaks off is a failed call for both (its headers said success).
 #[test]
@@ -574,6 +597,7 @@ fn callers_that_go_away_during_a_wait_or_a_replay_leave_nothing_behind() {
 
     // During the wait: no replay goes out for a caller that left.
     user.push(Action::status(500));
+    let retry_before = retry_calls(&envoy);
     let (_, got) = measure(&envoy, || {
         // The wait is 800 ms: the caller leaves 300 ms into it.
         call_and_leave(envoy.port(), user, 1, Duration::from_millis(300));
@@ -582,11 +606,18 @@ fn callers_that_go_away_during_a_wait_or_a_replay_leave_nothing_behind() {
     });
     assert_eq!(user.count(), 1, "no replay for a caller that left");
     assert_eq!(got, counted(&[("failed", 1)], 0));
+    // The Retry counts the call by its last result, as it does for a caller gone mid-body.
+    assert_eq!(
+        retry_calls_added(&envoy, &retry_before),
+        BTreeMap::from([("failed_without_retry", 1)]),
+        "a caller that left during the wait"
+    );
 
     // During a replay: its permission is handed back, its late answer is dropped.
     user.reset_requests();
     user.push(Action::status(500));
     user.push(Action::delay(1500, 200));
+    let retry_before = retry_calls(&envoy);
     let (_, got) = measure(&envoy, || {
         // The replay (the 2nd request since the reset) takes 1.5 s: the caller leaves while it is in flight.
         call_and_leave(envoy.port(), user, 2, Duration::from_millis(0));
@@ -595,6 +626,11 @@ fn callers_that_go_away_during_a_wait_or_a_replay_leave_nothing_behind() {
     });
     assert_eq!(user.count(), 2);
     assert_eq!(got, counted(&[("failed", 1)], 1));
+    assert_eq!(
+        retry_calls_added(&envoy, &retry_before),
+        BTreeMap::from([("failed_with_retry", 1)]),
+        "a caller that left during a replay"
+    );
     assert_eq!(get_status(&envoy), Some(200));
     envoy.filter_crashes().unwrap();
 }
