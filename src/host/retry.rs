@@ -177,6 +177,21 @@ impl PendingRecord {
     }
 }
 
+/// The caller went away while `call` waited for a retry (its wait, a replay's answer, or a
+/// refusal to serve): the Retry counts the call by its last result, a failure (only failures
+/// are retried), as it counts a first response whose caller went away mid-body. A call still
+/// awaiting its first response has no result to count.
+pub fn count_abandoned(runtime: &Runtime, call: &Call) {
+    if call.sequence.awaits_first_response() {
+        return;
+    }
+    if let Some(retry) = runtime.retries.get(&call.instance) {
+        retry
+            .metrics
+            .count_call(false, call.sequence.attempts() > 1);
+    }
+}
+
 /// Guarded calls of this worker: streams and the root share it (one VM, one thread).
 #[derive(Default)]
 pub struct Calls {
