@@ -143,8 +143,8 @@ impl PendingRecord {
 
     /// The response was cut off at `now`; `flags`: Envoy's response flag bits. A caller that
     /// went away says nothing about the upstream: the permission is handed back, and the Retry
-    /// and the TimeLimiter count the call by the response as far as it came. Otherwise the upstream's response
-    /// broke off: a reset (or a timeout, as the flags say).
+    /// and the TimeLimiter count the call by the response as far as it came. Otherwise the
+    /// upstream's response broke off: a reset (or a timeout, as the flags say).
     pub fn cut_off(self, runtime: &Runtime, now: u64, flags: u64) {
         if downstream_terminated(flags) {
             if let (true, Some(breaker)) =
