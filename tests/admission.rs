@@ -714,7 +714,7 @@ fn a_replay_whose_caller_went_away_keeps_its_slot_until_its_answer() {
     .unwrap();
     let port = envoy.port();
     services.user.push(Action::status(503));
-    services.user.set_default(Action::delay(3000, 200));
+    services.user.set_default(Action::delay(2500, 200));
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut caller = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
     write!(caller, "GET /orphan HTTP/1.1\r\nhost: {USER}\r\n\r\n").unwrap();
@@ -730,7 +730,8 @@ fn a_replay_whose_caller_went_away_keeps_its_slot_until_its_answer() {
         Some("user-service; module=bulkhead; kind=bulkhead-full")
     );
     assert_eq!(services.user.count(), 2);
-    // Its answer gives the slot back.
+    // Its answer (within 2.5 s) gives the slot back; the gauge follows within a second.
+    thread::sleep(Duration::from_millis(2500));
     assert!(wait_for_gauge(
         &envoy,
         "resilience4j_bulkhead_available_concurrent_calls",
