@@ -349,13 +349,14 @@ fn release_held(admission: &InstanceAdmission, entry: &mut StreamAdmission, work
 }
 
 /// Gives back whatever the stream holds or waits for (its stream ended).
-pub fn on_stream_end(admissions: &SharedAdmissions, stream: u32, now: u64) {
+/// `now`: the clock, read only if there is something to give back.
+pub fn on_stream_end(admissions: &SharedAdmissions, stream: u32, now: impl FnOnce() -> u64) {
     let (entry, worker) = {
         let mut admissions = admissions.borrow_mut();
         (admissions.by_stream.remove(&stream), admissions.worker)
     };
     if let Some(entry) = entry {
-        give_back(entry, worker, now);
+        give_back(entry, worker, now());
     }
 }
 
@@ -529,7 +530,7 @@ pub fn forget_call(runtime: &Runtime, calls: &SharedCalls, stream: u32, now: u64
     let call = calls.borrow_mut().by_stream.remove(&stream);
     if let Some(call) = call {
         if call.sequence.permission_held() {
-            if let Some(breaker) = runtime.breakers.get(&call.instance) {
+            if let Some(breaker) = runtime.breakers.get(&*call.instance) {
                 breaker.release(now);
             }
         }

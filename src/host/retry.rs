@@ -16,6 +16,7 @@ use std::rc::Rc;
 use proxy_wasm::types::Action;
 
 use crate::fallback::LocalResponse;
+use crate::headers::RawHeaders;
 use crate::outcome::{
     call_result_from_flag_bits, downstream_terminated, CallResult, DEFAULT_FAILURES,
 };
@@ -78,7 +79,7 @@ impl RetryInstance {
     /// may be replayed at all. `complete`: the request has no body.
     pub fn keep_for_replay(
         &self,
-        headers: Vec<(String, String)>,
+        headers: RawHeaders,
         complete: bool,
     ) -> Option<Replay> {
         self.unflushed_requests
@@ -115,7 +116,8 @@ impl RetryHost for RetryInstance {
 
 /// A request in progress on this worker that the filter guards.
 pub struct Call {
-    pub instance: String,
+    /// The guarding instance's name, shared with the runtime's lookup (no copy per request).
+    pub instance: Rc<str>,
     pub cluster: String,
     pub sequence: Sequence<LocalResponse>,
     /// What a replay sends; None when this request may not be retried.
@@ -126,7 +128,7 @@ pub struct Call {
 /// that goes on to the caller when it has ended (or was cut off), so a body that breaks off is
 /// a failure and a slow body is slow.
 pub struct PendingRecord {
-    instance: String,
+    instance: Rc<str>,
     result: CallResult,
     started_ms: u64,
 }
@@ -142,7 +144,7 @@ impl PendingRecord {
     /// upstream's response broke off: a reset (or a timeout, as the flags say).
     pub fn cut_off(self, runtime: &Runtime, now: u64, flags: u64) {
         if downstream_terminated(flags) {
-            if let Some(breaker) = runtime.breakers.get(&self.instance) {
+            if let Some(breaker) = runtime.breakers.get(&*self.instance) {
                 breaker.release(now);
             }
             return;
@@ -151,7 +153,7 @@ impl PendingRecord {
     }
 
     fn record(&self, runtime: &Runtime, now: u64, result: CallResult) {
-        if let Some(breaker) = runtime.breakers.get(&self.instance) {
+        if let Some(breaker) = runtime.breakers.get(&*self.instance) {
             breaker.record(now, result, now.saturating_sub(self.started_ms));
         }
     }
@@ -188,7 +190,7 @@ pub fn on_first_response(
     now: u64,
     result: CallResult,
 ) -> (Action, Option<PendingRecord>) {
-    let retry = runtime.retries.get(&call.instance);
+    let retry = runtime.retries.get(&*call.instance);
     let mut ended = call
         .sequence
         .first_response(now, result, rules(retry, call.replay.as_ref()));
@@ -234,12 +236,12 @@ pub fn on_replay_answer(
     };
     let now = abi::now_ms().unwrap_or(call.sequence.attempt_started_ms());
     let reply = replay::read_reply(num_headers, body_size);
-    let retry = runtime.retries.get(&call.instance);
+    let retry = runtime.retries.get(&*call.instance);
     // What happened (Envoy's own 503/504 told from the upstream's); a plain status may still be
     // the time limiter's cut, told by when it came.
     let result = match (
         replay::reply_result(reply.as_ref()),
-        runtime.time_limiters.get(&call.instance),
+        runtime.time_limiters.get(&*call.instance),
     ) {
         (CallResult::Response(status), Some(limiter)) => timelimiter::replay_result(
             status,
@@ -306,16 +308,16 @@ fn after_attempt(
     result: CallResult,
     ended: AttemptEnded<LocalResponse>,
 ) -> Step<LocalResponse> {
-    if let Some(limiter) = runtime.time_limiters.get(&call.instance) {
+    if let Some(limiter) = runtime.time_limiters.get(&*call.instance) {
         limiter.count_attempt(result);
     }
     if let Some(duration_ms) = ended.record_duration_ms {
-        if let Some(breaker) = runtime.breakers.get(&call.instance) {
+        if let Some(breaker) = runtime.breakers.get(&*call.instance) {
             breaker.record(now, result, duration_ms);
         }
     }
     if ended.not_retried == Some(NotRetried::BodyTooLarge) {
-        if let Some(retry) = runtime.retries.get(&call.instance) {
+        if let Some(retry) = runtime.retries.get(&*call.instance) {
             retry.metrics.count_body_too_large();
         }
     }
@@ -347,10 +349,10 @@ fn carry_out(
                 return HeldResponse::StillHeld;
             }
             Step::Finish { response, result } => {
-                if let Some(retry) = runtime.retries.get(&call.instance) {
+                if let Some(retry) = runtime.retries.get(&*call.instance) {
                     retry.count_final(result, call.sequence.attempts() > 1);
                 }
-                let limiter = runtime.time_limiters.get(&call.instance);
+                let limiter = runtime.time_limiters.get(&*call.instance);
                 if let (CallResult::Timeout, Some(limiter)) = (result, limiter) {
                     // The time limiter's answer (or the fallback), not Envoy's plain 504.
                     let response = limiter.timeout_response();
@@ -371,8 +373,8 @@ enum Started {
 
 /// The next attempt: the breaker must permit it, then the replay goes out as a callout.
 fn start_replay(runtime: &Runtime, call: &mut Call, now: u64) -> Started {
-    let retry = runtime.retries.get(&call.instance);
-    let breaker = runtime.breakers.get(&call.instance);
+    let retry = runtime.retries.get(&*call.instance);
+    let breaker = runtime.breakers.get(&*call.instance);
     let mut permission_held = false;
     if let Some(breaker) = breaker {
         match breaker.acquire(now) {
@@ -391,7 +393,7 @@ fn start_replay(runtime: &Runtime, call: &mut Call, now: u64) -> Started {
             Err(NotSent::BodyNotWhole)
         }
         (Some(retry), Some(replay)) => {
-            let limiter = runtime.time_limiters.get(&call.instance);
+            let limiter = runtime.time_limiters.get(&*call.instance);
             let timeout_ms = timelimiter::attempt_timeout_ms(
                 limiter.map(|l| l.config()),
                 retry.options.per_try_timeout_ms,
@@ -464,7 +466,7 @@ fn answer(
             state,
             retry_after_ms,
         } => {
-            if let Some(breaker) = runtime.breakers.get(&call.instance) {
+            if let Some(breaker) = runtime.breakers.get(&*call.instance) {
                 let fallback = breaker.fallback(state, retry_after_ms);
                 answer_stream(stream, &fallback, "circuit_breaker_not_permitted");
             }
