@@ -138,7 +138,8 @@ mod tests {
         assert!(RawHeaders::new(Vec::new()).is_empty());
         assert!(RawHeaders::default().is_empty());
         let whole = encode(&[("a", "1"), ("b", "2")]);
-        for cut in 0..whole.len() {
+        // (The last NUL is not needed to read the last value.)
+        for cut in 0..whole.len() - 1 {
             let headers = RawHeaders::new(whole[..cut].to_vec());
             assert!(headers.iter().count() <= 1, "cut at {cut}");
         }

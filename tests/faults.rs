@@ -97,14 +97,15 @@ fn counted(kinds: &[(&'static str, u64)], retries: u64) -> Counted {
 }
 
 /// Runs `request`, then waits until the breaker's counts stop moving (a result recorded at the
-/// end of a response may land just after the caller got it) and returns what was added.
+/// end of a response may land just after the caller got it, and the filter hands counts to
+/// Envoy on its tick: two reads a flush period apart agree) and returns what was added.
 fn measure(envoy: &Envoy, request: impl FnOnce() -> Option<u16>) -> (Option<u16>, Counted) {
     let before = breaker_calls(envoy);
     let retries_before = retry_attempts(envoy);
     let status = request();
     let mut after = breaker_calls(envoy);
     for _ in 0..10 {
-        thread::sleep(Duration::from_millis(100));
+        thread::sleep(harness::COUNTER_SETTLE);
         let again = breaker_calls(envoy);
         if again == after {
             break;

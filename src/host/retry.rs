@@ -77,11 +77,7 @@ impl RetryInstance {
 
     /// Counts the request against the budget, and keeps what a replay needs if the request
     /// may be replayed at all. `complete`: the request has no body.
-    pub fn keep_for_replay(
-        &self,
-        headers: RawHeaders,
-        complete: bool,
-    ) -> Option<Replay> {
+    pub fn keep_for_replay(&self, headers: RawHeaders, complete: bool) -> Option<Replay> {
         self.unflushed_requests
             .set(self.unflushed_requests.get().saturating_add(1));
         Replay::keep(&self.config, &self.options, headers, complete)

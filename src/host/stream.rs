@@ -101,6 +101,8 @@ impl HttpContext for Stream {
         let Some(runtime) = self.runtime.clone() else {
             return Action::Continue;
         };
+        // (The top-level Wasm attribute `cluster_name` is cheaper but not set in this phase
+        // in Envoy 1.40: tried.)
         let cluster = match abi::get_string_property(&["xds", "cluster_name"]) {
             Ok(Some(cluster)) => cluster,
             _ => return Action::Continue,
@@ -206,9 +208,7 @@ impl HttpContext for Stream {
             pending.cut_off(runtime, clock.now_ms().unwrap_or(0), flags);
         }
         // Slots and waits are given back however the stream ended.
-        admission::on_stream_end(&self.admissions, self.id, || {
-            clock.now_ms().unwrap_or(0)
-        });
+        admission::on_stream_end(&self.admissions, self.id, || clock.now_ms().unwrap_or(0));
         let call = {
             let mut calls = self.calls.borrow_mut();
             calls
@@ -222,11 +222,7 @@ impl HttpContext for Stream {
         // Still holding a permission: no result will come (the caller went away).
         if call.sequence.permission_held() {
             if let Some(breaker) = runtime.breakers.get(&*call.instance) {
-                breaker.release(
-                    clock
-                        .now_ms()
-                        .unwrap_or(call.sequence.attempt_started_ms()),
-                );
+                breaker.release(clock.now_ms().unwrap_or(call.sequence.attempt_started_ms()));
             }
         }
     }
@@ -377,11 +373,13 @@ fn slow_by_injected_delay(runtime: &Runtime, call: &Call, now: u64) -> bool {
 /// How the router's attempt ended: status and Envoy's response flags. None: Envoy's fault
 /// filter answered (an injected abort), not the upstream.
 fn response_result() -> Option<CallResult> {
-    let code = abi::get_int_property(&["response", "code"])
+    // `:status` of the response headers: the same code as the `response.code` property, and
+    // a cheaper host call (measured side by side: `make bench --alt-wasm`).
+    let code = abi::get_header(abi::MAP_RESPONSE_HEADERS, ":status")
         .ok()
         .flatten()
+        .and_then(|status| std::str::from_utf8(&status).ok()?.parse::<u16>().ok())
         .unwrap_or(0);
-    let code = u16::try_from(code).unwrap_or(0);
     // Below 400 the status says it all; flags tell an injected abort (an error status) from the
     // upstream's answer, and how a 5xx or a missing answer came about.
     if (100..400).contains(&code) {
