@@ -43,20 +43,17 @@ pub struct SharedBulkhead {
 }
 
 impl SharedBulkhead {
+    /// The gauges are not published here but on the tick (`publish_stored`, each second):
+    /// two to six `record_metric` host calls per entry and per release would double a
+    /// request's host calls.
     fn update<R>(&self, mut op: impl FnMut(&mut Slots) -> R) -> Option<R> {
         let result = store::cas_update(&self.key, |stored| {
             let mut slots = stored.map(Slots::decode).unwrap_or_default();
             let result = op(&mut slots);
-            Ok((
-                Some(slots.encode()),
-                (result, slots.active(), slots.waiting()),
-            ))
+            Ok((Some(slots.encode()), result))
         });
         match result {
-            Ok((result, active, waiting)) => {
-                self.publish(active, waiting);
-                Some(result)
-            }
+            Ok(result) => Some(result),
             Err(e) => {
                 report_store_error(&self.instance, self.module(), &e);
                 None
