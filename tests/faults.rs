@@ -216,6 +216,98 @@ fn faults_on_the_first_attempt() {
     envoy.filter_crashes().unwrap();
 }
 
+/// resilience4j Retry's call kinds for user-service.
+fn retry_calls(envoy: &Envoy) -> BTreeMap<&'static str, u64> {
+    [
+        "successful_without_retry",
+        "successful_with_retry",
+        "failed_without_retry",
+        "failed_with_retry",
+    ]
+    .into_iter()
+    .map(|kind| {
+        let labels = [("name", "user-service"), ("kind", kind)];
+        (
+            kind,
+            envoy.metric("resilience4j_retry_calls_total", &labels),
+        )
+    })
+    .collect()
+}
+
+/// The Retry counts a call once, when it really ends, with the breaker's verdict: a 200 whose
+/// body breaks off is a failed call for both (its headers said success).
+#[test]
+fn retry_calls_are_counted_when_the_call_ends_as_the_breaker_records_it() {
+    let services = Services::start().unwrap();
+    let envoy = Envoy::start(&services, &matrix_policy()).unwrap();
+    let user = &services.user;
+    let cases = [
+        (
+            "200",
+            Action::status(200),
+            Some(200),
+            counted(&[("successful", 1)], 0),
+            "successful_without_retry",
+        ),
+        (
+            "5xx, then 200",
+            Action::status(500),
+            Some(200),
+            counted(&[("failed", 1), ("successful", 1)], 1),
+            "successful_with_retry",
+        ),
+        (
+            "close mid-body",
+            Action::CloseMidBody { status: 200 },
+            None,
+            counted(&[("failed", 1)], 0),
+            "failed_without_retry",
+        ),
+        (
+            "slow body",
+            Action::SlowBody {
+                status: 200,
+                ms: 700,
+            },
+            Some(200),
+            counted(&[("slow_successful", 1)], 0),
+            "successful_without_retry",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, fault, status, breaker, retry_kind) in cases {
+        let before = retry_calls(&envoy);
+        user.push(fault);
+        let got = measure(&envoy, || get_status(&envoy));
+        // Counted at the end of the response and handed to Envoy on the filter's tick: poll
+        // until the count lands, then a flush period more (a second count would show).
+        let total = |calls: &BTreeMap<&str, u64>| calls.values().sum::<u64>();
+        let deadline = Instant::now() + COUNTER_WAIT;
+        while total(&retry_calls(&envoy)) <= total(&before) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(100));
+        }
+        thread::sleep(COUNTER_SETTLE);
+        let added: BTreeMap<&str, u64> = retry_calls(&envoy)
+            .into_iter()
+            .filter_map(|(kind, n)| {
+                let added = n - before.get(kind).copied().unwrap_or(0);
+                (added > 0).then_some((kind, added))
+            })
+            .collect();
+        if got.0 != status || got.1 != breaker || added != BTreeMap::from([(retry_kind, 1)]) {
+            failures.push(format!(
+                "{name}: got {:?}, breaker {:?}, retry calls {added:?}; \
+                 want {status:?}, {breaker:?}, {retry_kind}",
+                got.0, got.1
+            ));
+        }
+        user.clear_queue();
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    envoy.filter_crashes().unwrap();
+}
+
 #[test]
 fn faults_on_a_replay() {
     let services = Services::start().unwrap();

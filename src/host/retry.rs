@@ -120,13 +120,16 @@ pub struct Call {
     pub replay: Option<Replay>,
 }
 
-/// The first attempt's result, held until its response ends: the breaker records a response
-/// that goes on to the caller when it has ended (or was cut off), so a body that breaks off is
-/// a failure and a slow body is slow.
+/// The first attempt's result, held until its response ends: a response that goes on to the
+/// caller is judged when it has ended (or was cut off), so a body that breaks off is a failure
+/// and a slow body is slow — by the breaker (if it permitted the attempt) and by the Retry's
+/// call count alike.
 pub struct PendingRecord {
     instance: Rc<str>,
     result: CallResult,
     started_ms: u64,
+    /// The breaker permitted the attempt and waits for its result.
+    breaker_waits: bool,
 }
 
 impl PendingRecord {
@@ -136,21 +139,33 @@ impl PendingRecord {
     }
 
     /// The response was cut off at `now`; `flags`: Envoy's response flag bits. A caller that
-    /// went away says nothing about the upstream: the permission is handed back. Otherwise the
-    /// upstream's response broke off: a reset (or a timeout, as the flags say).
+    /// went away says nothing about the upstream: the permission is handed back, and the Retry
+    /// counts the call by the response as far as it came. Otherwise the upstream's response
+    /// broke off: a reset (or a timeout, as the flags say).
     pub fn cut_off(self, runtime: &Runtime, now: u64, flags: u64) {
         if downstream_terminated(flags) {
-            if let Some(breaker) = runtime.breakers.get(&*self.instance) {
+            if let (true, Some(breaker)) =
+                (self.breaker_waits, runtime.breakers.get(&*self.instance))
+            {
                 breaker.release(now);
             }
+            self.count_retry_call(runtime, self.result);
             return;
         }
         self.record(runtime, now, call_result_from_flag_bits(0, flags));
     }
 
     fn record(&self, runtime: &Runtime, now: u64, result: CallResult) {
-        if let Some(breaker) = runtime.breakers.get(&*self.instance) {
+        if let (true, Some(breaker)) = (self.breaker_waits, runtime.breakers.get(&*self.instance)) {
             breaker.record(now, result, now.saturating_sub(self.started_ms));
+        }
+        self.count_retry_call(runtime, result);
+    }
+
+    /// The first attempt's response is the answer: a call without retry.
+    fn count_retry_call(&self, runtime: &Runtime, result: CallResult) {
+        if let Some(retry) = runtime.retries.get(&*self.instance) {
+            retry.count_final(result, false);
         }
     }
 }
@@ -196,16 +211,19 @@ pub fn on_first_response(
         ..
     } = ended.step
     {
-        if ended.record_duration_ms.take().is_some() {
+        let breaker_waits = ended.record_duration_ms.take().is_some();
+        if breaker_waits || retry.is_some() {
             pending = Some(PendingRecord {
                 instance: call.instance.clone(),
                 result,
                 started_ms: call.sequence.attempt_started_ms(),
+                breaker_waits,
             });
         }
     }
     let step = after_attempt(runtime, &call, now, result, ended);
-    let action = match carry_out(runtime, calls, stream, call, step, now) {
+    let counted_at_end = pending.is_some();
+    let action = match carry_out(runtime, calls, stream, call, step, now, counted_at_end) {
         HeldResponse::GoesOn => Action::Continue,
         HeldResponse::StillHeld | HeldResponse::Replaced => Action::Pause,
     };
@@ -253,7 +271,7 @@ pub fn on_replay_answer(
         call.sequence
             .replay_answered(now, result, reply, rules(retry, call.replay.as_ref()));
     let step = after_attempt(runtime, &call, now, result, ended);
-    if carry_out(runtime, calls, stream, call, step, now) == HeldResponse::GoesOn {
+    if carry_out(runtime, calls, stream, call, step, now, false) == HeldResponse::GoesOn {
         resume_stream(stream);
     }
 }
@@ -273,7 +291,8 @@ pub fn on_tick(runtime: &Runtime, calls: &SharedCalls, now: u64) {
         };
         match call.sequence.tick(now) {
             Some(step) => {
-                if carry_out(runtime, calls, stream, call, step, now) == HeldResponse::GoesOn {
+                if carry_out(runtime, calls, stream, call, step, now, false) == HeldResponse::GoesOn
+                {
                     resume_stream(stream);
                 }
             }
@@ -321,6 +340,7 @@ fn after_attempt(
 }
 
 /// Carries out `step` and those that follow it, until the call waits or is over.
+/// `counted_at_end`: a final first response is counted by its [`PendingRecord`].
 fn carry_out(
     runtime: &Runtime,
     calls: &SharedCalls,
@@ -328,6 +348,7 @@ fn carry_out(
     mut call: Call,
     mut step: Step<LocalResponse>,
     now: u64,
+    counted_at_end: bool,
 ) -> HeldResponse {
     loop {
         step = match step {
@@ -345,7 +366,8 @@ fn carry_out(
                 return HeldResponse::StillHeld;
             }
             Step::Finish { response, result } => {
-                if let Some(retry) = runtime.retries.get(&*call.instance) {
+                let later = counted_at_end && matches!(response, FinalResponse::FirstResponse);
+                if let (false, Some(retry)) = (later, runtime.retries.get(&*call.instance)) {
                     retry.count_final(result, call.sequence.attempts() > 1);
                 }
                 let limiter = runtime.time_limiters.get(&*call.instance);
