@@ -551,7 +551,16 @@ fn shipped_bootstrap_and_policy_stamp_what_goes_to_the_kafka_bridge() {
     assert_eq!(record["value"]["version"], "1.0");
     assert_eq!(record["value"]["data"], json!({"orderId": "o-1001"}));
     assert_eq!(record["key"], "o-1001", "partition-key /orderId: {stamped}");
-    // Per-topic metrics, with the bootstrap's stats_tags turning them into labels.
+    // Per-topic metrics, with the bootstrap's stats_tags turning them into labels (once the
+    // filter's tick has handed the count to Envoy).
+    assert_eq!(
+        envoy.counter(
+            "sidecar_events_records_stamped_total",
+            &[("topic", "order.created")],
+            1
+        ),
+        1
+    );
     let prometheus = envoy.admin_get("/stats/prometheus").unwrap();
     let line = r#"sidecar_events_records_stamped_total{topic="order_created"} 1"#;
     assert!(
