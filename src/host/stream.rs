@@ -220,6 +220,7 @@ impl HttpContext for Stream {
         let (Some(call), Some(runtime)) = (call, &self.runtime) else {
             return;
         };
+        retry::count_abandoned(runtime, &call);
         // Still holding a permission: no result will come (the caller went away).
         if call.sequence.permission_held() {
             if let Some(breaker) = runtime.breakers.get(&*call.instance) {
