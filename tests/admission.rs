@@ -89,16 +89,18 @@ fn n_plus_k_concurrent_slow_calls_exactly_n_reach_the_upstream() {
     assert_eq!(body["module"], "bulkhead");
     // Not recorded by the breaker: no failed call, no rejected one.
     assert_eq!(
-        envoy.metric(
+        envoy.counter(
             "resilience4j_circuitbreaker_calls_seconds_count",
-            &[("name", "user-service"), ("kind", "failed")]
+            &[("name", "user-service"), ("kind", "failed")],
+            0
         ),
         0
     );
     assert_eq!(
-        envoy.metric(
+        envoy.counter(
             "resilience4j_circuitbreaker_calls_seconds_count",
-            &[("name", "user-service"), ("kind", "successful")]
+            &[("name", "user-service"), ("kind", "successful")],
+            3
         ),
         3
     );
@@ -332,25 +334,6 @@ fn retrying_policy(module: &str, props: Value, retry: &[(&str, Value)]) -> Value
     doc
 }
 
-/// Waits until the metric reads `value` (metrics may be published on the tick).
-fn wait_for_metric(envoy: &Envoy, series: &str, labels: &[(&str, &str)], value: u64) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if envoy.metric(series, labels) == value {
-            return true;
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-    false
-}
-
-fn breaker_calls(envoy: &Envoy, kind: &str) -> u64 {
-    envoy.metric(
-        "resilience4j_circuitbreaker_calls_seconds_count",
-        &[("name", "user-service"), ("kind", kind)],
-    )
-}
-
 #[test]
 fn a_replay_waits_for_a_bulkhead_slot_another_call_holds() {
     let services = Services::start().unwrap();
@@ -431,20 +414,22 @@ fn a_replay_refused_by_a_full_bulkhead_is_answered_with_the_refusal() {
     // The replay never reached the upstream, and nothing tried again.
     assert_eq!(services.user.count(), 2);
     // The breaker recorded the first attempt's 503 and the holder's 200, not the refusal.
-    assert!(wait_for_metric(
-        &envoy,
-        "resilience4j_circuitbreaker_calls_seconds_count",
-        &[("name", "user-service"), ("kind", "successful")],
-        1
-    ));
-    assert_eq!(breaker_calls(&envoy, "failed"), 1);
+    let calls = |kind: &str, expected: u64| {
+        envoy.counter(
+            "resilience4j_circuitbreaker_calls_seconds_count",
+            &[("name", "user-service"), ("kind", kind)],
+            expected,
+        )
+    };
+    assert_eq!(calls("successful", 1), 1);
+    assert_eq!(calls("failed", 1), 1);
     // Retry counts the request as failed after a retry.
-    assert!(wait_for_metric(
-        &envoy,
+    let retry_failed = envoy.counter(
         "resilience4j_retry_calls_total",
         &[("name", "user-service"), ("kind", "failed_with_retry")],
-        1
-    ));
+        1,
+    );
+    assert_eq!(retry_failed, 1);
     assert!(wait_for_gauge(
         &envoy,
         "resilience4j_bulkhead_available_concurrent_calls",

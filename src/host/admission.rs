@@ -58,20 +58,17 @@ pub struct SharedBulkhead {
 }
 
 impl SharedBulkhead {
+    /// The gauges are not published here but on the tick (`publish_stored`, each second):
+    /// two to six `record_metric` host calls per entry and per release would double a
+    /// request's host calls.
     fn update<R>(&self, mut op: impl FnMut(&mut Slots) -> R) -> Option<R> {
         let result = store::cas_update(&self.key, |stored| {
             let mut slots = stored.map(Slots::decode).unwrap_or_default();
             let result = op(&mut slots);
-            Ok((
-                Some(slots.encode()),
-                (result, slots.active(), slots.waiting()),
-            ))
+            Ok((Some(slots.encode()), result))
         });
         match result {
-            Ok((result, active, waiting)) => {
-                self.publish(active, waiting);
-                Some(result)
-            }
+            Ok(result) => Some(result),
             Err(e) => {
                 report_store_error(&self.instance, self.module(), &e);
                 None
@@ -382,7 +379,7 @@ fn admit_attempt(
 /// The stream's current attempt ended (its response or answer arrived, or it did not go out):
 /// its slots go back.
 pub fn attempt_ended(admissions: &SharedAdmissions, stream: u32, now: u64) {
-    on_stream_end(admissions, stream, now);
+    on_stream_end(admissions, stream, || now);
 }
 
 /// Enters the instance's bulkheads from `from` on.
@@ -426,13 +423,14 @@ fn release_held(admission: &InstanceAdmission, entry: &mut StreamAdmission, work
 }
 
 /// Gives back whatever the stream holds or waits for (its stream ended).
-pub fn on_stream_end(admissions: &SharedAdmissions, stream: u32, now: u64) {
+/// `now`: the clock, read only if there is something to give back.
+pub fn on_stream_end(admissions: &SharedAdmissions, stream: u32, now: impl FnOnce() -> u64) {
     let (entry, worker) = {
         let mut admissions = admissions.borrow_mut();
         (admissions.by_stream.remove(&stream), admissions.worker)
     };
     if let Some(entry) = entry {
-        give_back(entry, worker, now);
+        give_back(entry, worker, now());
     }
 }
 
@@ -442,7 +440,7 @@ pub fn on_stream_end_with(
     admissions: &SharedAdmissions,
     stream: u32,
     in_flight: Option<u32>,
-    now: u64,
+    now: impl FnOnce() -> u64,
 ) {
     if let Some(token) = in_flight {
         let mut admissions = admissions.borrow_mut();
@@ -452,7 +450,7 @@ pub fn on_stream_end_with(
             .is_some_and(|e| e.replay && matches!(e.step, Step::Admitted) && !e.held.is_empty());
         if holds_for_replay {
             if let Some(entry) = admissions.by_stream.remove(&stream) {
-                admissions.orphans.insert(token, (entry, now));
+                admissions.orphans.insert(token, (entry, now()));
                 return;
             }
         }
@@ -657,7 +655,7 @@ pub fn forget_call(runtime: &Runtime, calls: &SharedCalls, stream: u32, now: u64
     let call = calls.borrow_mut().by_stream.remove(&stream);
     if let Some(call) = call {
         if call.sequence.permission_held() {
-            if let Some(breaker) = runtime.breakers.get(&call.instance) {
+            if let Some(breaker) = runtime.breakers.get(&*call.instance) {
                 breaker.release(now);
             }
         }
