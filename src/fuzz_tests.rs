@@ -11,7 +11,8 @@
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use serde_json::{json, Map, Value};
+use crate::json;
+use crate::json::{Map, Value};
 
 use crate::breaker::CircuitBreaker;
 use crate::events::{self, EventsConfig, StampInput};
@@ -226,7 +227,7 @@ fn damaged(rng: &mut Rng, text: &str) -> Vec<u8> {
 // The policy parser.
 
 fn check_policy_text(text: &str) -> Result<(), String> {
-    let root: Option<Value> = serde_json::from_str(text).ok();
+    let root: Option<Value> = crate::json::from_str(text).ok();
     match Policy::from_json(text) {
         Ok(_) => Ok(()),
         Err(e) => {
@@ -417,7 +418,7 @@ fn events_codec_never_panics_and_answers_within_the_limit() {
                         config.max_body_bytes
                     ));
                 }
-                let out: Value = serde_json::from_slice(&stamped.body)
+                let out: Value = crate::json::from_slice(&stamped.body)
                     .map_err(|e| format!("stamped body not JSON: {e}"))?;
                 let n = out["records"].as_array().map_or(0, Vec::len) as u64;
                 if n != stamped.stats.records {
@@ -433,7 +434,7 @@ fn events_codec_never_panics_and_answers_within_the_limit() {
                 if ![400, 403, 413, 415, 503].contains(&status) {
                     return Err(format!("status {status}: {}", rejection.message));
                 }
-                let answer: Value = serde_json::from_slice(&rejection.body())
+                let answer: Value = crate::json::from_slice(&rejection.body())
                     .map_err(|e| format!("refusal body not JSON: {e}"))?;
                 if answer["error_code"] != json!(status) {
                     return Err(format!("refusal body {answer}"));

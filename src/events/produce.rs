@@ -6,7 +6,8 @@
 //! `Content-Type: application/vnd.kafka.{json|binary|text}.v2+json` and body
 //! `{"records": [{"key", "value", "partition", "headers": [{"key", "value": base64}]}]}`.
 
-use serde_json::{json, Map, Value};
+use crate::json;
+use crate::json::{Map, Value};
 
 use super::codec::{
     base64_decode, base64_encode, is_rfc3339, is_traceparent, rfc3339_millis, uuid_v4,
@@ -221,7 +222,7 @@ pub fn stamp(
         return Err(too_large(body.len(), input.config.max_body_bytes));
     }
     let format = format_of(input.content_type)?;
-    let parsed: Value = serde_json::from_slice(body).map_err(|e| {
+    let parsed: Value = crate::json::from_slice(body).map_err(|e| {
         Rejection::new(
             RejectReason::InvalidJson,
             format!("body is not valid JSON: {e}"),
@@ -560,15 +561,15 @@ impl RecordContext<'_> {
         // The partition key reads the event's data (the producer's own payload).
         let data_json = match event.get("data") {
             Some(Value::String(s)) if event.get("dataencoding").is_some() => {
-                base64_decode(s).and_then(|b| serde_json::from_slice(&b).ok())
+                base64_decode(s).and_then(|b| crate::json::from_slice(&b).ok())
             }
-            Some(Value::String(s)) if self.format != Format::Json => serde_json::from_str(s).ok(),
+            Some(Value::String(s)) if self.format != Format::Json => crate::json::from_str(s).ok(),
             Some(v) => Some(v.clone()),
             None => event
                 .get("data_base64")
                 .and_then(Value::as_str)
                 .and_then(base64_decode)
-                .and_then(|b| serde_json::from_slice(&b).ok()),
+                .and_then(|b| crate::json::from_slice(&b).ok()),
         };
         Ok((event, data_json))
     }
@@ -646,8 +647,8 @@ impl RecordContext<'_> {
 fn data_as_json(data: &Data) -> Option<Value> {
     match data {
         Data::Json(v) => Some(v.clone()),
-        Data::Text(s) => serde_json::from_str(s).ok(),
-        Data::Bytes(b) => serde_json::from_slice(b).ok(),
+        Data::Text(s) => crate::json::from_str(s).ok(),
+        Data::Bytes(b) => crate::json::from_slice(b).ok(),
         Data::Null => None,
     }
 }

@@ -500,7 +500,7 @@ fn resume_stream(stream: u32) {
 
 /// The answer when the last attempt got no response at all, as Envoy words it.
 fn no_response(attempts: u32) -> LocalResponse {
-    let body = serde_json::json!({
+    let body = crate::json!({
         "error": "upstream connect error or disconnect/reset before headers",
         "attempts": attempts,
     });

@@ -21,7 +21,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
+use crate::json::Value;
 
 use super::read::{
     as_number, enum_option, enumeration, error, is_object, join, keyed, keys, Hint, PolicyError,

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::Value;
+use crate::json::Value;
 
 use super::model::{BudgetConfig, Fallback, RetryConfig, RetryOptions};
 use super::read::{
@@ -96,10 +96,7 @@ fn read_fallback(
                 fallback.body = match value {
                     Value::Null => None,
                     Value::String(s) => Some(s.clone()),
-                    other => Some(
-                        serde_json::to_string(other)
-                            .map_err(|e| error(&path, format!("cannot be serialized: {e}")))?,
-                    ),
+                    other => Some(other.to_json()),
                 };
                 let size = fallback.body.as_ref().map_or(0, String::len);
                 if size > super::MAX_FALLBACK_BODY_BYTES {

@@ -17,7 +17,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value};
+use crate::json::{Map, Value};
 
 use crate::duration;
 
@@ -94,7 +94,7 @@ pub fn canonical_key(key: &str) -> String {
 
 /// A value as the user wrote it, compact and cut short, for "got ..." in messages.
 pub(crate) fn describe(value: &Value) -> String {
-    let text = serde_json::to_string(value).unwrap_or_else(|_| String::from("?"));
+    let text = value.to_json();
     if text.chars().count() > 80 {
         let head: String = text.chars().take(77).collect();
         format!("{head}...")

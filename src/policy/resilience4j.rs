@@ -17,7 +17,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
+use crate::json::Value;
 
 use super::admission::{BulkheadProperties, RateLimiterProperties, ThreadPoolBulkheadProperties};
 use super::model::{
