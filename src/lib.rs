@@ -14,6 +14,7 @@ pub mod outcome;
 pub mod policy;
 pub mod ratelimiter;
 pub mod retry;
+pub mod sorted_map;
 pub mod timelimiter;
 
 /// The filter's name: its plugin name when the host does not tell (shared-data keys and logs

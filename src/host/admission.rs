@@ -14,7 +14,9 @@
 //! the circuit breaker (its permission is handed back) and is never retried.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+
+use crate::sorted_map::SortedMap;
 use std::rc::Rc;
 
 use crate::bulkhead::{Entry, Limits, Slots};
@@ -161,10 +163,10 @@ pub fn bulkhead_key(plugin_name: &str, instance: &str, thread_pool: bool) -> Str
 }
 
 /// The admission of every instance with a rate limiter or bulkhead; defines their metrics.
-pub fn configure(policy: &Policy, plugin_name: &str) -> BTreeMap<String, InstanceAdmission> {
-    let mut out: BTreeMap<String, InstanceAdmission> = BTreeMap::new();
+pub fn configure(policy: &Policy, plugin_name: &str) -> SortedMap<String, InstanceAdmission> {
+    let mut out: SortedMap<String, InstanceAdmission> = SortedMap::new();
     fn entry<'a>(
-        out: &'a mut BTreeMap<String, InstanceAdmission>,
+        out: &'a mut SortedMap<String, InstanceAdmission>,
         policy: &Policy,
         instance: &str,
     ) -> &'a mut InstanceAdmission {

@@ -1,7 +1,7 @@
 //! The filter's own JSON: a value tree, a parser with positions in its errors and a nesting
 //! limit, and a compact writer. It replaces serde_json, which was most of the `.wasm` (issue 13).
 //!
-//! - Objects are [`Map`]s, a `BTreeMap`: keys come out sorted, as serde_json (without
+//! - Objects are [`Map`]s, a [`SortedMap`]: keys come out sorted, as serde_json (without
 //!   `preserve_order`) wrote them, so fallback bodies and envelopes keep their byte layout.
 //!   A repeated key keeps its last value.
 //! - Numbers keep their source text ([`Number`]): a payload written back is the payload read,
@@ -15,7 +15,7 @@ mod write;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use crate::sorted_map::SortedMap;
 use std::fmt;
 
 pub use number::Number;
@@ -23,7 +23,7 @@ pub use parse::{from_slice, from_str, Error, MAX_DEPTH};
 pub use write::{escape_into, write_value};
 
 /// A JSON object: keys sorted.
-pub type Map<K = String, V = Value> = BTreeMap<K, V>;
+pub type Map<K = String, V = Value> = SortedMap<K, V>;
 
 /// A JSON value.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -391,7 +391,7 @@ impl<T: ToJson> ToJson for Vec<T> {
         self.as_slice().to_json_value()
     }
 }
-impl<T: ToJson> ToJson for BTreeMap<String, T> {
+impl<T: ToJson> ToJson for SortedMap<String, T> {
     fn to_json_value(&self) -> Value {
         Value::Object(
             self.iter()

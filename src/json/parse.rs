@@ -177,11 +177,13 @@ impl<'a> Parser<'a> {
 
     /// After `{`. A repeated key keeps its last value.
     fn object(&mut self) -> Result<Value, Error> {
-        let mut map = Map::new();
+        // Sorted once at the end (most objects come sorted or small): inserting each member
+        // in place would be quadratic in a body with many keys.
+        let mut members = Vec::new();
         self.skip_whitespace();
         if self.peek() == Some(b'}') {
             self.at += 1;
-            return Ok(Value::Object(map));
+            return Ok(Value::Object(Map::new()));
         }
         loop {
             self.skip_whitespace();
@@ -198,13 +200,13 @@ impl<'a> Parser<'a> {
                 Some(_) => return Err(self.error("expected `:`")),
             }
             let value = self.value()?;
-            map.insert(key, value);
+            members.push((key, value));
             self.skip_whitespace();
             match self.peek() {
                 Some(b',') => self.at += 1,
                 Some(b'}') => {
                     self.at += 1;
-                    return Ok(Value::Object(map));
+                    return Ok(Value::Object(Map::from_pairs(members)));
                 }
                 None => return Err(self.error("EOF while parsing an object")),
                 Some(_) => return Err(self.error("expected `,` or `}`")),

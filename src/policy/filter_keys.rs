@@ -3,7 +3,9 @@
 //! (retry instance -> `retry-non-idempotent`, `max-body-bytes`, `per-try-timeout`,
 //! `overall-timeout`, `budget.{retry-ratio, min-retries-per-second, window}`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
+
+use crate::sorted_map::SortedMap;
 
 use crate::json::Value;
 
@@ -18,8 +20,8 @@ pub(super) fn read_upstreams(
     value: &Value,
     path: &str,
     is_instance: impl Fn(&str) -> bool,
-) -> Result<BTreeMap<String, String>> {
-    let mut out = BTreeMap::new();
+) -> Result<SortedMap<String, String>> {
+    let mut out = SortedMap::new();
     for (cluster, value, path) in entries(value, path)? {
         let instance = string(value, &path)?;
         if !is_instance(instance) {
@@ -56,8 +58,8 @@ pub(super) fn read_fallbacks(
     path: &str,
     guarded_by_refusing_module: impl Fn(&str) -> bool,
     warnings: &mut Vec<String>,
-) -> Result<BTreeMap<String, Fallback>> {
-    let mut out = BTreeMap::new();
+) -> Result<SortedMap<String, Fallback>> {
+    let mut out = SortedMap::new();
     for (instance, value, path) in entries(value, path)? {
         // A fallback answers a refusal: a circuit breaker's, a bulkhead's or a rate limiter's.
         if !guarded_by_refusing_module(instance) {
@@ -84,7 +86,7 @@ fn read_fallback(
         status: 503,
         headers: Vec::new(),
         body: None,
-        on: BTreeMap::new(),
+        on: SortedMap::new(),
     };
     for (key, value, path) in keyed(value, path, warnings)? {
         match key {
@@ -179,10 +181,10 @@ keys! {
 /// equivalent). Every retry instance gets an entry, defaults filled in.
 pub(super) fn read_retry_options(
     value: Option<(&Value, &str)>,
-    retries: &BTreeMap<String, RetryConfig>,
+    retries: &SortedMap<String, RetryConfig>,
     warnings: &mut Vec<String>,
-) -> Result<BTreeMap<String, RetryOptions>> {
-    let mut all: BTreeMap<String, RetryOptions> = retries
+) -> Result<SortedMap<String, RetryOptions>> {
+    let mut all: SortedMap<String, RetryOptions> = retries
         .keys()
         .map(|name| (name.clone(), RetryOptions::default()))
         .collect();

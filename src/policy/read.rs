@@ -15,7 +15,7 @@
 //! Object keys are declared once, as an enum ([`keys!`](keys)) or a property table
 //! ([`super::properties`]), and matched against that declaration only.
 
-use std::collections::BTreeMap;
+use crate::sorted_map::SortedMap;
 
 use crate::json::{Map, Value};
 
@@ -291,7 +291,7 @@ fn match_keys<'a>(
     warnings: &mut Vec<String>,
 ) -> Result<Vec<(usize, &'a Value, String)>> {
     let mut out = Vec::new();
-    let mut written: BTreeMap<&'static str, &'a str> = BTreeMap::new();
+    let mut written: SortedMap<&'static str, &'a str> = SortedMap::new();
     for (written_key, value) in object(value, path)?.into_iter().flatten() {
         let key_path = join(path, written_key);
         let canon = canonical_key(written_key);

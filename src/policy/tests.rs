@@ -3,7 +3,7 @@
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use std::collections::BTreeMap;
+use crate::sorted_map::SortedMap;
 
 use crate::json;
 use crate::json::{Map, Value};
@@ -162,9 +162,9 @@ fn seed_policy_parses_to_the_expected_model_with_resilience4j_defaults() {
         ]
         .into_iter()
         .collect(),
-        time_limiters: BTreeMap::new(),
-        upstreams: BTreeMap::new(),
-        fallbacks: BTreeMap::new(),
+        time_limiters: SortedMap::new(),
+        upstreams: SortedMap::new(),
+        fallbacks: SortedMap::new(),
         retry_options: [
             ("user-service".to_string(), RetryOptions::default()),
             ("order-service".to_string(), RetryOptions::default()),
@@ -1027,7 +1027,7 @@ fn fallbacks_parse_status_headers_and_body() {
                 ("x-fallback".to_string(), "1".to_string()),
             ],
             body: Some(r#"{"degraded":true,"users":[]}"#.to_string()),
-            on: BTreeMap::new(),
+            on: SortedMap::new(),
         }
     );
     assert_eq!(
@@ -1036,7 +1036,7 @@ fn fallbacks_parse_status_headers_and_body() {
             status: 503,
             headers: vec![],
             body: Some("try later".to_string()),
-            on: BTreeMap::new(),
+            on: SortedMap::new(),
         }
     );
 }
