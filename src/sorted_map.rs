@@ -150,9 +150,12 @@ impl<K: Ord, V> SortedMap<K, V> {
     }
 }
 
-pub type Iter<'a, K, V> = std::iter::Map<std::slice::Iter<'a, Pair<K, V>>, fn(&'a Pair<K, V>) -> (&'a K, &'a V)>;
-pub type IterMut<'a, K, V> =
-    std::iter::Map<std::slice::IterMut<'a, Pair<K, V>>, fn(&'a mut Pair<K, V>) -> (&'a K, &'a mut V)>;
+pub type Iter<'a, K, V> =
+    std::iter::Map<std::slice::Iter<'a, Pair<K, V>>, fn(&'a Pair<K, V>) -> (&'a K, &'a V)>;
+pub type IterMut<'a, K, V> = std::iter::Map<
+    std::slice::IterMut<'a, Pair<K, V>>,
+    fn(&'a mut Pair<K, V>) -> (&'a K, &'a mut V),
+>;
 
 /// A key's slot, for [`SortedMap::entry`].
 pub struct Entry<'a, K, V> {

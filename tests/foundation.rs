@@ -102,7 +102,8 @@ fn shipped_policy_json_is_the_seed_policy() {
     );
     assert_eq!(shipped["resilience4j"], seed_policy()["resilience4j"]);
     // The filter has its own JSON type: handed over as text.
-    let events_section = sidecar_resilience::json::from_str(&shipped["events"].to_string()).unwrap();
+    let events_section =
+        sidecar_resilience::json::from_str(&shipped["events"].to_string()).unwrap();
     let events = sidecar_resilience::policy::parse_events(&events_section, "events")
         .unwrap_or_else(|e| panic!("events section: {e:?}"));
     assert_eq!(events.bridges, ["kafka-bridge"]);

@@ -305,7 +305,8 @@ fn binary_values_keep_their_bytes_as_base64_with_the_content_type_said() {
     let record = &out["records"][0];
     assert_eq!(record["key"], base64_encode(b"k"));
     let envelope: Value =
-        crate::json::from_slice(&base64_decode(record["value"].as_str().unwrap()).unwrap()).unwrap();
+        crate::json::from_slice(&base64_decode(record["value"].as_str().unwrap()).unwrap())
+            .unwrap();
     assert_eq!(envelope["datacontenttype"], "application/octet-stream");
     assert_eq!(envelope["dataencoding"], "base64");
     assert_eq!(

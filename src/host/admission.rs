@@ -14,15 +14,13 @@
 //! the circuit breaker (its permission is handed back) and is never retried.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
-
-use crate::sorted_map::SortedMap;
 use std::rc::Rc;
 
 use crate::bulkhead::{Entry, Limits, Slots};
 use crate::fallback::{self, LocalResponse, Refusal};
 use crate::policy::{Fallback, Policy, RateLimiterConfig};
 use crate::ratelimiter::{RateLimiter, Reservation};
+use crate::sorted_map::SortedMap;
 
 use super::abi;
 use super::metrics::{BulkheadMetrics, RateLimiterMetrics};
@@ -247,7 +245,7 @@ struct StreamAdmission {
 pub struct Admissions {
     /// This worker's id in the bulkheads' shared slots (see [`store_worker_id`]).
     pub worker: u32,
-    by_stream: HashMap<u32, StreamAdmission>,
+    by_stream: SortedMap<u32, StreamAdmission>,
     last_heartbeat_ms: u64,
 }
 

@@ -8,8 +8,8 @@
 //! `sidecar_events_requests_rejected_total` by `topic` and `reason`. At most
 //! [`MAX_METRIC_TOPICS`] topics per worker get their own; the rest count under `_other`.
 
-use std::cell::RefCell;
 use crate::sorted_map::SortedMap;
+use std::cell::RefCell;
 
 use proxy_wasm::types::Action;
 

@@ -231,17 +231,17 @@ impl<'a> Parser<'a> {
                 Some(b'"') => {
                     self.at += 1;
                     // The input is UTF-8 (checked by the callers) and escapes push whole chars.
-                    return String::from_utf8(out)
-                        .map_err(|e| self.error_at(start + e.utf8_error().valid_up_to(), "invalid UTF-8"));
+                    return String::from_utf8(out).map_err(|e| {
+                        self.error_at(start + e.utf8_error().valid_up_to(), "invalid UTF-8")
+                    });
                 }
                 Some(b'\\') => {
                     self.at += 1;
                     self.escape(&mut out)?;
                 }
                 Some(_) => {
-                    return Err(self.error(
-                        "control character (\\u0000-\\u001F) found while parsing a string",
-                    ))
+                    return Err(self
+                        .error("control character (\\u0000-\\u001F) found while parsing a string"))
                 }
                 None => return Err(self.error("EOF while parsing a string")),
             }

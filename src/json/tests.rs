@@ -69,12 +69,25 @@ fn escapes_unicode_and_surrogate_pairs_decode() {
         parse_err("\"a\u{1}\"").message(),
         "control character (\\u0000-\\u001F) found while parsing a string"
     );
-    assert_eq!(from_slice(b"\"\xff\"").unwrap_err().message(), "invalid UTF-8");
+    assert_eq!(
+        from_slice(b"\"\xff\"").unwrap_err().message(),
+        "invalid UTF-8"
+    );
 }
 
 #[test]
 fn numbers_keep_their_text_and_read_as_serde_json_read_them() {
-    for text in ["0", "-0", "12", "-12", "1.50", "1E3", "1e-7", "-2.5e+10", "18446744073709551616"] {
+    for text in [
+        "0",
+        "-0",
+        "12",
+        "-12",
+        "1.50",
+        "1E3",
+        "1e-7",
+        "-2.5e+10",
+        "18446744073709551616",
+    ] {
         let v = from_str(text).unwrap();
         assert_eq!(v.to_string(), text, "written back as read");
     }
@@ -85,10 +98,17 @@ fn numbers_keep_their_text_and_read_as_serde_json_read_them() {
     assert_eq!(from_str("1E3").unwrap().as_u64(), None);
     assert_eq!(from_str("1E3").unwrap().as_f64(), Some(1000.0));
     assert_eq!(from_str("-0").unwrap().as_i64(), None);
-    assert_eq!(from_str("18446744073709551615").unwrap().as_u64(), Some(u64::MAX));
+    assert_eq!(
+        from_str("18446744073709551615").unwrap().as_u64(),
+        Some(u64::MAX)
+    );
     assert_eq!(from_str("18446744073709551616").unwrap().as_u64(), None);
     assert_eq!(from_str("1.50").unwrap(), json!(1.5), "compared by value");
-    assert_ne!(from_str("1").unwrap(), json!(1.0), "an integer is not a float");
+    assert_ne!(
+        from_str("1").unwrap(),
+        json!(1.0),
+        "an integer is not a float"
+    );
     assert_eq!(json!(1e30).to_string(), "1e+30");
     assert_eq!(json!(250.0).to_string(), "250.0");
     assert_eq!(json!(f64::NAN), Value::Null);
@@ -109,11 +129,17 @@ fn errors_say_what_and_where() {
     assert_eq!(parse_err("").message(), "EOF while parsing a value");
     assert_eq!(parse_err("[1,").message(), "EOF while parsing a value");
     assert_eq!(parse_err("[1").message(), "EOF while parsing a list");
-    assert_eq!(parse_err("{\"a\":1").message(), "EOF while parsing an object");
+    assert_eq!(
+        parse_err("{\"a\":1").message(),
+        "EOF while parsing an object"
+    );
     assert_eq!(parse_err("\"abc").message(), "EOF while parsing a string");
     assert_eq!(parse_err("[1] x").message(), "trailing characters");
     assert_eq!(parse_err("[1 2]").message(), "expected `,` or `]`");
-    assert_eq!(parse_err("{\"a\":1 \"b\":2}").message(), "expected `,` or `}`");
+    assert_eq!(
+        parse_err("{\"a\":1 \"b\":2}").message(),
+        "expected `,` or `}`"
+    );
     assert_eq!(parse_err("[tru]").message(), "expected value");
     assert_eq!(parse_err("[1,]").message(), "expected value");
     assert_eq!(parse_err("é").column(), 1, "columns count characters");
@@ -143,7 +169,10 @@ fn access_indexing_and_pointers() {
     assert_eq!(v.pointer(""), Some(&v.clone()));
     assert_eq!(v.pointer("/a/01"), None);
     assert_eq!(v.pointer("a"), None);
-    assert_eq!(v.get("a").and_then(|a| a.get(1)).map(Value::is_object), Some(true));
+    assert_eq!(
+        v.get("a").and_then(|a| a.get(1)).map(Value::is_object),
+        Some(true)
+    );
     v["n"] = json!(1);
     v["new"] = json!("y");
     assert_eq!(v.to_string(), r#"{"a":[10,{"b~/c":"x"}],"n":1,"new":"y"}"#);
