@@ -3,8 +3,6 @@
 //! (retry instance -> `retry-non-idempotent`, `max-body-bytes`, `per-try-timeout`,
 //! `overall-timeout`, `budget.{retry-ratio, min-retries-per-second, window}`).
 
-use std::collections::BTreeSet;
-
 use crate::sorted_map::SortedMap;
 
 use crate::json::Value;
@@ -132,7 +130,7 @@ fn read_fallback(
 /// Response headers of a fallback: names lower-cased (HTTP/2 requires it), scalar values.
 fn headers(value: &Value, path: &str) -> Result<Vec<(String, String)>> {
     let mut out: Vec<(String, String)> = Vec::new();
-    let mut seen = BTreeSet::new();
+    let mut seen = SortedMap::new();
     for (name, value, header_path) in entries(value, path)? {
         let lower = name.to_ascii_lowercase();
         if lower.starts_with(':') {
@@ -147,7 +145,7 @@ fn headers(value: &Value, path: &str) -> Result<Vec<(String, String)>> {
         {
             return Err(error(&header_path, "is not a valid header name"));
         }
-        if !seen.insert(lower.clone()) {
+        if seen.insert(lower.clone(), ()).is_some() {
             return Err(error(&header_path, "header given twice"));
         }
         let text = match value {
