@@ -8,6 +8,7 @@ pub mod bulkhead;
 pub mod duration;
 pub mod events;
 pub mod fallback;
+pub mod float_text;
 pub mod interval;
 pub mod json;
 pub mod outcome;

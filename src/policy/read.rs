@@ -108,7 +108,7 @@ pub(super) fn show(x: f64) -> String {
     if x.fract() == 0.0 && x.abs() < 1e15 {
         format!("{}", x as i64)
     } else {
-        format!("{x}")
+        crate::float_text::f64_text(x)
     }
 }
 
