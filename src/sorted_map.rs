@@ -6,52 +6,69 @@
 use std::borrow::Borrow;
 use std::fmt;
 
-/// A map sorted by key, one value per key.
+/// A map sorted by key, one value per key. Keys and values live in two vectors, so the key
+/// search is compiled once per key type, not once per map.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SortedMap<K, V> {
-    entries: Vec<(K, V)>,
+    keys: Vec<K>,
+    values: Vec<V>,
 }
 
 impl<K, V> Default for SortedMap<K, V> {
     fn default() -> Self {
-        SortedMap {
-            entries: Vec::new(),
-        }
+        SortedMap::new()
     }
 }
 
-type Pair<K, V> = (K, V);
+fn position<K: Borrow<Q>, Q: Ord + ?Sized>(keys: &[K], key: &Q) -> Result<usize, usize> {
+    keys.binary_search_by(|k| k.borrow().cmp(key))
+}
 
-impl<K: Ord, V> SortedMap<K, V> {
+impl<K, V> SortedMap<K, V> {
     pub const fn new() -> Self {
         SortedMap {
-            entries: Vec::new(),
+            keys: Vec::new(),
+            values: Vec::new(),
         }
     }
 
-    fn position<Q>(&self, key: &Q) -> Result<usize, usize>
-    where
-        K: Borrow<Q>,
-        Q: Ord + ?Sized,
-    {
-        self.entries.binary_search_by(|(k, _)| k.borrow().cmp(key))
-    }
-
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.keys.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.keys.is_empty()
     }
 
+    pub fn keys(&self) -> std::slice::Iter<'_, K> {
+        self.keys.iter()
+    }
+
+    pub fn values(&self) -> std::slice::Iter<'_, V> {
+        self.values.iter()
+    }
+
+    pub fn values_mut(&mut self) -> std::slice::IterMut<'_, V> {
+        self.values.iter_mut()
+    }
+
+    pub fn iter(&self) -> Iter<'_, K, V> {
+        self.keys.iter().zip(self.values.iter())
+    }
+
+    pub fn iter_mut(&mut self) -> IterMut<'_, K, V> {
+        self.keys.iter().zip(self.values.iter_mut())
+    }
+}
+
+impl<K: Ord, V> SortedMap<K, V> {
     pub fn get<Q>(&self, key: &Q) -> Option<&V>
     where
         K: Borrow<Q>,
         Q: Ord + ?Sized,
     {
-        let i = self.position(key).ok()?;
-        self.entries.get(i).map(|(_, v)| v)
+        let i = position(&self.keys, key).ok()?;
+        self.values.get(i)
     }
 
     pub fn get_key_value<Q>(&self, key: &Q) -> Option<(&K, &V)>
@@ -59,8 +76,8 @@ impl<K: Ord, V> SortedMap<K, V> {
         K: Borrow<Q>,
         Q: Ord + ?Sized,
     {
-        let i = self.position(key).ok()?;
-        self.entries.get(i).map(|(k, v)| (k, v))
+        let i = position(&self.keys, key).ok()?;
+        self.keys.get(i).zip(self.values.get(i))
     }
 
     pub fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
@@ -68,8 +85,8 @@ impl<K: Ord, V> SortedMap<K, V> {
         K: Borrow<Q>,
         Q: Ord + ?Sized,
     {
-        let i = self.position(key).ok()?;
-        self.entries.get_mut(i).map(|(_, v)| v)
+        let i = position(&self.keys, key).ok()?;
+        self.values.get_mut(i)
     }
 
     pub fn contains_key<Q>(&self, key: &Q) -> bool
@@ -77,18 +94,19 @@ impl<K: Ord, V> SortedMap<K, V> {
         K: Borrow<Q>,
         Q: Ord + ?Sized,
     {
-        self.position(key).is_ok()
+        position(&self.keys, key).is_ok()
     }
 
     /// Sets `key`'s value; the previous one, if any, is returned.
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
-        match self.position(&key) {
+        match position(&self.keys, &key) {
             Ok(i) => self
-                .entries
+                .values
                 .get_mut(i)
-                .map(|slot| std::mem::replace(&mut slot.1, value)),
+                .map(|slot| std::mem::replace(slot, value)),
             Err(i) => {
-                self.entries.insert(i, (key, value));
+                self.keys.insert(i, key);
+                self.values.insert(i, value);
                 None
             }
         }
@@ -99,63 +117,53 @@ impl<K: Ord, V> SortedMap<K, V> {
         K: Borrow<Q>,
         Q: Ord + ?Sized,
     {
-        let i = self.position(key).ok()?;
-        Some(self.entries.remove(i).1)
+        let i = position(&self.keys, key).ok()?;
+        self.keys.remove(i);
+        Some(self.values.remove(i))
     }
 
-    /// The value of `key`, inserted by `make` first when missing.
+    /// The value of `key`, inserted first when missing.
     pub fn entry(&mut self, key: K) -> Entry<'_, K, V> {
         Entry { map: self, key }
     }
 
     pub fn retain(&mut self, mut keep: impl FnMut(&K, &mut V) -> bool) {
-        self.entries.retain_mut(|(k, v)| keep(k, v));
-    }
-
-    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &K> + ExactSizeIterator + Clone {
-        self.entries.iter().map(|(k, _)| k)
-    }
-
-    pub fn values(&self) -> impl DoubleEndedIterator<Item = &V> + ExactSizeIterator + Clone {
-        self.entries.iter().map(|(_, v)| v)
-    }
-
-    pub fn values_mut(&mut self) -> impl DoubleEndedIterator<Item = &mut V> + ExactSizeIterator {
-        self.entries.iter_mut().map(|(_, v)| v)
-    }
-
-    pub fn iter(&self) -> Iter<'_, K, V> {
-        self.entries.iter().map(|(k, v)| (k, v))
-    }
-
-    pub fn iter_mut(&mut self) -> IterMut<'_, K, V> {
-        self.entries.iter_mut().map(|(k, v)| (&*k, v))
+        let mut i = 0;
+        while i < self.keys.len() {
+            if keep(&self.keys[i], &mut self.values[i]) {
+                i += 1;
+            } else {
+                self.keys.remove(i);
+                self.values.remove(i);
+            }
+        }
     }
 
     /// From pairs in any order; a repeated key keeps its last value.
-    pub fn from_pairs(mut entries: Vec<(K, V)>) -> Self {
-        if entries.windows(2).any(|w| w[0].0 >= w[1].0) {
+    pub fn from_pairs(mut pairs: Vec<(K, V)>) -> Self {
+        if pairs.windows(2).any(|w| w[0].0 >= w[1].0) {
             // Stable: equal keys stay in input order, and the last of each run is kept.
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
-            let mut kept: Vec<(K, V)> = Vec::with_capacity(entries.len());
-            for pair in entries {
-                match kept.last_mut() {
-                    Some(last) if last.0 == pair.0 => *last = pair,
-                    _ => kept.push(pair),
+            pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        let mut map = SortedMap {
+            keys: Vec::with_capacity(pairs.len()),
+            values: Vec::with_capacity(pairs.len()),
+        };
+        for (k, v) in pairs {
+            match (map.keys.last(), map.values.last_mut()) {
+                (Some(last), Some(slot)) if *last == k => *slot = v,
+                _ => {
+                    map.keys.push(k);
+                    map.values.push(v);
                 }
             }
-            entries = kept;
         }
-        SortedMap { entries }
+        map
     }
 }
 
-pub type Iter<'a, K, V> =
-    std::iter::Map<std::slice::Iter<'a, Pair<K, V>>, fn(&'a Pair<K, V>) -> (&'a K, &'a V)>;
-pub type IterMut<'a, K, V> = std::iter::Map<
-    std::slice::IterMut<'a, Pair<K, V>>,
-    fn(&'a mut Pair<K, V>) -> (&'a K, &'a mut V),
->;
+pub type Iter<'a, K, V> = std::iter::Zip<std::slice::Iter<'a, K>, std::slice::Iter<'a, V>>;
+pub type IterMut<'a, K, V> = std::iter::Zip<std::slice::Iter<'a, K>, std::slice::IterMut<'a, V>>;
 
 /// A key's slot, for [`SortedMap::entry`].
 pub struct Entry<'a, K, V> {
@@ -165,15 +173,16 @@ pub struct Entry<'a, K, V> {
 
 impl<'a, K: Ord, V> Entry<'a, K, V> {
     pub fn or_insert_with(self, make: impl FnOnce() -> V) -> &'a mut V {
-        let i = match self.map.position(&self.key) {
+        let i = match position(&self.map.keys, &self.key) {
             Ok(i) => i,
             Err(i) => {
-                self.map.entries.insert(i, (self.key, make()));
+                self.map.keys.insert(i, self.key);
+                self.map.values.insert(i, make());
                 i
             }
         };
         // `i` is in bounds: found, or just inserted there.
-        &mut self.map.entries[i].1
+        &mut self.map.values[i]
     }
 
     pub fn or_insert(self, value: V) -> &'a mut V {
@@ -210,13 +219,13 @@ impl<K: Ord, V, const N: usize> From<[(K, V); N]> for SortedMap<K, V> {
 
 impl<K, V> IntoIterator for SortedMap<K, V> {
     type Item = (K, V);
-    type IntoIter = std::vec::IntoIter<(K, V)>;
+    type IntoIter = std::iter::Zip<std::vec::IntoIter<K>, std::vec::IntoIter<V>>;
     fn into_iter(self) -> Self::IntoIter {
-        self.entries.into_iter()
+        self.keys.into_iter().zip(self.values)
     }
 }
 
-impl<'a, K: Ord, V> IntoIterator for &'a SortedMap<K, V> {
+impl<'a, K, V> IntoIterator for &'a SortedMap<K, V> {
     type Item = (&'a K, &'a V);
     type IntoIter = Iter<'a, K, V>;
     fn into_iter(self) -> Self::IntoIter {
@@ -224,7 +233,7 @@ impl<'a, K: Ord, V> IntoIterator for &'a SortedMap<K, V> {
     }
 }
 
-impl<'a, K: Ord, V> IntoIterator for &'a mut SortedMap<K, V> {
+impl<'a, K, V> IntoIterator for &'a mut SortedMap<K, V> {
     type Item = (&'a K, &'a mut V);
     type IntoIter = IterMut<'a, K, V>;
     fn into_iter(self) -> Self::IntoIter {
@@ -237,15 +246,13 @@ impl<'a, K: Ord, V> IntoIterator for &'a mut SortedMap<K, V> {
 impl<K: Ord + Borrow<Q>, Q: Ord + ?Sized, V> std::ops::Index<&Q> for SortedMap<K, V> {
     type Output = V;
     fn index(&self, key: &Q) -> &V {
-        let i = self.position(key).unwrap_or(usize::MAX);
-        &self.entries[i].1
+        let i = position(&self.keys, key).unwrap_or(usize::MAX);
+        &self.values[i]
     }
 }
 
 impl<K: fmt::Debug, V: fmt::Debug> fmt::Debug for SortedMap<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map()
-            .entries(self.entries.iter().map(|(k, v)| (k, v)))
-            .finish()
+        f.debug_map().entries(self.iter()).finish()
     }
 }
