@@ -1,6 +1,6 @@
-//! Property tests over generated input: the policy parser, the events codec (produce bodies,
-//! record headers, request headers) and the shared-state decoders never panic, and their errors
-//! say where. A panic in the filter kills its worker's VM, so "never panics on any input" is the
+//! Property tests over generated input: the JSON module, the policy parser, the events codec
+//! (produce bodies, record headers, request headers) and the shared-state decoders never panic,
+//! and their errors say where. A panic in the filter kills its worker's VM, so "never panics on any input" is the
 //! property that matters most.
 //!
 //! The generator is a small deterministic xorshift (no dependency). `make test` runs
@@ -221,6 +221,33 @@ fn damaged(rng: &mut Rng, text: &str) -> Vec<u8> {
         }
     }
     bytes
+}
+
+// ---------------------------------------------------------------------------------------------
+// The JSON module.
+
+/// Written JSON reads back as the same value and is written again byte for byte; damaged text
+/// is an error pointing inside the input, never a panic.
+#[test]
+fn json_round_trips_and_damaged_text_errors_inside_the_input() {
+    check("json_round_trip", |rng| {
+        let value = gen_value(rng, 5, POLICY_KEYS);
+        let text = value.to_json();
+        let back = crate::json::from_str(&text).map_err(|e| format!("{text}: {e}"))?;
+        if back != value || back.to_json() != text {
+            return Err(format!("{text} read back as {back}"));
+        }
+        let bytes = damaged(rng, &text);
+        if let Err(e) = crate::json::from_slice(&bytes) {
+            if e.offset() > bytes.len() || e.line() == 0 || e.column() == 0 {
+                return Err(format!(
+                    "{:?}: error outside the input: {e}",
+                    String::from_utf8_lossy(&bytes)
+                ));
+            }
+        }
+        Ok(())
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
