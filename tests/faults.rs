@@ -215,6 +215,253 @@ fn faults_on_the_first_attempt() {
     envoy.filter_crashes().unwrap();
 }
 
+/// resilience4j Retry's call kinds for user-service.
+fn retry_calls(envoy: &Envoy) -> BTreeMap<&'static str, u64> {
+    [
+        "successful_without_retry",
+        "successful_with_retry",
+        "failed_without_retry",
+        "failed_with_retry",
+    ]
+    .into_iter()
+    .map(|kind| {
+        let labels = [("name", "user-service"), ("kind", kind)];
+        (
+            kind,
+            envoy.metric("resilience4j_retry_calls_total", &labels),
+        )
+    })
+    .collect()
+}
+
+/// What the Retry's call counts added since `before`, once they stopped moving (a count may
+/// land just after the caller got its answer, or left).
+fn retry_calls_added(
+    envoy: &Envoy,
+    before: &BTreeMap<&'static str, u64>,
+) -> BTreeMap<&'static str, u64> {
+    let added = || -> BTreeMap<&'static str, u64> {
+        retry_calls(envoy)
+            .into_iter()
+            .filter_map(|(kind, n)| {
+                let added = n - before.get(kind).copied().unwrap_or(0);
+                (added > 0).then_some((kind, added))
+            })
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while added().is_empty() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+    }
+    thread::sleep(Duration::from_millis(300));
+    added()
+}
+
+/// The Retry counts a call once, when it really ends, with the breaker's verdict: a 200 whose
+/// body breaks off is a failed call for both (its headers said success).
+#[test]
+fn retry_calls_are_counted_when_the_call_ends_as_the_breaker_records_it() {
+    let services = Services::start().unwrap();
+    let envoy = Envoy::start(&services, &matrix_policy()).unwrap();
+    let user = &services.user;
+    let cases = [
+        (
+            "200",
+            Action::status(200),
+            Some(200),
+            counted(&[("successful", 1)], 0),
+            "successful_without_retry",
+        ),
+        (
+            "5xx, then 200",
+            Action::status(500),
+            Some(200),
+            counted(&[("failed", 1), ("successful", 1)], 1),
+            "successful_with_retry",
+        ),
+        (
+            "close mid-body",
+            Action::CloseMidBody { status: 200 },
+            None,
+            counted(&[("failed", 1)], 0),
+            "failed_without_retry",
+        ),
+        (
+            "slow body",
+            Action::SlowBody {
+                status: 200,
+                ms: 700,
+            },
+            Some(200),
+            counted(&[("slow_successful", 1)], 0),
+            "successful_without_retry",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, fault, status, breaker, retry_kind) in cases {
+        let before = retry_calls(&envoy);
+        user.push(fault);
+        let got = measure(&envoy, || get_status(&envoy));
+        // Counted at the end of the response: poll until the count lands, then a little more.
+        let total = |calls: &BTreeMap<&str, u64>| calls.values().sum::<u64>();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while total(&retry_calls(&envoy)) <= total(&before) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(100));
+        }
+        thread::sleep(Duration::from_millis(300));
+        let added: BTreeMap<&str, u64> = retry_calls(&envoy)
+            .into_iter()
+            .filter_map(|(kind, n)| {
+                let added = n - before.get(kind).copied().unwrap_or(0);
+                (added > 0).then_some((kind, added))
+            })
+            .collect();
+        if got.0 != status || got.1 != breaker || added != BTreeMap::from([(retry_kind, 1)]) {
+            failures.push(format!(
+                "{name}: got {:?}, breaker {:?}, retry calls {added:?}; \
+                 want {status:?}, {breaker:?}, {retry_kind}",
+                got.0, got.1
+            ));
+        }
+        user.clear_queue();
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    envoy.filter_crashes().unwrap();
+}
+
+/// resilience4j TimeLimiter's call kinds for user-service.
+fn limiter_calls(envoy: &Envoy) -> BTreeMap<&'static str, u64> {
+    ["successful", "failed", "timeout"]
+        .into_iter()
+        .map(|kind| {
+            let labels = [("name", "user-service"), ("kind", kind)];
+            (
+                kind,
+                envoy.metric("resilience4j_timelimiter_calls_total", &labels),
+            )
+        })
+        .collect()
+}
+
+/// The TimeLimiter counts an attempt when it really ends, with the breaker's verdict: a 200
+/// whose body breaks off is `failed`, one whose body the time limiter's timeout cuts is a
+/// `timeout` (what resilience4j's TimeLimiter sees as a TimeoutException), a slow body within
+/// the bound `successful`.
+#[test]
+fn time_limiter_calls_are_counted_when_the_attempt_ends_as_the_breaker_records_it() {
+    let services = Services::start().unwrap();
+    let mut policy = matrix_policy();
+    set_path(
+        &mut policy,
+        "resilience4j.timelimiter.instances.user-service.timeout-duration",
+        json!("1500ms"),
+    );
+    let envoy = Envoy::start(&services, &policy).unwrap();
+    let user = &services.user;
+    let cases = [
+        (
+            "200",
+            Action::status(200),
+            Some(200),
+            counted(&[("successful", 1)], 0),
+            vec![("successful", 1)],
+        ),
+        (
+            "5xx, then 200",
+            Action::status(500),
+            Some(200),
+            counted(&[("failed", 1), ("successful", 1)], 1),
+            vec![("failed", 1), ("successful", 1)],
+        ),
+        (
+            "close mid-body",
+            Action::CloseMidBody { status: 200 },
+            None,
+            counted(&[("failed", 1)], 0),
+            vec![("failed", 1)],
+        ),
+        (
+            "slow body within the bound",
+            Action::SlowBody {
+                status: 200,
+                ms: 700,
+            },
+            Some(200),
+            counted(&[("slow_successful", 1)], 0),
+            vec![("successful", 1)],
+        ),
+        (
+            "body cut by the timeout",
+            Action::SlowBody {
+                status: 200,
+                ms: 4000,
+            },
+            None,
+            counted(&[("slow_failed", 1)], 0),
+            vec![("timeout", 1)],
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, fault, status, breaker, limiter) in cases {
+        let want: BTreeMap<&str, u64> = limiter.into_iter().collect();
+        let before = limiter_calls(&envoy);
+        user.push(fault);
+        let got = measure(&envoy, || get_status(&envoy));
+        // Counted at the end of the attempt: poll until the count lands, then a little more.
+        let total = |calls: &BTreeMap<&str, u64>| calls.values().sum::<u64>();
+        let want_total = total(&before) + total(&want);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while total(&limiter_calls(&envoy)) < want_total && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(100));
+        }
+        thread::sleep(Duration::from_millis(300));
+        let added: BTreeMap<&str, u64> = limiter_calls(&envoy)
+            .into_iter()
+            .filter_map(|(kind, n)| {
+                let added = n - before.get(kind).copied().unwrap_or(0);
+                (added > 0).then_some((kind, added))
+            })
+            .collect();
+        if got.0 != status || got.1 != breaker || added != want {
+            failures.push(format!(
+                "{name}: got {:?}, breaker {:?}, time limiter {added:?}; \
+                 want {status:?}, {breaker:?}, {want:?}",
+                got.0, got.1
+            ));
+        }
+        user.clear_queue();
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // A caller that goes away mid-body says nothing about the upstream: the breaker records
+    // nothing, the time limiter counts the attempt by the response as far as it came.
+    let before = limiter_calls(&envoy);
+    user.push(Action::SlowBody {
+        status: 200,
+        ms: 1000,
+    });
+    let (_, breaker) = measure(&envoy, || {
+        let mut stream = TcpStream::connect(("127.0.0.1", envoy.port())).unwrap();
+        stream
+            .write_all(format!("GET /users/1 HTTP/1.1\r\nhost: {USER}\r\n\r\n").as_bytes())
+            .unwrap();
+        let mut first = [0u8; 16];
+        stream.read_exact(&mut first).unwrap();
+        drop(stream);
+        thread::sleep(Duration::from_millis(300));
+        None
+    });
+    assert_eq!(breaker, counted(&[], 0));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while limiter_calls(&envoy) == before && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+    }
+    let mut want = before;
+    *want.entry("successful").or_default() += 1;
+    assert_eq!(limiter_calls(&envoy), want, "the caller went away mid-body");
+    envoy.filter_crashes().unwrap();
+}
+
 #[test]
 fn faults_on_a_replay() {
     let services = Services::start().unwrap();
@@ -350,6 +597,7 @@ fn callers_that_go_away_during_a_wait_or_a_replay_leave_nothing_behind() {
 
     // During the wait: no replay goes out for a caller that left.
     user.push(Action::status(500));
+    let retry_before = retry_calls(&envoy);
     let (_, got) = measure(&envoy, || {
         // The wait is 800 ms: the caller leaves 300 ms into it.
         call_and_leave(envoy.port(), user, 1, Duration::from_millis(300));
@@ -358,11 +606,18 @@ fn callers_that_go_away_during_a_wait_or_a_replay_leave_nothing_behind() {
     });
     assert_eq!(user.count(), 1, "no replay for a caller that left");
     assert_eq!(got, counted(&[("failed", 1)], 0));
+    // The Retry counts the call by its last result, as it does for a caller gone mid-body.
+    assert_eq!(
+        retry_calls_added(&envoy, &retry_before),
+        BTreeMap::from([("failed_without_retry", 1)]),
+        "a caller that left during the wait"
+    );
 
     // During a replay: its permission is handed back, its late answer is dropped.
     user.reset_requests();
     user.push(Action::status(500));
     user.push(Action::delay(1500, 200));
+    let retry_before = retry_calls(&envoy);
     let (_, got) = measure(&envoy, || {
         // The replay (the 2nd request since the reset) takes 1.5 s: the caller leaves while it is in flight.
         call_and_leave(envoy.port(), user, 2, Duration::from_millis(0));
@@ -371,6 +626,11 @@ fn callers_that_go_away_during_a_wait_or_a_replay_leave_nothing_behind() {
     });
     assert_eq!(user.count(), 2);
     assert_eq!(got, counted(&[("failed", 1)], 1));
+    assert_eq!(
+        retry_calls_added(&envoy, &retry_before),
+        BTreeMap::from([("failed_with_retry", 1)]),
+        "a caller that left during a replay"
+    );
     assert_eq!(get_status(&envoy), Some(200));
     envoy.filter_crashes().unwrap();
 }

@@ -1,7 +1,8 @@
 //! What a platform team scrapes, charts and alerts on: a real Prometheus (Debian's
 //! `prometheus`, installed by `make deps-prometheus`) scrapes Envoy's `/stats/prometheus`, and
 //! every query of resilience4j's own Grafana dashboard returns series for the demo instances;
-//! so does every query of the dashboard shipped in istio/observability/. A bootstrap whose
+//! so does every query of the dashboard shipped in istio/observability/, and README's metrics
+//! table lists every series as scraped. A bootstrap whose
 //! stats_config is shaped like Istio's (tags from `extraStatTags`, its stats matcher) gives the
 //! same series as envoy/bootstrap.yaml. The shipped alert rules pass `promtool test rules`.
 
@@ -16,10 +17,9 @@ use std::time::{Duration, Instant};
 use harness::*;
 use serde_json::{json, Value};
 
-/// The PromQL of resilience4j's grafana_dashboard.json (repository root), verbatim, but for
-/// the two Bulkhead queries, which come with the Bulkhead module. `$application` comes from
-/// Micrometer's `jvm_info`, which a sidecar has not: Grafana leaves it empty, which matches
-/// series without the label.
+/// The PromQL of resilience4j's grafana_dashboard.json (repository root), verbatim.
+/// `$application` comes from Micrometer's `jvm_info`, which a sidecar has not: Grafana leaves it
+/// empty, which matches series without the label.
 const R4J_DASHBOARD: &[&str] = &[
     r#"sum(resilience4j_circuitbreaker_state{state="closed"})"#,
     r#"sum(resilience4j_circuitbreaker_state{state=~"open|forced_open"})"#,
@@ -32,15 +32,31 @@ const R4J_DASHBOARD: &[&str] = &[
     r#"increase(resilience4j_circuitbreaker_calls_seconds_sum{instance=~"$instance",name=~"$circuitbreaker_name"}[1m]) / increase(resilience4j_circuitbreaker_calls_seconds_count{instance=~"$instance",name=~"$circuitbreaker_name"}[1m])"#,
     r#"sum(increase(resilience4j_circuitbreaker_calls_seconds_sum{instance=~"$instance",name=~"$circuitbreaker_name"}[1m])) / sum(increase(resilience4j_circuitbreaker_calls_seconds_count{instance=~"$instance",name=~"$circuitbreaker_name"}[1m]))"#,
     r#"rate(resilience4j_retry_calls_total{application=~"$application",name=~"$retry_name",}[1m])"#,
+    r#"resilience4j_bulkhead_available_concurrent_calls{application=~"$application", name=~"$bulkhead_name"}"#,
+    r#"resilience4j_bulkhead_max_allowed_concurrent_calls{application=~"$application",name=~"$bulkhead_name"}"#,
 ];
 const R4J_VARIABLES: &[&str] = &[
     "label_values(resilience4j_circuitbreaker_state, instance)",
     "label_values(resilience4j_circuitbreaker_state, name)",
     "label_values(resilience4j_retry_calls_total,name)",
+    "label_values(resilience4j_bulkhead_available_concurrent_calls, name)",
 ];
-/// Series of modules still to come; the shipped dashboard's panels for them stay empty.
-const COMING_WITH_MODULES: &[&str] = &["resilience4j_bulkhead_"];
+/// The seed's instances: breakers and retries.
 const DEMO_INSTANCES: [&str; 2] = ["user-service", "order-service"];
+/// The dashboards' instance-name variables, the module each names, and that module's
+/// instances in the test's policy (`observed_policy`).
+const NAME_VARIABLES: [(&str, &str, &[&str]); 6] = [
+    ("$circuitbreaker_name", "circuitbreaker", &DEMO_INSTANCES),
+    ("$retry_name", "retry", &DEMO_INSTANCES),
+    ("$bulkhead_name", "bulkhead", &["payment-service"]),
+    (
+        "$thread_pool_bulkhead_name",
+        "thread-pool-bulkhead",
+        &["order-service"],
+    ),
+    ("$ratelimiter_name", "ratelimiter", &["user-service"]),
+    ("$timelimiter_name", "timelimiter", &["payment-service"]),
+];
 
 /// The stats_config of Istio's bootstrap (tools/packaging/common/envoy_bootstrap.json),
 /// rendered with `extraStatTags` as istio/observability/mesh-stats-tags.yaml sets them; Istio's
@@ -93,8 +109,11 @@ const ISTIO_STATS_CONFIG: &str = r#"stats_config:
 
 "#;
 
-/// envoy/policy.json with short retry waits (the test's time), as `make run` serves it.
-fn demo_policy() -> Value {
+/// envoy/policy.json with short retry waits (the test's time), plus what `make run` adds
+/// live (payment-service's bulkhead and time limiter) and, for the shipped dashboard's panels
+/// of the other modules, a thread-pool bulkhead and a rate limiter that the test's traffic
+/// never fills.
+fn observed_policy() -> Value {
     let mut policy = shipped_policy().unwrap();
     for instance in DEMO_INSTANCES {
         set_path(
@@ -103,14 +122,55 @@ fn demo_policy() -> Value {
             json!("50ms"),
         );
     }
+    let modules = [
+        (
+            "bulkhead",
+            "payment-service",
+            json!({"max-concurrent-calls": 2}),
+        ),
+        (
+            "timelimiter",
+            "payment-service",
+            json!({"timeout-duration": "500ms"}),
+        ),
+        (
+            "thread-pool-bulkhead",
+            "order-service",
+            json!({"max-thread-pool-size": 4, "queue-capacity": 10}),
+        ),
+        (
+            "ratelimiter",
+            "user-service",
+            json!({"limit-for-period": 50, "limit-refresh-period": "1s"}),
+        ),
+    ];
+    for (module, instance, config) in modules {
+        set_path(
+            &mut policy,
+            &format!("resilience4j.{module}.instances.{instance}"),
+            config,
+        );
+    }
+    // Each instance a dashboard variable should list is in the policy.
+    for (_, module, instances) in NAME_VARIABLES {
+        for instance in instances {
+            let path = format!("/resilience4j/{module}/instances/{instance}");
+            assert!(policy.pointer(&path).is_some(), "{path}");
+        }
+    }
     policy
 }
 
 /// Successes, failures (retried, then opening user-service's circuit), refused calls, a slow
-/// call, a stamped record and a rejected produce request.
+/// call, calls through payment-service's bulkhead and time limiter (one cut by it), a stamped
+/// record and a rejected produce request.
 fn demo_traffic(services: &Services, envoy: &Envoy) {
     services.order.set_default(Action::status(200));
     services.user.set_default(Action::status(200));
+    services.payment.set_default(Action::status(200));
+    assert_eq!(envoy.get("payment-service", "/p").unwrap().status, 200);
+    services.payment.push(Action::delay(1500, 200));
+    assert_eq!(envoy.get("payment-service", "/p").unwrap().status, 504);
     services
         .bridge
         .set_default(Action::respond(200, r#"{"offsets":[]}"#));
@@ -246,18 +306,19 @@ impl Drop for Prometheus {
 
 /// A dashboard query as Grafana sends it with every variable's values selected.
 fn as_grafana_sends(query: &str, instances: &str) -> String {
-    let names = DEMO_INSTANCES.join("|");
-    query
+    let mut promql = query
         .replace("$instance", instances)
-        .replace("$circuitbreaker_name", &names)
-        .replace("$retry_name", &names)
-        .replace("$bulkhead_name", &names)
         .replace("$application", "")
-        .replace("$topic", "order_created")
+        .replace("$topic", "order_created");
+    for (variable, _, names) in NAME_VARIABLES {
+        promql = promql.replace(variable, &names.join("|"));
+    }
+    assert!(!promql.contains('$'), "a variable left in {promql}");
+    promql
 }
 
 /// Asserts the query returns series, and that those labelled by instance name cover the
-/// demo instances.
+/// instances of the module the query selects by name.
 fn assert_series(prometheus: &Prometheus, query: &str, instances: &str) {
     let promql = as_grafana_sends(query, instances);
     let result = prometheus.query(&promql);
@@ -266,20 +327,23 @@ fn assert_series(prometheus: &Prometheus, query: &str, instances: &str) {
         .iter()
         .filter_map(|s| s["metric"]["name"].as_str())
         .collect();
-    if !names.is_empty() && !promql.contains("sidecar_events_") {
-        for instance in DEMO_INSTANCES {
-            assert!(
-                names.contains(instance),
-                "{instance} missing from {promql}: {result:?}"
-            );
-        }
+    // (An aggregate over names has none.)
+    let selected = NAME_VARIABLES
+        .iter()
+        .filter(|(variable, _, _)| query.contains(variable) && !names.is_empty())
+        .flat_map(|(_, _, instances)| instances.iter());
+    for instance in selected {
+        assert!(
+            names.contains(instance),
+            "{instance} missing from {promql}: {result:?}"
+        );
     }
 }
 
 #[test]
 fn dashboards_show_the_demo_instances_from_a_real_prometheus_and_istio_tags_give_the_same_series() {
     let services = Services::start().unwrap();
-    let policy = demo_policy();
+    let policy = observed_policy();
     let envoy = Envoy::start(&services, &policy).unwrap();
     // The same Envoy but for a stats_config shaped like an Istio sidecar's.
     let template = TempDir::new("istio-bootstrap").unwrap();
@@ -362,6 +426,8 @@ fn dashboards_show_the_demo_instances_from_a_real_prometheus_and_istio_tags_give
                 format!("127.0.0.1:{}", envoy.admin_port()),
                 format!("127.0.0.1:{}", istio.admin_port()),
             ]
+        } else if series.contains("bulkhead") {
+            vec!["payment-service".to_string()]
         } else {
             DEMO_INSTANCES.iter().map(|s| s.to_string()).collect()
         };
@@ -370,7 +436,7 @@ fn dashboards_show_the_demo_instances_from_a_real_prometheus_and_istio_tags_give
         }
     }
 
-    // The shipped dashboard: every query but those of the modules still to come.
+    // The shipped dashboard: every query, and every variable.
     let shipped: Value = serde_json::from_str(
         &std::fs::read_to_string(repo_root().join("istio/observability/grafana-dashboard.json"))
             .unwrap(),
@@ -380,19 +446,34 @@ fn dashboards_show_the_demo_instances_from_a_real_prometheus_and_istio_tags_give
     for panel in shipped["panels"].as_array().unwrap() {
         for target in panel["targets"].as_array().into_iter().flatten() {
             let expr = target["expr"].as_str().unwrap();
-            if COMING_WITH_MODULES.iter().any(|m| expr.contains(m)) {
-                continue;
-            }
             assert_series(&prometheus, expr, &instances);
             checked += 1;
         }
     }
     assert!(checked >= 20, "{checked} queries checked");
+    for variable in shipped["templating"]["list"].as_array().unwrap() {
+        let query = variable["query"]["query"].as_str().unwrap();
+        let inner = query
+            .trim_start_matches("label_values(")
+            .trim_end_matches(')');
+        let (series, label) = inner.split_once(',').unwrap();
+        let values = prometheus.label_values(series.trim(), label.trim());
+        let name = format!("${}", variable["name"].as_str().unwrap());
+        let expected = NAME_VARIABLES
+            .iter()
+            .find(|(v, _, _)| *v == name)
+            .map_or(&[][..], |(_, _, instances)| *instances);
+        assert!(!values.is_empty(), "{query}");
+        for instance in expected {
+            assert!(values.contains(*instance), "{query}: {values:?}");
+        }
+    }
     // The queries of resilience4j's dashboard are among the shipped one's.
     let shipped_text = shipped.to_string();
     for query in R4J_DASHBOARD {
         let relaxed = query
             .replace(",}", "}")
+            .replace(", name", ",name")
             .replace("application=~\"$application\"", "instance=~\"$instance\"");
         assert!(
             shipped_text.contains(
@@ -404,8 +485,67 @@ fn dashboards_show_the_demo_instances_from_a_real_prometheus_and_istio_tags_give
             "shipped dashboard lacks {query}"
         );
     }
+    assert_readme_lists_the_scraped_series(&ours);
     envoy.filter_crashes().unwrap();
     istio.filter_crashes().unwrap();
+}
+
+/// Series name → its label keys, of one `filter_series` key.
+fn family(series: &str) -> (String, BTreeSet<String>) {
+    let (name, labels) = series.split_once('{').unwrap_or((series, "}"));
+    let keys = labels
+        .trim_end_matches('}')
+        .split(',')
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k.to_string()))
+        .collect();
+    (name.to_string(), keys)
+}
+
+/// README's metrics table (README, Metrics) lists every scraped series with its labels, and
+/// nothing else; a row whose type is `–` is a Micrometer series the sidecar does not produce.
+fn assert_readme_lists_the_scraped_series(scraped: &BTreeMap<String, f64>) {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let (_, table) = readme
+        .split_once("| Prometheus series (labels) | type |")
+        .expect("README's metrics table");
+    let mut listed = BTreeSet::new();
+    let mut not_produced = BTreeSet::new();
+    for row in table.lines().skip(2).take_while(|l| l.starts_with('|')) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let (series, kind) = (cells[1], cells[2]);
+        for token in series.split('`').skip(1).step_by(2) {
+            let (name, labels) = token.split_once('{').unwrap_or((token, "}"));
+            let keys: BTreeSet<String> = labels
+                .trim_end_matches('}')
+                .split(',')
+                .filter(|k| !k.is_empty())
+                .map(|k| k.split_once('=').map_or(k, |(k, _)| k).to_string())
+                .collect();
+            if kind == "–" {
+                not_produced.insert(name.to_string());
+            } else {
+                listed.insert((name.to_string(), keys));
+            }
+        }
+    }
+    let families: BTreeSet<(String, BTreeSet<String>)> =
+        scraped.keys().map(|k| family(k)).collect();
+    let unlisted: Vec<_> = families.difference(&listed).collect();
+    assert!(
+        unlisted.is_empty(),
+        "scraped, not in README's table: {unlisted:?}"
+    );
+    let unscraped: Vec<_> = listed.difference(&families).collect();
+    assert!(
+        unscraped.is_empty(),
+        "in README's table, not scraped: {unscraped:?}"
+    );
+    for name in &not_produced {
+        assert!(
+            families.iter().all(|(scraped, _)| scraped != name),
+            "{name} is scraped but README says not produced"
+        );
+    }
 }
 
 #[test]

@@ -113,25 +113,7 @@ fn fetch(url: &str, accept: &str) -> (u16, Option<String>, Vec<u8>) {
 }
 
 fn build(out: &Path, extra: &[&str]) -> String {
-    let output = Command::new(tool_bin("wasm-oci").unwrap())
-        .arg("build")
-        .arg("--wasm")
-        .arg(filter_wasm())
-        .arg("--out")
-        .arg(out)
-        .arg("--istio")
-        .arg(repo_root().join("istio"))
-        .args(extra)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "wasm-oci failed:\n{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
+    wasm_oci_build(&filter_wasm(), out, extra).unwrap()
 }
 
 fn line_value<'a>(stdout: &'a str, prefix: &str) -> &'a str {

@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::{json, Map, Value};
 use yaml_rust2::{Yaml, YamlLoader};
 
-use harness::{repo_root, tool_bin};
+use harness::{repo_root, tool_bin, wasm_oci_build};
 
 const CRD: &str = "tests/fixtures/istio-wasmplugin-crd.gen.yaml";
 
@@ -737,23 +737,7 @@ fn wasm_oci(out: &Path, extra: &[&str]) {
     // Rendering needs a module, not the filter: the 8-byte empty module.
     let wasm = out.join("m.wasm");
     std::fs::write(&wasm, b"\0asm\x01\0\0\0").unwrap();
-    let output = Command::new(tool_bin("wasm-oci").unwrap())
-        .arg("build")
-        .arg("--wasm")
-        .arg(&wasm)
-        .arg("--out")
-        .arg(out)
-        .arg("--istio")
-        .arg(repo_root().join("istio"))
-        .args(extra)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "wasm-oci: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    wasm_oci_build(&wasm, out, extra).unwrap();
 }
 
 #[test]

@@ -21,12 +21,8 @@
 //! Add its series names as constants below (resilience4j-micrometer's name with `.` → `_`, plus
 //! `_total` for a Counter / FunctionCounter, `_seconds_count`/`_seconds_sum` for a Timer), define
 //! them with [`series`] in the module's `define`, only with the label keys below (a new key needs its regex in both places), and add
-//! the rows to README's metrics table. Planned (resilience4j-micrometer):
-//! `resilience4j_bulkhead_available_concurrent_calls{name}`,
-//! `resilience4j_bulkhead_max_allowed_concurrent_calls{name}` (gauges),
-//! `resilience4j_ratelimiter_available_permissions{name}`,
-//! `resilience4j_ratelimiter_waiting_threads{name}` (gauges),
-//! `resilience4j_timelimiter_calls_total{name,kind=successful|failed|timeout}` (counter).
+//! the rows to README's metrics table (tests/observability.rs checks it against a scrape) and
+//! panels to istio/observability/grafana-dashboard.json.
 //!
 //! A metric that cannot be defined degrades to a no-op: stats never fail a request.
 

@@ -122,13 +122,17 @@ pub struct Call {
     pub replay: Option<Replay>,
 }
 
-/// The first attempt's result, held until its response ends: the breaker records a response
-/// that goes on to the caller when it has ended (or was cut off), so a body that breaks off is
-/// a failure and a slow body is slow.
+/// The first attempt's result, held until its response ends: a response that goes on to the
+/// caller is judged when it has ended (or was cut off), so a body that breaks off is a failure
+/// and a slow body is slow — by the breaker (if it permitted the attempt), the Retry's call
+/// count and the TimeLimiter's attempt count alike (a body the time limiter's timeout cuts is
+/// its timeout).
 pub struct PendingRecord {
     instance: String,
     result: CallResult,
     started_ms: u64,
+    /// The breaker permitted the attempt and waits for its result.
+    breaker_waits: bool,
 }
 
 impl PendingRecord {
@@ -138,22 +142,53 @@ impl PendingRecord {
     }
 
     /// The response was cut off at `now`; `flags`: Envoy's response flag bits. A caller that
-    /// went away says nothing about the upstream: the permission is handed back. Otherwise the
+    /// went away says nothing about the upstream: the permission is handed back, and the Retry
+    /// and the TimeLimiter count the call by the response as far as it came. Otherwise the
     /// upstream's response broke off: a reset (or a timeout, as the flags say).
     pub fn cut_off(self, runtime: &Runtime, now: u64, flags: u64) {
         if downstream_terminated(flags) {
-            if let Some(breaker) = runtime.breakers.get(&self.instance) {
+            if let (true, Some(breaker)) =
+                (self.breaker_waits, runtime.breakers.get(&self.instance))
+            {
                 breaker.release(now);
             }
+            self.count_call(runtime, self.result);
             return;
         }
         self.record(runtime, now, call_result_from_flag_bits(0, flags));
     }
 
     fn record(&self, runtime: &Runtime, now: u64, result: CallResult) {
-        if let Some(breaker) = runtime.breakers.get(&self.instance) {
+        if let (true, Some(breaker)) = (self.breaker_waits, runtime.breakers.get(&self.instance)) {
             breaker.record(now, result, now.saturating_sub(self.started_ms));
         }
+        self.count_call(runtime, result);
+    }
+
+    /// The first attempt's response is the answer: a call without retry, one attempt for the
+    /// time limiter.
+    fn count_call(&self, runtime: &Runtime, result: CallResult) {
+        if let Some(retry) = runtime.retries.get(&self.instance) {
+            retry.count_final(result, false);
+        }
+        if let Some(limiter) = runtime.time_limiters.get(&self.instance) {
+            limiter.count_attempt(result);
+        }
+    }
+}
+
+/// The caller went away while `call` waited for a retry (its wait, a replay's answer, or a
+/// refusal to serve): the Retry counts the call by its last result, a failure (only failures
+/// are retried), as it counts a first response whose caller went away mid-body. A call still
+/// awaiting its first response has no result to count.
+pub fn count_abandoned(runtime: &Runtime, call: &Call) {
+    if call.sequence.awaits_first_response() {
+        return;
+    }
+    if let Some(retry) = runtime.retries.get(&call.instance) {
+        retry
+            .metrics
+            .count_call(false, call.sequence.attempts() > 1);
     }
 }
 
@@ -198,16 +233,20 @@ pub fn on_first_response(
         ..
     } = ended.step
     {
-        if ended.record_duration_ms.take().is_some() {
+        let breaker_waits = ended.record_duration_ms.take().is_some();
+        let limiter = runtime.time_limiters.get(&call.instance);
+        if breaker_waits || retry.is_some() || limiter.is_some() {
             pending = Some(PendingRecord {
                 instance: call.instance.clone(),
                 result,
                 started_ms: call.sequence.attempt_started_ms(),
+                breaker_waits,
             });
         }
     }
-    let step = after_attempt(runtime, &call, now, result, ended);
-    let action = match carry_out(runtime, calls, stream, call, step, now) {
+    let counted_at_end = pending.is_some();
+    let step = after_attempt(runtime, &call, now, result, ended, counted_at_end);
+    let action = match carry_out(runtime, calls, stream, call, step, now, counted_at_end) {
         HeldResponse::GoesOn => Action::Continue,
         HeldResponse::StillHeld | HeldResponse::Replaced => Action::Pause,
     };
@@ -254,8 +293,8 @@ pub fn on_replay_answer(
     let ended =
         call.sequence
             .replay_answered(now, result, reply, rules(retry, call.replay.as_ref()));
-    let step = after_attempt(runtime, &call, now, result, ended);
-    if carry_out(runtime, calls, stream, call, step, now) == HeldResponse::GoesOn {
+    let step = after_attempt(runtime, &call, now, result, ended, false);
+    if carry_out(runtime, calls, stream, call, step, now, false) == HeldResponse::GoesOn {
         resume_stream(stream);
     }
 }
@@ -275,7 +314,8 @@ pub fn on_tick(runtime: &Runtime, calls: &SharedCalls, now: u64) {
         };
         match call.sequence.tick(now) {
             Some(step) => {
-                if carry_out(runtime, calls, stream, call, step, now) == HeldResponse::GoesOn {
+                if carry_out(runtime, calls, stream, call, step, now, false) == HeldResponse::GoesOn
+                {
                     resume_stream(stream);
                 }
             }
@@ -299,14 +339,16 @@ fn rules<'a>(retry: Option<&'a RetryInstance>, replay: Option<&Replay>) -> Optio
 }
 
 /// The breaker hears the attempt's result; a body too large to replay is counted.
+/// `counted_at_end`: the time limiter counts the attempt by its [`PendingRecord`].
 fn after_attempt(
     runtime: &Runtime,
     call: &Call,
     now: u64,
     result: CallResult,
     ended: AttemptEnded<LocalResponse>,
+    counted_at_end: bool,
 ) -> Step<LocalResponse> {
-    if let Some(limiter) = runtime.time_limiters.get(&call.instance) {
+    if let (false, Some(limiter)) = (counted_at_end, runtime.time_limiters.get(&call.instance)) {
         limiter.count_attempt(result);
     }
     if let Some(duration_ms) = ended.record_duration_ms {
@@ -323,6 +365,7 @@ fn after_attempt(
 }
 
 /// Carries out `step` and those that follow it, until the call waits or is over.
+/// `counted_at_end`: a final first response is counted by its [`PendingRecord`].
 fn carry_out(
     runtime: &Runtime,
     calls: &SharedCalls,
@@ -330,6 +373,7 @@ fn carry_out(
     mut call: Call,
     mut step: Step<LocalResponse>,
     now: u64,
+    counted_at_end: bool,
 ) -> HeldResponse {
     loop {
         step = match step {
@@ -347,7 +391,8 @@ fn carry_out(
                 return HeldResponse::StillHeld;
             }
             Step::Finish { response, result } => {
-                if let Some(retry) = runtime.retries.get(&call.instance) {
+                let later = counted_at_end && matches!(response, FinalResponse::FirstResponse);
+                if let (false, Some(retry)) = (later, runtime.retries.get(&call.instance)) {
                     retry.count_final(result, call.sequence.attempts() > 1);
                 }
                 let limiter = runtime.time_limiters.get(&call.instance);

@@ -53,7 +53,8 @@ pub struct Stream {
     admissions: SharedAdmissions,
     /// A produce request to a Kafka bridge whose body is held until stamped.
     publish: Option<Publish>,
-    /// The first attempt's response goes on to the caller; the breaker records it at its end.
+    /// The first attempt's response goes on to the caller; the breaker and the Retry's call
+    /// count judge it at its end.
     pending: Option<PendingRecord>,
 }
 
@@ -210,6 +211,7 @@ impl HttpContext for Stream {
         let (Some(call), Some(runtime)) = (call, &self.runtime) else {
             return;
         };
+        retry::count_abandoned(runtime, &call);
         // Still holding a permission: no result will come (the caller went away).
         if call.sequence.permission_held() {
             if let Some(breaker) = runtime.breakers.get(&call.instance) {
@@ -220,7 +222,7 @@ impl HttpContext for Stream {
 }
 
 impl Stream {
-    /// The response to the caller ended: the breaker records a first response that went on.
+    /// The response to the caller ended: a first response that went on is judged now.
     fn response_ended(&mut self) {
         if let (Some(pending), Some(runtime)) = (self.pending.take(), &self.runtime) {
             if let Ok(now) = abi::now_ms() {

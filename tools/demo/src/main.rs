@@ -109,6 +109,15 @@ fn print_metrics(envoy: &Envoy) {
                 || l.contains("state=\"open\"")
         })
         .take(5)
+        .chain(
+            ours.iter()
+                .filter(|l| {
+                    l.starts_with("resilience4j_bulkhead_")
+                        || (l.starts_with("resilience4j_timelimiter_calls_total")
+                            && l.contains("kind=\"timeout\""))
+                })
+                .take(3),
+        )
     {
         println!("            {line}");
     }
