@@ -22,6 +22,35 @@ pub use number::Number;
 pub use parse::{from_slice, from_str, Error, MAX_DEPTH};
 pub use write::{escape_into, write_value};
 
+/// The length of `bytes`' leading run that a JSON string holds as is: up to the first `"`, `\`
+/// or control character. Eight bytes at a time (payload strings are long; the parser and the
+/// writer both scan them).
+pub(crate) fn plain_run(bytes: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut done = 0;
+    for chunk in &mut chunks {
+        let Ok(word) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let v = u64::from_le_bytes(word);
+        // Bytes below 0x20, equal to '"', equal to '\\' (each test marks a byte's high bit).
+        let special = (v.wrapping_sub(ONES * 0x20) & !v & HIGH)
+            | has_zero(v ^ (ONES * u64::from(b'"')))
+            | has_zero(v ^ (ONES * u64::from(b'\\')));
+        if special != 0 {
+            break;
+        }
+        done += 8;
+    }
+    done + bytes[done..]
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .unwrap_or(bytes.len() - done)
+}
+
 /// A JSON object: keys sorted.
 pub type Map<K = String, V = Value> = SortedMap<K, V>;
 

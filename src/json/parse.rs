@@ -220,22 +220,29 @@ impl<'a> Parser<'a> {
         let mut out = Vec::new();
         loop {
             let start = self.at;
-            while let Some(b) = self.peek() {
-                if b == b'"' || b == b'\\' || b < 0x20 {
-                    break;
-                }
-                self.at += 1;
-            }
-            out.extend_from_slice(&self.input[start..self.at]);
+            // The plain run up to the next quote, backslash or control character.
+            let rest = self.input.get(start..).unwrap_or_default();
+            let run = super::plain_run(rest);
+            self.at += run;
+            let plain = &rest[..run];
             match self.peek() {
                 Some(b'"') => {
                     self.at += 1;
                     // The input is UTF-8 (checked by the callers) and escapes push whole chars.
-                    return String::from_utf8(out).map_err(|e| {
-                        self.error_at(start + e.utf8_error().valid_up_to(), "invalid UTF-8")
-                    });
+                    let invalid = |e: std::str::Utf8Error| {
+                        self.error_at(start + e.valid_up_to(), "invalid UTF-8")
+                    };
+                    if out.is_empty() {
+                        // No escapes: one copy.
+                        return std::str::from_utf8(plain)
+                            .map(str::to_string)
+                            .map_err(invalid);
+                    }
+                    out.extend_from_slice(plain);
+                    return String::from_utf8(out).map_err(|e| invalid(e.utf8_error()));
                 }
                 Some(b'\\') => {
+                    out.extend_from_slice(plain);
                     self.at += 1;
                     self.escape(&mut out)?;
                 }

@@ -194,3 +194,26 @@ fn json_macro_borrows_interpolated_values() {
     assert_eq!(name, "svc");
     assert_eq!(list.len(), 2);
 }
+
+#[test]
+fn the_word_at_a_time_scan_finds_the_first_special_byte() {
+    for len in 0..40 {
+        for at in 0..len {
+            for special in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
+                let mut bytes = vec![b'a'; len];
+                // Bytes that must not stop the scan: DEL, high bytes, space, the neighbours of
+                // '"' and '\'.
+                for (i, b) in bytes.iter_mut().enumerate() {
+                    *b = [b'a', 0x7f, 0x80, 0xff, b' ', b'!', b'#', b'[', b']', 0x20][i % 10];
+                }
+                bytes[at] = special;
+                assert_eq!(
+                    super::plain_run(&bytes),
+                    at,
+                    "len {len} at {at} byte {special}"
+                );
+            }
+        }
+        assert_eq!(super::plain_run(&vec![0xe9; len]), len);
+    }
+}

@@ -39,31 +39,30 @@ pub fn write_value(value: &Value, out: &mut String) {
 /// Appends `text` as a quoted JSON string.
 pub fn escape_into(text: &str, out: &mut String) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = text.as_bytes();
     out.push('"');
-    let mut plain_from = 0;
-    for (i, b) in text.bytes().enumerate() {
-        let escaped: &str = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            0..=0x1f => "",
-            _ => continue,
-        };
-        // Escapes only replace ASCII bytes, so `i` is a char boundary.
-        out.push_str(text.get(plain_from..i).unwrap_or(""));
-        if escaped.is_empty() {
-            out.push_str("\\u00");
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xf)]));
-        } else {
-            out.push_str(escaped);
+    let mut at = 0;
+    loop {
+        let run = super::plain_run(bytes.get(at..).unwrap_or_default());
+        // Runs end before an ASCII byte or at the end: char boundaries.
+        out.push_str(text.get(at..at + run).unwrap_or_default());
+        at += run;
+        let Some(&b) = bytes.get(at) else { break };
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0x08 => out.push_str("\\b"),
+            0x0c => out.push_str("\\f"),
+            _ => {
+                out.push_str("\\u00");
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 0xf)]));
+            }
         }
-        plain_from = i + 1;
+        at += 1;
     }
-    out.push_str(text.get(plain_from..).unwrap_or(""));
     out.push('"');
 }
