@@ -63,7 +63,7 @@ wasm: deps
 
 test: deps lint unit-native unit-wasm wasm validate integration
 
-# The filter's unit tests first (they build nothing but serde, serde_json and log), then the
+# The filter's unit tests first (they build nothing but log), then the
 # tools' (tools/).
 TOOLS := tools-common r4j-import wasm-oci kafka-bridge demo bench
 unit-native: deps
