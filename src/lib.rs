@@ -9,6 +9,7 @@ pub mod duration;
 pub mod events;
 pub mod fallback;
 pub mod float_text;
+pub mod headers;
 pub mod interval;
 pub mod json;
 pub mod outcome;
