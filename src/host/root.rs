@@ -3,7 +3,6 @@
 //! receives the answers to replays it dispatched.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -46,7 +45,7 @@ pub struct Runtime {
     pub events: Option<Events>,
     /// Which instance guards each cluster this worker has seen (None: none does), so that a
     /// request looks its cluster up once and carries the instance's name as a shared `Rc`.
-    instance_of_cluster: RefCell<HashMap<String, Option<Rc<str>>>>,
+    instance_of_cluster: RefCell<SortedMap<String, Option<Rc<str>>>>,
 }
 
 /// Most clusters whose instance a worker remembers (a mesh has as many as it has upstreams);
