@@ -25,13 +25,13 @@
 //! name it (`crate::retry::sequence`).
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 use crate::bulkhead::{Entry, Limits, Slots};
 use crate::fallback::{self, LocalResponse, Refusal};
 use crate::policy::{Fallback, Policy, RateLimiterConfig};
 use crate::ratelimiter::{RateLimiter, Reservation};
+use crate::sorted_map::SortedMap;
 
 use super::abi;
 use super::metrics::{BulkheadMetrics, RateLimiterMetrics};
@@ -173,10 +173,10 @@ pub fn bulkhead_key(plugin_name: &str, instance: &str, thread_pool: bool) -> Str
 }
 
 /// The admission of every instance with a rate limiter or bulkhead; defines their metrics.
-pub fn configure(policy: &Policy, plugin_name: &str) -> BTreeMap<String, InstanceAdmission> {
-    let mut out: BTreeMap<String, InstanceAdmission> = BTreeMap::new();
+pub fn configure(policy: &Policy, plugin_name: &str) -> SortedMap<String, InstanceAdmission> {
+    let mut out: SortedMap<String, InstanceAdmission> = SortedMap::new();
     fn entry<'a>(
-        out: &'a mut BTreeMap<String, InstanceAdmission>,
+        out: &'a mut SortedMap<String, InstanceAdmission>,
         policy: &Policy,
         instance: &str,
     ) -> &'a mut InstanceAdmission {
@@ -260,11 +260,11 @@ struct StreamAdmission {
 pub struct Admissions {
     /// This worker's id in the bulkheads' shared slots (see [`store_worker_id`]).
     pub worker: u32,
-    by_stream: HashMap<u32, StreamAdmission>,
+    by_stream: SortedMap<u32, StreamAdmission>,
     /// Replays in flight whose caller went away, by callout token, with when it went: the
     /// upstream still serves them (a Wasm filter cannot cancel its callout), so their slots
     /// stay taken until the answer ([`orphan_answered`]).
-    orphans: HashMap<u32, (StreamAdmission, u64)>,
+    orphans: SortedMap<u32, (StreamAdmission, u64)>,
     last_heartbeat_ms: u64,
 }
 
