@@ -258,7 +258,10 @@ pub fn set_tick_period_ms(period: u32) -> Result<(), HostError> {
 }
 
 pub const MAP_REQUEST_HEADERS: u32 = 0;
+pub const MAP_RESPONSE_HEADERS: u32 = 2;
+pub const MAP_RESPONSE_TRAILERS: u32 = 3;
 pub const MAP_HTTP_CALL_RESPONSE_HEADERS: u32 = 6;
+pub const MAP_HTTP_CALL_RESPONSE_TRAILERS: u32 = 7;
 pub const BUFFER_REQUEST_BODY: u32 = 0;
 pub const BUFFER_HTTP_CALL_RESPONSE_BODY: u32 = 4;
 
@@ -270,6 +273,13 @@ extern "C" {
         return_map_size: *mut usize,
     ) -> u32;
     fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
+    fn proxy_get_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
     fn proxy_replace_header_map_value(
         map_type: u32,
         key_data: *const u8,
@@ -297,6 +307,21 @@ pub fn get_header_map(map_type: u32) -> Result<Vec<(String, String)>, HostError>
             .map(|bytes| deserialize_map(&bytes))
             .unwrap_or_default()),
         NOT_FOUND => Ok(Vec::new()),
+        other => Err(HostError(other)),
+    }
+}
+
+/// One header's value. Ok(None): no such header (or the map is empty).
+pub fn get_header(map_type: u32, name: &str) -> Result<Option<Vec<u8>>, HostError> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    // SAFETY: as in get_property.
+    let status = unsafe {
+        proxy_get_header_map_value(map_type, name.as_ptr(), name.len(), &mut data, &mut size)
+    };
+    match status {
+        OK => Ok(unsafe { take_host_buffer(data, size) }),
+        NOT_FOUND => Ok(None),
         other => Err(HostError(other)),
     }
 }

@@ -8,6 +8,7 @@ use crate::policy::{RetryConfig, RetryOptions};
 use crate::retry::may_replay;
 
 use super::abi::{self, HostError};
+use super::grpc;
 
 /// Not copied from a response into the local reply that replaces it, nor into a replay.
 pub const HOP_HEADERS: [&str; 5] = [
@@ -136,7 +137,8 @@ pub fn reply_result(reply: Option<&LocalResponse>) -> CallResult {
         .headers
         .iter()
         .any(|(k, _)| k == "x-envoy-upstream-service-time");
-    call_result_from_callout(reply.status, envoy_answered, &reply.body)
+    let http = call_result_from_callout(reply.status, envoy_answered, &reply.body);
+    grpc::reply_result(http, &reply.headers)
 }
 
 /// A replay's reply, in its `on_http_call_response`; None when it got no response.
@@ -144,7 +146,10 @@ pub fn read_reply(num_headers: usize, body_size: usize) -> Option<LocalResponse>
     if num_headers == 0 {
         return None;
     }
-    let headers = abi::get_header_map(abi::MAP_HTTP_CALL_RESPONSE_HEADERS).unwrap_or_default();
+    let mut headers = abi::get_header_map(abi::MAP_HTTP_CALL_RESPONSE_HEADERS).unwrap_or_default();
+    // A gRPC reply's status in its trailers: with the headers, which the caller gets.
+    let trailer_status = grpc::reply_trailer_status(&headers);
+    headers.extend(trailer_status);
     let status = headers
         .iter()
         .find(|(k, _)| k == ":status")

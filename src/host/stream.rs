@@ -18,6 +18,7 @@ use super::abi;
 use super::admission::{self, Admit, SharedAdmissions};
 use super::breaker::Acquired;
 use super::events::{self, BodyStep, HeadersStep, Publish};
+use super::grpc;
 use super::replay::Replay;
 use super::retry::{self, Call, PendingRecord, SharedCalls};
 use super::root::Runtime;
@@ -56,6 +57,8 @@ pub struct Stream {
     /// The first attempt's response goes on to the caller; the breaker and the Retry's call
     /// count judge it at its end.
     pending: Option<PendingRecord>,
+    /// The pending response is gRPC and its status comes in its trailers.
+    grpc_status_in_trailers: bool,
 }
 
 impl Stream {
@@ -72,6 +75,7 @@ impl Stream {
             admissions,
             publish: None,
             pending: None,
+            grpc_status_in_trailers: false,
         }
     }
 }
@@ -167,24 +171,28 @@ impl HttpContext for Stream {
             // as a call of no duration, so a VirtualService delay never counts as slow.
             call.sequence.restart_attempt_clock(now);
         }
+        let (result, grpc_status_in_trailers) = grpc::first_response_result(result, end_of_stream);
         let (action, pending) =
             retry::on_first_response(&runtime, &self.calls, self.id, call, now, result);
         match pending {
             Some(pending) if end_of_stream => pending.ended(&runtime, now),
-            pending => self.pending = pending,
+            pending => {
+                self.pending = pending;
+                self.grpc_status_in_trailers = grpc_status_in_trailers;
+            }
         }
         action
     }
 
     fn on_http_response_body(&mut self, _body_size: usize, end_of_stream: bool) -> Action {
         if end_of_stream {
-            self.response_ended();
+            self.response_ended(false);
         }
         Action::Continue
     }
 
     fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
-        self.response_ended();
+        self.response_ended(true);
         Action::Continue
     }
 
@@ -222,11 +230,16 @@ impl HttpContext for Stream {
 }
 
 impl Stream {
-    /// The response to the caller ended: a first response that went on is judged now.
-    fn response_ended(&mut self) {
+    /// The response to the caller ended (`with_trailers`: in its trailers): a first response
+    /// that went on is judged now, a gRPC one by the status it ended with.
+    fn response_ended(&mut self, with_trailers: bool) {
         if let (Some(pending), Some(runtime)) = (self.pending.take(), &self.runtime) {
             if let Ok(now) = abi::now_ms() {
-                pending.ended(runtime, now);
+                if std::mem::take(&mut self.grpc_status_in_trailers) {
+                    pending.ended_as(runtime, now, grpc::response_end_result(with_trailers));
+                } else {
+                    pending.ended(runtime, now);
+                }
             }
         }
     }

@@ -1,0 +1,85 @@
+//! gRPC calls judged by their grpc-status: a failed gRPC call answers HTTP 200 with a
+//! grpc-status other than OK, in its trailers or, for a trailers-only response, in its headers
+//! (the core's [`grpc_call_result`] decides).
+
+use crate::outcome::{grpc_call_result, is_grpc_content_type, CallResult};
+
+use super::abi;
+
+/// The first attempt's result once its response headers are read: `http` is the result by HTTP
+/// status and flags, `end_of_stream` says the headers end the response. The flag: a gRPC
+/// response whose status comes in its trailers, judged at its end ([`response_end_result`]).
+pub fn first_response_result(http: CallResult, end_of_stream: bool) -> (CallResult, bool) {
+    if http != CallResult::Response(200) {
+        return (http, false);
+    }
+    let headers = abi::MAP_RESPONSE_HEADERS;
+    match abi::get_header(headers, "content-type") {
+        Ok(Some(content_type)) if is_grpc_content_type(&content_type) => {}
+        Ok(_) => return (http, false),
+        Err(e) => {
+            log::debug!("response content-type unreadable (host status {})", e.0);
+            return (http, false);
+        }
+    }
+    match abi::get_header(headers, "grpc-status") {
+        Ok(Some(status)) => (grpc_call_result(http, Some(&status)), false),
+        Ok(None) if end_of_stream => (grpc_call_result(http, None), false),
+        Ok(None) => (http, true),
+        Err(e) => {
+            log::debug!("response grpc-status unreadable (host status {})", e.0);
+            (http, false)
+        }
+    }
+}
+
+/// A gRPC response whose status comes in its trailers ended: `in_trailers` says it ended with
+/// trailers (else with its body, and without a status: UNKNOWN, as gRPC clients read it).
+pub fn response_end_result(in_trailers: bool) -> CallResult {
+    let ok = CallResult::Response(200);
+    if !in_trailers {
+        return grpc_call_result(ok, None);
+    }
+    match abi::get_header(abi::MAP_RESPONSE_TRAILERS, "grpc-status") {
+        Ok(status) => grpc_call_result(ok, status.as_deref()),
+        Err(e) => {
+            // Cannot happen in the trailers callback; judging it a failure would be a guess.
+            log::warn!("response trailers unreadable (host status {})", e.0);
+            ok
+        }
+    }
+}
+
+/// A replay's reply: the gRPC status of a gRPC reply that has none in its headers, read from
+/// the callout's trailers, as headers to add to the reply (`grpc-status`, `grpc-message`), so
+/// the reply is judged by it and the caller gets it. Empty for any other reply.
+pub fn reply_trailer_status(headers: &[(String, String)]) -> Vec<(String, String)> {
+    let header = |name: &str| headers.iter().find(|(k, _)| k == name);
+    let grpc = header("content-type").is_some_and(|(_, v)| is_grpc_content_type(v.as_bytes()));
+    if !grpc || header("grpc-status").is_some() {
+        return Vec::new();
+    }
+    let trailers = match abi::get_header_map(abi::MAP_HTTP_CALL_RESPONSE_TRAILERS) {
+        Ok(trailers) => trailers,
+        Err(e) => {
+            log::debug!("replay trailers unreadable (host status {})", e.0);
+            Vec::new()
+        }
+    };
+    trailers
+        .into_iter()
+        .filter(|(k, _)| k == "grpc-status" || k == "grpc-message")
+        .collect()
+}
+
+/// A replay's result, judged again by gRPC when the reply is gRPC (its status in its headers,
+/// where [`reply_trailer_status`] put a trailers' one).
+pub fn reply_result(http: CallResult, headers: &[(String, String)]) -> CallResult {
+    let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+    match header("content-type") {
+        Some(content_type) if is_grpc_content_type(content_type.as_bytes()) => {
+            grpc_call_result(http, header("grpc-status").map(|v| v.as_bytes()))
+        }
+        _ => http,
+    }
+}
