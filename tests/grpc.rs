@@ -1,0 +1,197 @@
+//! gRPC calls judged by their grpc-status, in a real Envoy in front of a real gRPC upstream over
+//! h2c: a failed call is an HTTP 200 whose grpc-status (in the trailers, or in the headers of a
+//! trailers-only response) is not OK. The breaker records it as a failure and opens at its
+//! threshold; OK calls count as successful; the Retry retries a failed call.
+
+// Test helpers outside #[test] fns may unwrap too: a failed step fails the test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use harness::*;
+use serde_json::{json, Value};
+
+const CB: &str = "resilience4j.circuitbreaker.instances";
+const RETRY: &str = "resilience4j.retry.instances";
+const ORDER: &str = "order-service";
+const METHOD: &str = "/shop.Orders/Get";
+const UNAVAILABLE: u8 = 14;
+
+/// envoy/bootstrap.yaml with the order-service cluster speaking HTTP/2 (h2c) upstream, as a
+/// gRPC upstream needs.
+fn grpc_template(dir: &TempDir) -> PathBuf {
+    let template = std::fs::read_to_string(bootstrap_template()).unwrap();
+    let cluster = "  - name: order-service\n    type: STATIC\n";
+    assert!(template.contains(cluster), "order-service cluster not found");
+    let h2c = "    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        explicit_http_config:\n          http2_protocol_options: {}\n";
+    let path = dir.path().join("grpc-bootstrap.yaml");
+    std::fs::write(&path, template.replace(cluster, &format!("{cluster}{h2c}"))).unwrap();
+    path
+}
+
+/// Envoy with `policy`, its order-service cluster pointing at `upstream` over h2c.
+fn start(upstream: &GrpcUpstream, policy: &Value, dir: &TempDir) -> Envoy {
+    let options = EnvoyOptions {
+        template: grpc_template(dir),
+        ..EnvoyOptions::default()
+    };
+    Envoy::start_on(&ServicePorts::all(upstream.port()), Some(policy), &options).unwrap()
+}
+
+/// order-service's breaker: 4 calls, opens at 50 % failures; no retries unless a test adds them.
+fn breaker_policy() -> Value {
+    let mut policy = seed_policy();
+    remove_path(&mut policy, "resilience4j.retry");
+    set_path(
+        &mut policy,
+        &format!("{CB}.{ORDER}"),
+        json!({"sliding-window-size": 4, "minimum-number-of-calls": 4,
+               "failure-rate-threshold": 50, "wait-duration-in-open-state": "30s"}),
+    );
+    policy
+}
+
+fn call(envoy: &Envoy) -> GrpcReply {
+    grpc_call(envoy.port(), ORDER, METHOD).unwrap()
+}
+
+/// Waits (generously: metrics may follow on the filter's tick) until `check` holds.
+fn eventually(what: &str, envoy: &Envoy, check: impl Fn(&Envoy) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check(envoy) {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not so after 10s; stats: {:?}",
+            envoy.counters("resilience4j")
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn breaker_calls(envoy: &Envoy, kind: &str) -> u64 {
+    envoy.metric(
+        "resilience4j_circuitbreaker_calls_seconds_count",
+        &[("name", ORDER), ("kind", kind)],
+    )
+}
+
+fn state_is(envoy: &Envoy, state: &str) -> bool {
+    envoy.metric(
+        "resilience4j_circuitbreaker_state",
+        &[("name", ORDER), ("state", state)],
+    ) == 1
+}
+
+#[test]
+fn grpc_failures_with_http_200_open_the_breaker_at_its_threshold() {
+    let upstream = GrpcUpstream::start().unwrap();
+    let dir = TempDir::new("grpc-test").unwrap();
+    let envoy = start(&upstream, &breaker_policy(), &dir);
+
+    // Two OK calls: successful, and the message reaches the caller.
+    upstream.push_n(2, GrpcAnswer::Ok);
+    for _ in 0..2 {
+        let reply = call(&envoy);
+        assert_eq!(reply.http_status, 200);
+        assert_eq!(reply.grpc_status.as_deref(), Some("0"));
+        assert_eq!(reply.message(), Some(GRPC_REPLY_MESSAGE));
+    }
+    eventually("2 successful calls", &envoy, |e| breaker_calls(e, "successful") == 2);
+
+    // A failure in the trailers: HTTP 200, grpc-status 14. 3 calls: below the minimum.
+    upstream.push_n(1, GrpcAnswer::InTrailers(UNAVAILABLE));
+    let reply = call(&envoy);
+    assert_eq!(
+        (reply.http_status, reply.grpc_status.as_deref()),
+        (200, Some("14"))
+    );
+    eventually("1 failed call", &envoy, |e| breaker_calls(e, "failed") == 1);
+    assert!(state_is(&envoy, "closed"));
+
+    // A trailers-only failure: the 4th call, 2 of 4 failed = the 50 % threshold: OPEN.
+    upstream.push_n(1, GrpcAnswer::TrailersOnly(UNAVAILABLE));
+    let reply = call(&envoy);
+    assert_eq!(
+        (reply.http_status, reply.grpc_status.as_deref()),
+        (200, Some("14"))
+    );
+    assert_eq!(upstream.count(), 4);
+    eventually("OPEN after the 4th call", &envoy, |e| state_is(e, "open"));
+    assert_eq!(breaker_calls(&envoy, "failed"), 2);
+    assert_eq!(breaker_calls(&envoy, "successful"), 2);
+
+    // OPEN: the fallback, which never reaches the upstream (for a gRPC caller Envoy words a
+    // local reply as a gRPC status).
+    upstream.set_default(GrpcAnswer::Ok);
+    let reply = call(&envoy);
+    assert_ne!(reply.grpc_status.as_deref(), Some("0"), "{reply:?}");
+    assert_eq!(upstream.count(), 4, "an open breaker let a call through");
+    envoy.filter_crashes().unwrap();
+}
+
+#[test]
+fn grpc_ok_responses_keep_the_breaker_closed() {
+    let upstream = GrpcUpstream::start().unwrap();
+    let dir = TempDir::new("grpc-test").unwrap();
+    let envoy = start(&upstream, &breaker_policy(), &dir);
+    for _ in 0..6 {
+        assert_eq!(call(&envoy).grpc_status.as_deref(), Some("0"));
+    }
+    eventually("6 successful calls", &envoy, |e| breaker_calls(e, "successful") == 6);
+    assert_eq!(breaker_calls(&envoy, "failed"), 0);
+    assert!(state_is(&envoy, "closed"));
+    envoy.filter_crashes().unwrap();
+}
+
+/// gRPC calls are POSTs: a Retry replays them only where the instance allows it.
+fn retry_policy() -> Value {
+    let mut policy = breaker_policy();
+    set_path(
+        &mut policy,
+        &format!("{CB}.{ORDER}.sliding-window-size"),
+        json!(100),
+    );
+    set_path(
+        &mut policy,
+        &format!("{CB}.{ORDER}.minimum-number-of-calls"),
+        json!(100),
+    );
+    set_path(
+        &mut policy,
+        &format!("{RETRY}.{ORDER}"),
+        json!({"max-attempts": 3, "wait-duration": "100ms"}),
+    );
+    set_path(
+        &mut policy,
+        "retry-options",
+        json!({ORDER: {"retry-non-idempotent": true}}),
+    );
+    policy
+}
+
+#[test]
+fn a_failed_grpc_call_is_retried_and_a_failed_replay_judged_by_its_trailers() {
+    let upstream = GrpcUpstream::start().unwrap();
+    let dir = TempDir::new("grpc-test").unwrap();
+    let envoy = start(&upstream, &retry_policy(), &dir);
+
+    // Trailers-only failure, then a replay failing in its trailers, then OK: three attempts.
+    upstream.push_n(1, GrpcAnswer::TrailersOnly(UNAVAILABLE));
+    upstream.push_n(1, GrpcAnswer::InTrailers(UNAVAILABLE));
+    upstream.push_n(1, GrpcAnswer::Ok);
+    let reply = call(&envoy);
+    assert_eq!(upstream.count(), 3, "{reply:?}");
+    assert_eq!(reply.grpc_status.as_deref(), Some("0"), "{reply:?}");
+    eventually("2 failed attempts recorded", &envoy, |e| {
+        breaker_calls(e, "failed") == 2 && breaker_calls(e, "successful") == 1
+    });
+
+    // Every attempt fails: the caller gets the last failure's gRPC status.
+    upstream.push_n(3, GrpcAnswer::TrailersOnly(UNAVAILABLE));
+    let reply = call(&envoy);
+    assert_eq!(upstream.count(), 6, "{reply:?}");
+    assert_eq!(reply.grpc_status.as_deref(), Some("14"), "{reply:?}");
+    envoy.filter_crashes().unwrap();
+}
