@@ -24,7 +24,10 @@ const UNAVAILABLE: u8 = 14;
 fn grpc_template(dir: &TempDir) -> PathBuf {
     let template = std::fs::read_to_string(bootstrap_template()).unwrap();
     let cluster = "  - name: order-service\n    type: STATIC\n";
-    assert!(template.contains(cluster), "order-service cluster not found");
+    assert!(
+        template.contains(cluster),
+        "order-service cluster not found"
+    );
     let h2c = "    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        explicit_http_config:\n          http2_protocol_options: {}\n";
     let path = dir.path().join("grpc-bootstrap.yaml");
     std::fs::write(&path, template.replace(cluster, &format!("{cluster}{h2c}"))).unwrap();
@@ -98,7 +101,9 @@ fn grpc_failures_with_http_200_open_the_breaker_at_its_threshold() {
         assert_eq!(reply.grpc_status.as_deref(), Some("0"));
         assert_eq!(reply.message(), Some(GRPC_REPLY_MESSAGE));
     }
-    eventually("2 successful calls", &envoy, |e| breaker_calls(e, "successful") == 2);
+    eventually("2 successful calls", &envoy, |e| {
+        breaker_calls(e, "successful") == 2
+    });
 
     // A failure in the trailers: HTTP 200, grpc-status 14. 3 calls: below the minimum.
     upstream.push_n(1, GrpcAnswer::InTrailers(UNAVAILABLE));
@@ -139,13 +144,15 @@ fn grpc_ok_responses_keep_the_breaker_closed() {
     for _ in 0..6 {
         assert_eq!(call(&envoy).grpc_status.as_deref(), Some("0"));
     }
-    eventually("6 successful calls", &envoy, |e| breaker_calls(e, "successful") == 6);
+    eventually("6 successful calls", &envoy, |e| {
+        breaker_calls(e, "successful") == 6
+    });
     assert_eq!(breaker_calls(&envoy, "failed"), 0);
     assert!(state_is(&envoy, "closed"));
     envoy.filter_crashes().unwrap();
 }
 
-/// gRPC calls are POSTs: a Retry replays them only where the instance allows it.
+/// A Retry on order-service that would replay a POST; the breaker's window stays open-ended.
 fn retry_policy() -> Value {
     let mut policy = breaker_policy();
     set_path(
@@ -171,27 +178,42 @@ fn retry_policy() -> Value {
     policy
 }
 
+fn retry_calls(envoy: &Envoy, kind: &str) -> u64 {
+    envoy.metric(
+        "resilience4j_retry_calls_total",
+        &[("name", ORDER), ("kind", kind)],
+    )
+}
+
+/// A replay's answer reaches the caller as a local reply, which Envoy turns into a trailers-only
+/// gRPC response for a gRPC caller (verified: a replayed OK came back as grpc-status 0 without
+/// its message). So a failed gRPC call is not replayed: the caller gets the failure as the
+/// upstream sent it, and the Retry counts a failed call without retry.
 #[test]
-fn a_failed_grpc_call_is_retried_and_a_failed_replay_judged_by_its_trailers() {
+fn a_failed_grpc_call_goes_back_unreplayed_and_counts_as_failed() {
     let upstream = GrpcUpstream::start().unwrap();
     let dir = TempDir::new("grpc-test").unwrap();
     let envoy = start(&upstream, &retry_policy(), &dir);
 
-    // Trailers-only failure, then a replay failing in its trailers, then OK: three attempts.
     upstream.push_n(1, GrpcAnswer::TrailersOnly(UNAVAILABLE));
     upstream.push_n(1, GrpcAnswer::InTrailers(UNAVAILABLE));
-    upstream.push_n(1, GrpcAnswer::Ok);
+    for _ in 0..2 {
+        let reply = call(&envoy);
+        assert_eq!(
+            (reply.http_status, reply.grpc_status.as_deref()),
+            (200, Some("14")),
+            "{reply:?}"
+        );
+    }
     let reply = call(&envoy);
-    assert_eq!(upstream.count(), 3, "{reply:?}");
-    assert_eq!(reply.grpc_status.as_deref(), Some("0"), "{reply:?}");
-    eventually("2 failed attempts recorded", &envoy, |e| {
+    assert_eq!(reply.message(), Some(GRPC_REPLY_MESSAGE), "{reply:?}");
+    assert_eq!(upstream.count(), 3, "a gRPC call was replayed");
+    eventually("the Retry's counts", &envoy, |e| {
+        retry_calls(e, "failed_without_retry") == 2
+            && retry_calls(e, "successful_without_retry") == 1
+    });
+    eventually("the breaker's counts", &envoy, |e| {
         breaker_calls(e, "failed") == 2 && breaker_calls(e, "successful") == 1
     });
-
-    // Every attempt fails: the caller gets the last failure's gRPC status.
-    upstream.push_n(3, GrpcAnswer::TrailersOnly(UNAVAILABLE));
-    let reply = call(&envoy);
-    assert_eq!(upstream.count(), 6, "{reply:?}");
-    assert_eq!(reply.grpc_status.as_deref(), Some("14"), "{reply:?}");
     envoy.filter_crashes().unwrap();
 }

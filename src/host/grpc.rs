@@ -49,37 +49,3 @@ pub fn response_end_result(in_trailers: bool) -> CallResult {
         }
     }
 }
-
-/// A replay's reply: the gRPC status of a gRPC reply that has none in its headers, read from
-/// the callout's trailers, as headers to add to the reply (`grpc-status`, `grpc-message`), so
-/// the reply is judged by it and the caller gets it. Empty for any other reply.
-pub fn reply_trailer_status(headers: &[(String, String)]) -> Vec<(String, String)> {
-    let header = |name: &str| headers.iter().find(|(k, _)| k == name);
-    let grpc = header("content-type").is_some_and(|(_, v)| is_grpc_content_type(v.as_bytes()));
-    if !grpc || header("grpc-status").is_some() {
-        return Vec::new();
-    }
-    let trailers = match abi::get_header_map(abi::MAP_HTTP_CALL_RESPONSE_TRAILERS) {
-        Ok(trailers) => trailers,
-        Err(e) => {
-            log::debug!("replay trailers unreadable (host status {})", e.0);
-            Vec::new()
-        }
-    };
-    trailers
-        .into_iter()
-        .filter(|(k, _)| k == "grpc-status" || k == "grpc-message")
-        .collect()
-}
-
-/// A replay's result, judged again by gRPC when the reply is gRPC (its status in its headers,
-/// where [`reply_trailer_status`] put a trailers' one).
-pub fn reply_result(http: CallResult, headers: &[(String, String)]) -> CallResult {
-    let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v);
-    match header("content-type") {
-        Some(content_type) if is_grpc_content_type(content_type.as_bytes()) => {
-            grpc_call_result(http, header("grpc-status").map(|v| v.as_bytes()))
-        }
-        _ => http,
-    }
-}

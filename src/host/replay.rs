@@ -3,12 +3,11 @@
 //! cluster, and its reply read back.
 
 use crate::fallback::LocalResponse;
-use crate::outcome::{call_result_from_callout, CallResult};
+use crate::outcome::{call_result_from_callout, is_grpc_content_type, CallResult};
 use crate::policy::{RetryConfig, RetryOptions};
 use crate::retry::may_replay;
 
 use super::abi::{self, HostError};
-use super::grpc;
 
 /// Not copied from a response into the local reply that replaces it, nor into a replay.
 pub const HOP_HEADERS: [&str; 5] = [
@@ -47,6 +46,12 @@ impl Replay {
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.as_str())
         };
+        // A gRPC call is not replayed: the answer to a replay reaches the caller as a local
+        // reply, which Envoy turns into a trailers-only gRPC response for a gRPC caller (the
+        // body becomes grpc-message), so a replay's response messages would be lost.
+        if header("content-type").is_some_and(|v| is_grpc_content_type(v.as_bytes())) {
+            return None;
+        }
         let method = header(":method").unwrap_or("GET");
         if !may_replay(
             method,
@@ -137,8 +142,7 @@ pub fn reply_result(reply: Option<&LocalResponse>) -> CallResult {
         .headers
         .iter()
         .any(|(k, _)| k == "x-envoy-upstream-service-time");
-    let http = call_result_from_callout(reply.status, envoy_answered, &reply.body);
-    grpc::reply_result(http, &reply.headers)
+    call_result_from_callout(reply.status, envoy_answered, &reply.body)
 }
 
 /// A replay's reply, in its `on_http_call_response`; None when it got no response.
@@ -146,10 +150,7 @@ pub fn read_reply(num_headers: usize, body_size: usize) -> Option<LocalResponse>
     if num_headers == 0 {
         return None;
     }
-    let mut headers = abi::get_header_map(abi::MAP_HTTP_CALL_RESPONSE_HEADERS).unwrap_or_default();
-    // A gRPC reply's status in its trailers: with the headers, which the caller gets.
-    let trailer_status = grpc::reply_trailer_status(&headers);
-    headers.extend(trailer_status);
+    let headers = abi::get_header_map(abi::MAP_HTTP_CALL_RESPONSE_HEADERS).unwrap_or_default();
     let status = headers
         .iter()
         .find(|(k, _)| k == ":status")

@@ -233,7 +233,10 @@ async fn call(port: u16, authority: &str, path: &str) -> Result<GrpcReply, Strin
         let _ = body.flow_control().release_capacity(chunk.len());
         data.extend_from_slice(&chunk);
     }
-    let trailers = body.trailers().await.map_err(|e| format!("trailers: {e}"))?;
+    let trailers = body
+        .trailers()
+        .await
+        .map_err(|e| format!("trailers: {e}"))?;
     let trailer_status = trailers
         .as_ref()
         .and_then(|t| t.get("grpc-status"))
