@@ -67,7 +67,7 @@ fn eventually(what: &str, envoy: &Envoy, check: impl Fn(&Envoy) -> bool) {
         assert!(
             Instant::now() < deadline,
             "{what}: not so after 10s; stats: {:?}",
-            envoy.counters("resilience4j")
+            envoy.counters("order-service.*(calls_seconds_count|calls_total|state)")
         );
         thread::sleep(Duration::from_millis(50));
     }
@@ -215,5 +215,30 @@ fn a_failed_grpc_call_goes_back_unreplayed_and_counts_as_failed() {
     eventually("the breaker's counts", &envoy, |e| {
         breaker_calls(e, "failed") == 2 && breaker_calls(e, "successful") == 1
     });
+    envoy.filter_crashes().unwrap();
+}
+
+/// Envoy answers a gRPC caller's failed call itself as HTTP 200 with grpc-status 14: a failure,
+/// as any call that got no response.
+#[test]
+fn a_grpc_call_that_cannot_connect_is_a_failure() {
+    let upstream = GrpcUpstream::start().unwrap();
+    let closed = free_port().unwrap();
+    let dir = TempDir::new("grpc-test").unwrap();
+    let options = EnvoyOptions {
+        template: grpc_template(&dir),
+        ..EnvoyOptions::default()
+    };
+    let mut ports = ServicePorts::all(upstream.port());
+    ports.order = closed;
+    let envoy = Envoy::start_on(&ports, Some(&breaker_policy()), &options).unwrap();
+    let reply = call(&envoy);
+    assert_eq!(
+        (reply.http_status, reply.grpc_status.as_deref()),
+        (200, Some("14")),
+        "{reply:?}"
+    );
+    eventually("1 failed call", &envoy, |e| breaker_calls(e, "failed") == 1);
+    assert_eq!(breaker_calls(&envoy, "successful"), 0);
     envoy.filter_crashes().unwrap();
 }

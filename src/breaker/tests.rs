@@ -1704,6 +1704,15 @@ fn the_fingerprint_changes_when_any_field_changes() {
             c.record = vec![OutcomeMatcher::Timeout];
             c.ignore = vec![];
         }),
+        ("record grpc error", |c| {
+            c.record = vec![OutcomeMatcher::GrpcError]
+        }),
+        ("record grpc status", |c| {
+            c.record = vec![OutcomeMatcher::GrpcStatus(14)]
+        }),
+        ("record another grpc status", |c| {
+            c.record = vec![OutcomeMatcher::GrpcStatus(4)]
+        }),
     ];
     let mut seen = vec![config_fingerprint(&base)];
     for (name, change) in changes {
