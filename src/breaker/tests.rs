@@ -1646,7 +1646,7 @@ fn decoding_never_panics_on_prefixes_mutations_or_noise() {
 fn the_fingerprint_changes_when_any_field_changes() {
     let base = defaults();
     type Change = fn(&mut BreakerConfig);
-    let changes: [(&str, Change); 22] = [
+    let changes: [(&str, Change); 25] = [
         ("failure_rate_threshold", |c| {
             c.failure_rate_threshold = 50.5
         }),
