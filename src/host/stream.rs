@@ -10,7 +10,8 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
 use crate::outcome::{
-    call_result_from_envoy, call_result_from_flag_bits, delay_injected, fault_injected, CallResult,
+    call_result_from_envoy, call_result_from_flag_bits, delay_injected, fault_injected,
+    is_grpc_content_type, CallResult,
 };
 use crate::retry::sequence::Sequence;
 
@@ -57,6 +58,8 @@ pub struct Stream {
     /// The first attempt's response goes on to the caller; the breaker and the Retry's call
     /// count judge it at its end.
     pending: Option<PendingRecord>,
+    /// The request is a gRPC call (its response is judged by its grpc-status).
+    grpc_request: bool,
     /// The pending response is gRPC and its status comes in its trailers.
     grpc_status_in_trailers: bool,
 }
@@ -75,6 +78,7 @@ impl Stream {
             admissions,
             publish: None,
             pending: None,
+            grpc_request: false,
             grpc_status_in_trailers: false,
         }
     }
@@ -171,7 +175,11 @@ impl HttpContext for Stream {
             // as a call of no duration, so a VirtualService delay never counts as slow.
             call.sequence.restart_attempt_clock(now);
         }
-        let (result, grpc_status_in_trailers) = grpc::first_response_result(result, end_of_stream);
+        let (result, grpc_status_in_trailers) = if self.grpc_request {
+            grpc::first_response_result(result, end_of_stream)
+        } else {
+            (result, false)
+        };
         let (action, pending) =
             retry::on_first_response(&runtime, &self.calls, self.id, call, now, result);
         match pending {
@@ -271,6 +279,9 @@ impl Stream {
         if let Some(limiter) = runtime.time_limiters.get(&instance) {
             limiter.bound_first_attempt(&mut headers);
         }
+        self.grpc_request = headers
+            .iter()
+            .any(|(k, v)| k == "content-type" && is_grpc_content_type(v.as_bytes()));
         let Ok(now) = abi::now_ms() else {
             return Action::Continue;
         };
