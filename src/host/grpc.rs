@@ -9,8 +9,8 @@ use super::abi;
 /// The first attempt's result once the response headers of a gRPC request are read (read only
 /// for gRPC requests: no host call for others): `http` is the result by HTTP status and flags,
 /// `end_of_stream` says the headers end the response. A response that is not gRPC (a proxy's
-/// error page) is judged by HTTP. The flag: a gRPC
-/// response whose status comes in its trailers, judged at its end ([`response_end_result`]).
+/// error page) is judged by HTTP. The flag: a gRPC response whose status comes in its trailers,
+/// judged at its end ([`response_end_result`]).
 pub fn first_response_result(http: CallResult, end_of_stream: bool) -> (CallResult, bool) {
     if http != CallResult::Response(200) {
         return (http, false);
