@@ -8,6 +8,7 @@ pub mod bulkhead;
 pub mod duration;
 pub mod events;
 pub mod fallback;
+pub mod headers;
 pub mod interval;
 pub mod outcome;
 pub mod policy;

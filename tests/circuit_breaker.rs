@@ -37,16 +37,20 @@ fn breaker_policy() -> Value {
     policy
 }
 
-fn calls(envoy: &Envoy, instance: &str, kind: &str) -> u64 {
+/// A calls counter of the instance once it reads `expected` (the filter flushes counters on
+/// its tick: `Envoy::counter`); the value last read.
+fn calls(envoy: &Envoy, instance: &str, kind: &str, expected: u64) -> u64 {
     if kind == "not_permitted" {
-        return envoy.metric(
+        return envoy.counter(
             "resilience4j_circuitbreaker_not_permitted_calls_total",
             &[("name", instance), ("kind", kind)],
+            expected,
         );
     }
-    envoy.metric(
+    envoy.counter(
         "resilience4j_circuitbreaker_calls_seconds_count",
         &[("name", instance), ("kind", kind)],
+        expected,
     )
 }
 
@@ -57,10 +61,11 @@ fn state_is(envoy: &Envoy, instance: &str, state: &str) -> bool {
     ) == 1
 }
 
-fn transitions(envoy: &Envoy, instance: &str, from: &str, to: &str) -> u64 {
-    envoy.metric(
+fn transitions(envoy: &Envoy, instance: &str, from: &str, to: &str, expected: u64) -> u64 {
+    envoy.counter(
         "resilience4j_circuitbreaker_transitions_total",
         &[("name", instance), ("from", from), ("to", to)],
+        expected,
     )
 }
 
@@ -98,8 +103,8 @@ fn user_service_opens_serves_fallbacks_half_opens_closes_and_reopens() {
         "{:?}",
         envoy.stats()
     );
-    assert_eq!(calls(&envoy, "user-service", "failed"), 5);
-    assert_eq!(transitions(&envoy, "user-service", "closed", "open"), 1);
+    assert_eq!(calls(&envoy, "user-service", "failed", 5), 5);
+    assert_eq!(transitions(&envoy, "user-service", "closed", "open", 1), 1);
     assert_eq!(user.count(), 5);
     // The same figures as Prometheus labels, named like resilience4j's Micrometer metrics.
     let prometheus = envoy.admin_get("/stats/prometheus").unwrap();
@@ -132,7 +137,7 @@ fn user_service_opens_serves_fallbacks_half_opens_closes_and_reopens() {
         5,
         "no call reaches an open circuit's upstream"
     );
-    assert_eq!(calls(&envoy, "user-service", "not_permitted"), 3);
+    assert_eq!(calls(&envoy, "user-service", "not_permitted", 3), 3);
 
     // After the wait: HALF_OPEN lets exactly the permitted 2 trial calls through. Four callers
     // at once while the trials are slow: two reach the upstream, two get the fallback.
@@ -160,9 +165,12 @@ fn user_service_opens_serves_fallbacks_half_opens_closes_and_reopens() {
         "{:?}",
         envoy.stats()
     );
-    assert_eq!(transitions(&envoy, "user-service", "open", "half_open"), 1);
     assert_eq!(
-        transitions(&envoy, "user-service", "half_open", "closed"),
+        transitions(&envoy, "user-service", "open", "half_open", 1),
+        1
+    );
+    assert_eq!(
+        transitions(&envoy, "user-service", "half_open", "closed", 1),
         1
     );
     assert_eq!(get_status(&envoy, USER).0, 200);
@@ -185,7 +193,10 @@ fn user_service_opens_serves_fallbacks_half_opens_closes_and_reopens() {
         "{:?}",
         envoy.stats()
     );
-    assert_eq!(transitions(&envoy, "user-service", "half_open", "open"), 1);
+    assert_eq!(
+        transitions(&envoy, "user-service", "half_open", "open", 1),
+        1
+    );
     let before = user.count();
     assert_eq!(get_status(&envoy, USER).0, 503);
     assert_eq!(user.count(), before);
@@ -218,7 +229,7 @@ fn order_service_follows_its_own_60_percent_window_of_8() {
     // user-service's circuit is another window: untouched, serving.
     assert!(state_is(&envoy, "user-service", "closed"));
     assert_eq!(envoy.get(USER, "/users/1").unwrap().status, 200);
-    assert_eq!(calls(&envoy, "user-service", "successful"), 1);
+    assert_eq!(calls(&envoy, "user-service", "successful", 1), 1);
     // 4xx are successes; a cluster with no instance passes through unguarded.
     services.payment.push_n(10, Action::status(500));
     for _ in 0..10 {
@@ -283,7 +294,7 @@ fn configured_fallback_and_record_lists_are_honoured() {
     for _ in 0..3 {
         assert_eq!(envoy.get(USER, "/u").unwrap().status, 503);
     }
-    assert_eq!(calls(&envoy, "user-service", "ignored"), 3);
+    assert_eq!(calls(&envoy, "user-service", "ignored", 3), 3);
     assert!(state_is(&envoy, "user-service", "closed"));
     user.push_n(5, Action::status(429));
     for _ in 0..5 {
@@ -334,7 +345,7 @@ fn connection_failures_and_timeouts_are_failures() {
         assert_eq!(envoy.get(USER, "/u").unwrap().status, 503);
     }
     assert_eq!(
-        calls(&envoy, "user-service", "failed"),
+        calls(&envoy, "user-service", "failed", 4),
         4,
         "{:?}",
         envoy.stats()
@@ -344,7 +355,7 @@ fn connection_failures_and_timeouts_are_failures() {
     // minimum): a successful call for the calls timer, a slow one in the window.
     user.push(Action::delay(400, 200));
     assert_eq!(envoy.get(USER, "/u").unwrap().status, 200);
-    assert_eq!(calls(&envoy, "user-service", "successful"), 1);
+    assert_eq!(calls(&envoy, "user-service", "successful", 1), 1);
     assert_eq!(
         envoy.metric(
             "resilience4j_circuitbreaker_slow_calls",
@@ -442,10 +453,16 @@ fn one_window_across_workers_records_exactly_what_the_upstream_received() {
     assert_eq!(failed, 0);
     let received = services.order.count() as u64;
     assert_eq!(received, 400);
-    assert_eq!(calls(&envoy, "order-service", "failed"), 100);
+    assert_eq!(calls(&envoy, "order-service", "failed", 100), 100);
+    // Settled above (a flush period after the last request): the other kinds are in too.
     let recorded: u64 = ["successful", "failed", "ignored"]
         .iter()
-        .map(|k| calls(&envoy, "order-service", k))
+        .map(|k| {
+            envoy.metric(
+                "resilience4j_circuitbreaker_calls_seconds_count",
+                &[("name", "order-service"), ("kind", k)],
+            )
+        })
         .sum();
     assert_eq!(
         recorded, received,
@@ -518,7 +535,7 @@ fn shortcuts_of_a_full_window_of_successes_keep_the_exact_window_across_workers(
     for n in 1..=15 {
         assert_eq!(envoy.get(ORDER, "/o").unwrap().status, 200, "success {n}");
     }
-    assert_eq!(calls(&envoy, "order-service", "successful"), 15);
+    assert_eq!(calls(&envoy, "order-service", "successful", 15), 15);
     services.order.set_default(Action::status(500));
     for n in 1..=4 {
         assert_eq!(envoy.get(ORDER, "/o").unwrap().status, 500, "failure {n}");
@@ -534,7 +551,7 @@ fn shortcuts_of_a_full_window_of_successes_keep_the_exact_window_across_workers(
     );
     assert_eq!(envoy.get(ORDER, "/o").unwrap().status, 503);
     assert_eq!(services.order.count(), 20);
-    assert_eq!(calls(&envoy, "order-service", "failed"), 5);
+    assert_eq!(calls(&envoy, "order-service", "failed", 5), 5);
     let per_worker = connections_per_worker(&envoy);
     assert!(
         per_worker.iter().all(|&n| n > 0),

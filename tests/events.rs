@@ -136,13 +136,11 @@ fn each_envelope_mode_lands_as_the_consumer_group_reads_it() {
     assert_eq!(paid.header("traceparent").as_deref(), Some(TP));
 
     assert_eq!(
-        stack
-            .envoy
-            .metric(
-                "sidecar_events_records_stamped_total",
-                &[("topic", "order_created")]
-            )
-            .unwrap(),
+        stack.envoy.counter(
+            "sidecar_events_records_stamped_total",
+            &[("topic", "order_created")],
+            1
+        ),
         1
     );
 }
@@ -202,23 +200,19 @@ fn a_service_cannot_publish_as_another() {
         1
     );
     assert_eq!(
-        stack
-            .envoy
-            .metric(
-                "sidecar_events_sources_corrected_total",
-                &[("topic", "order_created")]
-            )
-            .unwrap(),
+        stack.envoy.counter(
+            "sidecar_events_sources_corrected_total",
+            &[("topic", "order_created")],
+            1
+        ),
         1
     );
     assert_eq!(
-        stack
-            .envoy
-            .metric(
-                "sidecar_events_sources_corrected_total",
-                &[("topic", "payment_completed")]
-            )
-            .unwrap(),
+        stack.envoy.counter(
+            "sidecar_events_sources_corrected_total",
+            &[("topic", "payment_completed")],
+            1
+        ),
         1
     );
 }
@@ -376,13 +370,11 @@ fn an_enveloped_record_keeps_its_id_and_binary_values_keep_their_bytes() {
         "binary mode: the bytes, untouched"
     );
     assert_eq!(
-        stack
-            .envoy
-            .metric(
-                "sidecar_events_envelopes_kept_total",
-                &[("topic", "order_created")]
-            )
-            .unwrap(),
+        stack.envoy.counter(
+            "sidecar_events_envelopes_kept_total",
+            &[("topic", "order_created")],
+            1
+        ),
         1
     );
 }
@@ -460,13 +452,11 @@ fn bad_input_gets_its_error_and_nothing_of_it_lands() {
     .unwrap();
     assert_eq!(got.len(), 1, "only the marker landed: {got:?}");
     assert_eq!(
-        stack
-            .envoy
-            .metric(
-                "sidecar_events_requests_rejected_total",
-                &[("topic", "order_created"), ("reason", "invalid_shape")]
-            )
-            .unwrap(),
+        stack.envoy.counter(
+            "sidecar_events_requests_rejected_total",
+            &[("topic", "order_created"), ("reason", "invalid_shape")],
+            4
+        ),
         4
     );
 }
@@ -561,7 +551,16 @@ fn shipped_bootstrap_and_policy_stamp_what_goes_to_the_kafka_bridge() {
     assert_eq!(record["value"]["version"], "1.0");
     assert_eq!(record["value"]["data"], json!({"orderId": "o-1001"}));
     assert_eq!(record["key"], "o-1001", "partition-key /orderId: {stamped}");
-    // Per-topic metrics, with the bootstrap's stats_tags turning them into labels.
+    // Per-topic metrics, with the bootstrap's stats_tags turning them into labels (once the
+    // filter's tick has handed the count to Envoy).
+    assert_eq!(
+        envoy.counter(
+            "sidecar_events_records_stamped_total",
+            &[("topic", "order.created")],
+            1
+        ),
+        1
+    );
     let prometheus = envoy.admin_get("/stats/prometheus").unwrap();
     let line = r#"sidecar_events_records_stamped_total{topic="order_created"} 1"#;
     assert!(
@@ -592,11 +591,12 @@ fn a_batch_over_the_limit_once_stamped_gets_the_filters_413_and_is_not_counted()
             .contains("once stamped, over the limit"),
         "{error}"
     );
-    let stamped = stack.envoy.metric(
+    let stamped = stack.envoy.counter(
         "sidecar_events_records_stamped_total",
         &[("topic", "order.created")],
+        0,
     );
-    assert_eq!(stamped, Ok(0), "nothing forwarded, nothing counted");
+    assert_eq!(stamped, 0, "nothing forwarded, nothing counted");
     // A batch that fits once stamped goes through.
     let records: Vec<Value> = (0..100).map(|i| json!({"value": i})).collect();
     let body = json!({ "records": records }).to_string();

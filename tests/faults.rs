@@ -97,14 +97,15 @@ fn counted(kinds: &[(&'static str, u64)], retries: u64) -> Counted {
 }
 
 /// Runs `request`, then waits until the breaker's counts stop moving (a result recorded at the
-/// end of a response may land just after the caller got it) and returns what was added.
+/// end of a response may land just after the caller got it, and the filter hands counts to
+/// Envoy on its tick: two reads a flush period apart agree) and returns what was added.
 fn measure(envoy: &Envoy, request: impl FnOnce() -> Option<u16>) -> (Option<u16>, Counted) {
     let before = breaker_calls(envoy);
     let retries_before = retry_attempts(envoy);
     let status = request();
     let mut after = breaker_calls(envoy);
     for _ in 0..10 {
-        thread::sleep(Duration::from_millis(100));
+        thread::sleep(harness::COUNTER_SETTLE);
         let again = breaker_calls(envoy);
         if again == after {
             break;
@@ -302,13 +303,14 @@ fn retry_calls_are_counted_when_the_call_ends_as_the_breaker_records_it() {
         let before = retry_calls(&envoy);
         user.push(fault);
         let got = measure(&envoy, || get_status(&envoy));
-        // Counted at the end of the response: poll until the count lands, then a little more.
+        // Counted at the end of the response and handed to Envoy on the filter's tick: poll
+        // until the count lands, then a flush period more (a second count would show).
         let total = |calls: &BTreeMap<&str, u64>| calls.values().sum::<u64>();
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + COUNTER_WAIT;
         while total(&retry_calls(&envoy)) <= total(&before) && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(100));
         }
-        thread::sleep(Duration::from_millis(300));
+        thread::sleep(COUNTER_SETTLE);
         let added: BTreeMap<&str, u64> = retry_calls(&envoy)
             .into_iter()
             .filter_map(|(kind, n)| {

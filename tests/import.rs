@@ -282,9 +282,10 @@ fn imported_ecds_file_is_applied_by_a_real_envoy() {
     services.user.set_default(Action::status(200));
     assert_eq!(envoy.get("user-service", "/").unwrap().status, 200);
     assert_eq!(
-        envoy.metric(
+        envoy.counter(
             "resilience4j_circuitbreaker_calls_seconds_count",
             &[("name", "user-service"), ("kind", "successful")],
+            1
         ),
         1
     );

@@ -280,17 +280,22 @@ fn filter_works_as_istio_configures_it() {
     let user = |series: &str, label: (&str, &str)| {
         envoy.metric(series, &[("name", "user-service"), label])
     };
+    let counter = |series: &str, label: (&str, &str), expected: u64| {
+        envoy.counter(series, &[("name", "user-service"), label], expected)
+    };
     assert_eq!(
-        user(
+        counter(
             "resilience4j_circuitbreaker_calls_seconds_count",
-            ("kind", "failed")
+            ("kind", "failed"),
+            5
         ),
         5
     );
     assert_eq!(
-        user(
+        counter(
             "resilience4j_circuitbreaker_not_permitted_calls_total",
-            ("kind", "not_permitted")
+            ("kind", "not_permitted"),
+            1
         ),
         1
     );
@@ -491,15 +496,21 @@ fn in_istios_filter_order_injected_aborts_are_neither_counted_nor_retried() {
         istio_chain_bootstrap(admin, listen, upstream.port(), &policy)
     });
     let send = |chaos: bool| chain_get(&envoy, if chaos { Some("abort") } else { None });
-    let cb = |kind: &str| {
-        envoy.stat(&stat_name(
-            "resilience4j_circuitbreaker_calls_seconds_count",
-            &[("name", "user-service"), ("kind", kind)],
-        ))
+    // The calls counter of `kind` once it reads `expected` (flushed on the filter's tick).
+    let cb = |kind: &str, expected: u64| {
+        counter_reaches(
+            || {
+                envoy.stat(&stat_name(
+                    "resilience4j_circuitbreaker_calls_seconds_count",
+                    &[("name", "user-service"), ("kind", kind)],
+                ))
+            },
+            expected,
+        )
     };
     let aborts = || envoy.stat("http.outbound_0.0.0.0_8080.fault.aborts_injected");
     assert_eq!(send(false).status, 200);
-    assert_eq!(cb("successful"), 1, "the filter guards this route");
+    assert_eq!(cb("successful", 1), 1, "the filter guards this route");
 
     // The VirtualService's abort reaches the caller as it is: not counted, not retried (a retry
     // would reach the upstream, since a callout does not pass the fault filter).
@@ -515,7 +526,10 @@ fn in_istios_filter_order_injected_aborts_are_neither_counted_nor_retried() {
         1,
         "no injected abort was retried to the upstream"
     );
-    assert_eq!((cb("failed"), cb("successful"), cb("ignored")), (0, 1, 0));
+    assert_eq!(
+        (cb("failed", 0), cb("successful", 1), cb("ignored", 0)),
+        (0, 1, 0)
+    );
     // Six failures would have opened a window of 4 at 50 %: the circuit is still closed.
     assert_eq!(send(false).status, 200);
     assert_eq!(upstream.count(), 2);
@@ -528,7 +542,7 @@ fn in_istios_filter_order_injected_aborts_are_neither_counted_nor_retried() {
     assert_eq!(fallback.status, 503, "{}", fallback.text());
     assert!(fallback.header("x-circuit-breaker").is_some());
     assert_eq!(upstream.count(), 4, "2 attempts reached the upstream");
-    assert_eq!(cb("failed"), 2);
+    assert_eq!(cb("failed", 2), 2);
     // Open: the filter answers before the fault filter sees the request (Istio's order).
     let r = send(true);
     assert!(r.header("x-circuit-breaker").is_some(), "{}", r.text());
@@ -547,11 +561,17 @@ fn in_istios_filter_order_injected_delays_never_count_as_slow() {
     let envoy = ChainEnvoy::start(|admin, listen| {
         istio_chain_bootstrap(admin, listen, upstream.port(), &policy)
     });
-    let cb = |kind: &str| {
-        envoy.stat(&stat_name(
-            "resilience4j_circuitbreaker_calls_seconds_count",
-            &[("name", "user-service"), ("kind", kind)],
-        ))
+    // The calls counter of `kind` once it reads `expected` (flushed on the filter's tick).
+    let cb = |kind: &str, expected: u64| {
+        counter_reaches(
+            || {
+                envoy.stat(&stat_name(
+                    "resilience4j_circuitbreaker_calls_seconds_count",
+                    &[("name", "user-service"), ("kind", kind)],
+                ))
+            },
+            expected,
+        )
     };
     // The VirtualService delays each call by 300 ms, three times the slow threshold; the
     // upstream answers at once. The answers count, the delay does not.
@@ -566,7 +586,7 @@ fn in_istios_filter_order_injected_delays_never_count_as_slow() {
         envoy.stat("http.outbound_0.0.0.0_8080.fault.delays_injected"),
         4
     );
-    assert_eq!(cb("successful"), 4);
+    assert_eq!(cb("successful", 4), 4);
     // The window's gauges follow on the filter's tick: 4 calls in it, none slow.
     let window = |kind: &str| {
         let gauge = |series: &str| {

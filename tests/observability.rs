@@ -379,6 +379,15 @@ fn dashboards_show_the_demo_instances_from_a_real_prometheus_and_istio_tags_give
             .map(|(k, v)| (k.clone(), *v))
             .collect()
     };
+    // (Counters reach Envoy on the filter's tick: read until both agree, then once more a flush
+    // period later, so a count still on its way shows.)
+    let deadline = Instant::now() + COUNTER_WAIT;
+    while counted(&filter_series(&envoy)) != counted(&filter_series(&istio))
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(COUNTER_SETTLE);
     let (ours, theirs) = (filter_series(&envoy), filter_series(&istio));
     assert!(ours.contains_key(r#"resilience4j_circuitbreaker_calls_seconds_count{kind="successful",name="order-service"}"#), "{ours:#?}");
     assert_eq!(

@@ -30,18 +30,21 @@ fn retry_policy() -> Value {
     policy
 }
 
-/// One of the sidecar's own retry counters (`attempts`, `budget_exhausted`, `body_too_large`).
-fn retry_stat(envoy: &Envoy, metric: &str, instance: &str) -> u64 {
-    envoy.metric(
+/// One of the sidecar's own retry counters (`attempts`, `budget_exhausted`, `body_too_large`),
+/// once it reads `expected` (the filter flushes counters on its tick: `Envoy::counter`).
+fn retry_stat(envoy: &Envoy, metric: &str, instance: &str, expected: u64) -> u64 {
+    envoy.counter(
         &format!("resilience4j_retry_{metric}_total"),
         &[("name", instance)],
+        expected,
     )
 }
 
-fn retry_calls(envoy: &Envoy, instance: &str, kind: &str) -> u64 {
-    envoy.metric(
+fn retry_calls(envoy: &Envoy, instance: &str, kind: &str, expected: u64) -> u64 {
+    envoy.counter(
         "resilience4j_retry_calls_total",
         &[("name", instance), ("kind", kind)],
+        expected,
     )
 }
 
@@ -91,15 +94,16 @@ fn a_flaky_upstream_is_rescued_after_the_wait_schedule() {
         .iter()
         .all(|r| r.method == "GET" && r.path == "/users/7"));
     assert_eq!(
-        retry_calls(&envoy, "user-service", "successful_with_retry"),
+        retry_calls(&envoy, "user-service", "successful_with_retry", 1),
         1
     );
-    assert_eq!(retry_stat(&envoy, "attempts", "user-service"), 2);
+    assert_eq!(retry_stat(&envoy, "attempts", "user-service", 2), 2);
     // The breaker recorded every attempt: 2 failures, 1 success.
     assert_eq!(
-        envoy.metric(
+        envoy.counter(
             "resilience4j_circuitbreaker_calls_seconds_count",
-            &[("name", "user-service"), ("kind", "failed")]
+            &[("name", "user-service"), ("kind", "failed")],
+            2
         ),
         2
     );
@@ -119,14 +123,17 @@ fn exhausted_attempts_return_the_last_failure() {
     assert_eq!(response.text(), "second");
     assert_eq!(response.header("x-last"), Some("yes"));
     assert_eq!(order.count(), 2);
-    assert_eq!(retry_calls(&envoy, "order-service", "failed_with_retry"), 1);
+    assert_eq!(
+        retry_calls(&envoy, "order-service", "failed_with_retry", 1),
+        1
+    );
 
     // 4xx are not retried.
     order.push(Action::status(404));
     assert_eq!(envoy.get(ORDER, "/orders/2").unwrap().status, 404);
     assert_eq!(order.count(), 3);
     assert_eq!(
-        retry_calls(&envoy, "order-service", "successful_without_retry"),
+        retry_calls(&envoy, "order-service", "successful_without_retry", 1),
         1
     );
     envoy.filter_crashes().unwrap();
@@ -216,7 +223,7 @@ fn post_is_retried_when_the_instance_allows_it_and_large_bodies_are_not() {
         3,
         "a body over max-body-bytes is not replayed"
     );
-    assert_eq!(retry_stat(&envoy, "body_too_large", "user-service"), 1);
+    assert_eq!(retry_stat(&envoy, "body_too_large", "user-service", 1), 1);
     envoy.filter_crashes().unwrap();
 }
 
@@ -302,7 +309,10 @@ fn the_retry_budget_stops_retry_storms() {
     order.push(Action::status(503));
     assert_eq!(envoy.get(ORDER, "/orders").unwrap().status, 503);
     assert_eq!(order.count(), 1);
-    assert_eq!(retry_stat(&envoy, "budget_exhausted", "order-service"), 1);
+    assert_eq!(
+        retry_stat(&envoy, "budget_exhausted", "order-service", 1),
+        1
+    );
     envoy.filter_crashes().unwrap();
 }
 
@@ -324,8 +334,11 @@ fn the_retry_budget_allows_a_ratio_of_retries_to_requests() {
         assert_eq!(envoy.get(ORDER, "/orders").unwrap().status, 500);
     }
     assert_eq!(order.count(), 6);
-    assert_eq!(retry_stat(&envoy, "budget_exhausted", "order-service"), 2);
-    assert_eq!(retry_stat(&envoy, "attempts", "order-service"), 2);
+    assert_eq!(
+        retry_stat(&envoy, "budget_exhausted", "order-service", 2),
+        2
+    );
+    assert_eq!(retry_stat(&envoy, "attempts", "order-service", 2), 2);
     envoy.filter_crashes().unwrap();
 }
 
@@ -429,9 +442,10 @@ fn a_breaker_opened_by_the_first_attempt_refuses_an_immediate_retry() {
     assert_eq!(response.json().unwrap()["state"], "OPEN");
     assert_eq!(user.count(), 1);
     assert_eq!(
-        envoy.metric(
+        envoy.counter(
             "resilience4j_circuitbreaker_not_permitted_calls_total",
-            &[("name", "user-service"), ("kind", "not_permitted")]
+            &[("name", "user-service"), ("kind", "not_permitted")],
+            1
         ),
         1
     );

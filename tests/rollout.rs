@@ -340,9 +340,16 @@ fn policy_swaps_under_load_keep_or_reset_breakers_and_never_fail_a_request() {
         &failures[..failures.len().min(5)]
     );
     // The load really went through the guarded path: order-service's calls were recorded.
-    let recorded = envoy.metric(
-        "resilience4j_circuitbreaker_calls_seconds_count",
-        &[("name", "order-service"), ("kind", "successful")],
-    );
-    assert!(recorded > 0, "order-service's breaker recorded no calls");
+    // (Counters reach Envoy on the filter's tick: read until one arrives, or the wait is over.)
+    let recorded = || {
+        envoy.metric(
+            "resilience4j_circuitbreaker_calls_seconds_count",
+            &[("name", "order-service"), ("kind", "successful")],
+        )
+    };
+    let deadline = std::time::Instant::now() + COUNTER_WAIT;
+    while recorded() == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(recorded() > 0, "order-service's breaker recorded no calls");
 }

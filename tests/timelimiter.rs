@@ -37,17 +37,19 @@ fn policy() -> Value {
     policy
 }
 
-/// One series of `instance` by its Prometheus name and `kind` label.
-fn stat(envoy: &Envoy, series: &str, instance: &str, kind: &str) -> u64 {
-    envoy.metric(series, &[("name", instance), ("kind", kind)])
+/// One counter of `instance` by its Prometheus name and `kind` label, once it reads
+/// `expected` (the filter flushes counters on its tick: `Envoy::counter`).
+fn stat(envoy: &Envoy, series: &str, instance: &str, kind: &str, expected: u64) -> u64 {
+    envoy.counter(series, &[("name", instance), ("kind", kind)], expected)
 }
 
-fn limiter_calls(envoy: &Envoy, instance: &str, kind: &str) -> u64 {
+fn limiter_calls(envoy: &Envoy, instance: &str, kind: &str, expected: u64) -> u64 {
     stat(
         envoy,
         "resilience4j_timelimiter_calls_total",
         instance,
         kind,
+        expected,
     )
 }
 
@@ -74,14 +76,15 @@ fn a_slow_first_attempt_is_cut_and_retried_and_the_replay_answers() {
         user.requests()[0].header("x-envoy-expected-rq-timeout-ms"),
         Some("300")
     );
-    assert_eq!(limiter_calls(&envoy, "user-service", "timeout"), 1);
-    assert_eq!(limiter_calls(&envoy, "user-service", "successful"), 1);
+    assert_eq!(limiter_calls(&envoy, "user-service", "timeout", 1), 1);
+    assert_eq!(limiter_calls(&envoy, "user-service", "successful", 1), 1);
     assert_eq!(
         stat(
             &envoy,
             "resilience4j_circuitbreaker_calls_seconds_count",
             "user-service",
-            "failed"
+            "failed",
+            1
         ),
         1,
         "the timeout is a failure to the breaker"
@@ -91,7 +94,8 @@ fn a_slow_first_attempt_is_cut_and_retried_and_the_replay_answers() {
             &envoy,
             "resilience4j_retry_calls_total",
             "user-service",
-            "successful_with_retry"
+            "successful_with_retry",
+            1
         ),
         1
     );
@@ -121,13 +125,14 @@ fn slow_replays_are_cut_too_and_the_last_timeout_is_answered_504() {
     assert_eq!(body["upstream"], "user-service");
     assert_eq!(body["timeoutMs"], 300);
     assert_eq!(user.count(), 3, "max-attempts 3, every one timed out");
-    assert_eq!(limiter_calls(&envoy, "user-service", "timeout"), 3);
+    assert_eq!(limiter_calls(&envoy, "user-service", "timeout", 3), 3);
     assert_eq!(
         stat(
             &envoy,
             "resilience4j_circuitbreaker_calls_seconds_count",
             "user-service",
-            "failed"
+            "failed",
+            3
         ),
         3
     );
@@ -136,7 +141,8 @@ fn slow_replays_are_cut_too_and_the_last_timeout_is_answered_504() {
             &envoy,
             "resilience4j_retry_calls_total",
             "user-service",
-            "failed_with_retry"
+            "failed_with_retry",
+            1
         ),
         1
     );
@@ -178,7 +184,8 @@ fn the_breaker_records_timeouts_by_their_java_name_and_the_fallback_answers() {
             &envoy,
             "resilience4j_circuitbreaker_calls_seconds_count",
             "user-service",
-            "failed"
+            "failed",
+            1
         ),
         1
     );
@@ -187,11 +194,12 @@ fn the_breaker_records_timeouts_by_their_java_name_and_the_fallback_answers() {
             &envoy,
             "resilience4j_circuitbreaker_calls_seconds_count",
             "user-service",
-            "successful"
+            "successful",
+            1
         ),
         1
     );
-    assert_eq!(limiter_calls(&envoy, "user-service", "failed"), 1);
+    assert_eq!(limiter_calls(&envoy, "user-service", "failed", 1), 1);
     envoy.filter_crashes().unwrap();
 }
 
@@ -294,7 +302,7 @@ fn a_time_limiter_alone_guards_its_upstream() {
         2,
         "not retried: no retry instance"
     );
-    assert_eq!(limiter_calls(&envoy, "payment-service", "timeout"), 1);
-    assert_eq!(limiter_calls(&envoy, "payment-service", "successful"), 1);
+    assert_eq!(limiter_calls(&envoy, "payment-service", "timeout", 1), 1);
+    assert_eq!(limiter_calls(&envoy, "payment-service", "successful", 1), 1);
     envoy.filter_crashes().unwrap();
 }

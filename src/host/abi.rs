@@ -4,7 +4,10 @@
 //! status becomes a `Result`; the one call that still goes through the SDK,
 //! [`dispatch_http_call`], says why it cannot panic.
 
+use std::cell::Cell;
 use std::ptr::{null, null_mut};
+
+use crate::headers::RawHeaders;
 
 /// A host call failed; the raw proxy-wasm status says why (1 NotFound, 2 BadArgument,
 /// 3 SerializationFailure, 8 CasMismatch, 10 InternalFailure, …).
@@ -101,14 +104,9 @@ pub fn get_property(path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
 }
 
 pub fn get_string_property(path: &[&str]) -> Result<Option<String>, HostError> {
-    Ok(get_property(path)?.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
-}
-
-/// Integer attributes are 8 bytes, little-endian.
-pub fn get_int_property(path: &[&str]) -> Result<Option<i64>, HostError> {
-    Ok(get_property(path)?.and_then(|bytes| {
-        let array: [u8; 8] = bytes.as_slice().try_into().ok()?;
-        Some(i64::from_le_bytes(array))
+    Ok(get_property(path)?.map(|bytes| {
+        String::from_utf8(bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }))
 }
 
@@ -189,6 +187,23 @@ fn serialize_map(pairs: &[(String, String)]) -> Vec<u8> {
         out.push(0);
     }
     out
+}
+
+/// The host clock read at most once per callback: the first [`CallbackClock::now_ms`] asks
+/// the host, later ones in the same callback reuse that reading, and a callback that needs no
+/// time reads none.
+#[derive(Default)]
+pub struct CallbackClock(Cell<Option<u64>>);
+
+impl CallbackClock {
+    pub fn now_ms(&self) -> Result<u64, HostError> {
+        if let Some(now) = self.0.get() {
+            return Ok(now);
+        }
+        let now = now_ms()?;
+        self.0.set(Some(now));
+        Ok(now)
+    }
 }
 
 /// Unix time in milliseconds from the host clock.
@@ -306,6 +321,22 @@ pub fn get_header_map(map_type: u32) -> Result<Vec<(String, String)>, HostError>
             .map(|bytes| deserialize_map(&bytes))
             .unwrap_or_default()),
         NOT_FOUND => Ok(Vec::new()),
+        other => Err(HostError(other)),
+    }
+}
+
+/// A header map as the host serialized it, read in place (`RawHeaders`): one host call, no
+/// String per header. Err(BadArgument) when the map is not available in this phase.
+pub fn get_header_map_raw(map_type: u32) -> Result<RawHeaders, HostError> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    // SAFETY: as in get_property.
+    let status = unsafe { proxy_get_header_map_pairs(map_type, &mut data, &mut size) };
+    match status {
+        OK => Ok(RawHeaders::new(
+            unsafe { take_host_buffer(data, size) }.unwrap_or_default(),
+        )),
+        NOT_FOUND => Ok(RawHeaders::default()),
         other => Err(HostError(other)),
     }
 }

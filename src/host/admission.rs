@@ -43,20 +43,17 @@ pub struct SharedBulkhead {
 }
 
 impl SharedBulkhead {
+    /// The gauges are not published here but on the tick (`publish_stored`, each second):
+    /// two to six `record_metric` host calls per entry and per release would double a
+    /// request's host calls.
     fn update<R>(&self, mut op: impl FnMut(&mut Slots) -> R) -> Option<R> {
         let result = store::cas_update(&self.key, |stored| {
             let mut slots = stored.map(Slots::decode).unwrap_or_default();
             let result = op(&mut slots);
-            Ok((
-                Some(slots.encode()),
-                (result, slots.active(), slots.waiting()),
-            ))
+            Ok((Some(slots.encode()), result))
         });
         match result {
-            Ok((result, active, waiting)) => {
-                self.publish(active, waiting);
-                Some(result)
-            }
+            Ok(result) => Some(result),
             Err(e) => {
                 report_store_error(&self.instance, self.module(), &e);
                 None
@@ -349,13 +346,14 @@ fn release_held(admission: &InstanceAdmission, entry: &mut StreamAdmission, work
 }
 
 /// Gives back whatever the stream holds or waits for (its stream ended).
-pub fn on_stream_end(admissions: &SharedAdmissions, stream: u32, now: u64) {
+/// `now`: the clock, read only if there is something to give back.
+pub fn on_stream_end(admissions: &SharedAdmissions, stream: u32, now: impl FnOnce() -> u64) {
     let (entry, worker) = {
         let mut admissions = admissions.borrow_mut();
         (admissions.by_stream.remove(&stream), admissions.worker)
     };
     if let Some(entry) = entry {
-        give_back(entry, worker, now);
+        give_back(entry, worker, now());
     }
 }
 
@@ -529,7 +527,7 @@ pub fn forget_call(runtime: &Runtime, calls: &SharedCalls, stream: u32, now: u64
     let call = calls.borrow_mut().by_stream.remove(&stream);
     if let Some(call) = call {
         if call.sequence.permission_held() {
-            if let Some(breaker) = runtime.breakers.get(&call.instance) {
+            if let Some(breaker) = runtime.breakers.get(&*call.instance) {
                 breaker.release(now);
             }
         }

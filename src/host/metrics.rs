@@ -26,7 +26,7 @@
 //!
 //! A metric that cannot be defined degrades to a no-op: stats never fail a request.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
 use crate::breaker::{RecordedKind, Snapshot, State, Transition};
 use crate::policy::{BreakerConfig, SlidingWindowType};
@@ -270,16 +270,41 @@ fn rate(percent: f32) -> u64 {
 }
 
 fn increment(id: Option<u32>) {
-    if let Some(id) = id {
-        let _ = abi::increment_metric(id, 1);
-    }
+    add(id, 1);
 }
 
-/// Adds `n` to a counter (Envoy refuses increments of 0).
+thread_local! {
+    /// Counter increments not yet handed to Envoy: (metric id, amount). A worker is one
+    /// thread and one VM, so this is the worker's own; [`flush_counters`] empties it on every
+    /// tick of the root context (root.rs: at most `COUNTER_FLUSH_MS` apart).
+    static UNFLUSHED: RefCell<Vec<(u32, u64)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Adds `n` to a counter. Accumulated per worker and flushed on the tick: an
+/// `increment_metric` host call per count cost more than the request's own bookkeeping.
+/// Envoy refuses increments of 0.
 pub fn add(id: Option<u32>, n: u64) {
-    if let (Some(id), true) = (id, n > 0) {
-        let _ = abi::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
+    let Some(id) = id else { return };
+    if n == 0 {
+        return;
     }
+    UNFLUSHED.with(|unflushed| {
+        let mut unflushed = unflushed.borrow_mut();
+        // A handful of distinct counters move between two ticks: a short linear scan.
+        match unflushed.iter_mut().find(|(known, _)| *known == id) {
+            Some((_, pending)) => *pending = pending.saturating_add(n),
+            None => unflushed.push((id, n)),
+        }
+    });
+}
+
+/// Hands the counts accumulated since the last flush to Envoy (the root's tick).
+pub fn flush_counters() {
+    UNFLUSHED.with(|unflushed| {
+        for (id, n) in unflushed.borrow_mut().drain(..) {
+            let _ = abi::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    });
 }
 
 fn record(id: Option<u32>, value: u64) {

@@ -3,11 +3,13 @@
 //! cluster, and its reply read back.
 
 use crate::fallback::LocalResponse;
+use crate::headers::RawHeaders;
 use crate::outcome::{call_result_from_callout, is_grpc_content_type, CallResult};
 use crate::policy::{RetryConfig, RetryOptions};
 use crate::retry::may_replay;
 
 use super::abi::{self, HostError};
+use super::stream::is_client_router_header;
 
 /// Not copied from a response into the local reply that replaces it, nor into a replay.
 pub const HOP_HEADERS: [&str; 5] = [
@@ -19,7 +21,9 @@ pub const HOP_HEADERS: [&str; 5] = [
 ];
 
 pub struct Replay {
-    headers: Vec<(String, String)>,
+    /// The request headers as the host serialized them, before the stream stripped the
+    /// caller's router headers: decoded (and those left out) only when a replay goes out.
+    headers: RawHeaders,
     body: Vec<u8>,
     /// The instance's max-body-bytes.
     limit: usize,
@@ -34,18 +38,13 @@ impl Replay {
     pub fn keep(
         config: &RetryConfig,
         options: &RetryOptions,
-        headers: Vec<(String, String)>,
+        headers: RawHeaders,
         complete: bool,
     ) -> Option<Replay> {
         if config.max_attempts <= 1 || headers.is_empty() {
             return None;
         }
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.as_str())
-        };
+        let header = |name: &str| headers.get(name);
         // A gRPC call is not replayed: the answer to a replay reaches the caller as a local
         // reply, which Envoy turns into a trailers-only gRPC response for a gRPC caller (the
         // body becomes grpc-message), so a replay's response messages would be lost.
@@ -118,16 +117,12 @@ impl Replay {
     /// context that sent it. Ok: the callout's token.
     pub fn send(&self, cluster: &str, timeout_ms: u64) -> Result<u32, HostError> {
         // The request's headers, minus pseudo-headers other than method, path and authority,
-        // minus framing headers (the callout sets its own).
-        let headers: Vec<(String, String)> = self
-            .headers
-            .iter()
-            .filter(|(k, _)| match k.as_str() {
-                ":method" | ":path" | ":authority" => true,
-                k => !k.starts_with(':') && !HOP_HEADERS.contains(&k),
-            })
-            .cloned()
-            .collect();
+        // minus framing headers (the callout sets its own), minus the caller's router headers
+        // (stripped from the first attempt too).
+        let headers = self.headers.to_pairs(|k| match k {
+            ":method" | ":path" | ":authority" => true,
+            k => !k.starts_with(':') && !HOP_HEADERS.contains(&k) && !is_client_router_header(k),
+        });
         abi::dispatch_http_call(cluster, &headers, &self.body, timeout_ms)
     }
 }

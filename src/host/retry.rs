@@ -16,6 +16,7 @@ use std::rc::Rc;
 use proxy_wasm::types::Action;
 
 use crate::fallback::LocalResponse;
+use crate::headers::RawHeaders;
 use crate::outcome::{
     call_result_from_flag_bits, downstream_terminated, CallResult, DEFAULT_FAILURES,
 };
@@ -76,11 +77,7 @@ impl RetryInstance {
 
     /// Counts the request against the budget, and keeps what a replay needs if the request
     /// may be replayed at all. `complete`: the request has no body.
-    pub fn keep_for_replay(
-        &self,
-        headers: Vec<(String, String)>,
-        complete: bool,
-    ) -> Option<Replay> {
+    pub fn keep_for_replay(&self, headers: RawHeaders, complete: bool) -> Option<Replay> {
         self.unflushed_requests
             .set(self.unflushed_requests.get().saturating_add(1));
         Replay::keep(&self.config, &self.options, headers, complete)
@@ -115,7 +112,8 @@ impl RetryHost for RetryInstance {
 
 /// A request in progress on this worker that the filter guards.
 pub struct Call {
-    pub instance: String,
+    /// The guarding instance's name, shared with the runtime's lookup (no copy per request).
+    pub instance: Rc<str>,
     pub cluster: String,
     pub sequence: Sequence<LocalResponse>,
     /// What a replay sends; None when this request may not be retried.
@@ -128,7 +126,7 @@ pub struct Call {
 /// count and the TimeLimiter's attempt count alike (a body the time limiter's timeout cuts is
 /// its timeout).
 pub struct PendingRecord {
-    instance: String,
+    instance: Rc<str>,
     result: CallResult,
     started_ms: u64,
     /// The breaker permitted the attempt and waits for its result.
@@ -153,7 +151,7 @@ impl PendingRecord {
     pub fn cut_off(self, runtime: &Runtime, now: u64, flags: u64) {
         if downstream_terminated(flags) {
             if let (true, Some(breaker)) =
-                (self.breaker_waits, runtime.breakers.get(&self.instance))
+                (self.breaker_waits, runtime.breakers.get(&*self.instance))
             {
                 breaker.release(now);
             }
@@ -164,7 +162,7 @@ impl PendingRecord {
     }
 
     fn record(&self, runtime: &Runtime, now: u64, result: CallResult) {
-        if let (true, Some(breaker)) = (self.breaker_waits, runtime.breakers.get(&self.instance)) {
+        if let (true, Some(breaker)) = (self.breaker_waits, runtime.breakers.get(&*self.instance)) {
             breaker.record(now, result, now.saturating_sub(self.started_ms));
         }
         self.count_call(runtime, result);
@@ -173,10 +171,10 @@ impl PendingRecord {
     /// The first attempt's response is the answer: a call without retry, one attempt for the
     /// time limiter.
     fn count_call(&self, runtime: &Runtime, result: CallResult) {
-        if let Some(retry) = runtime.retries.get(&self.instance) {
+        if let Some(retry) = runtime.retries.get(&*self.instance) {
             retry.count_final(result, false);
         }
-        if let Some(limiter) = runtime.time_limiters.get(&self.instance) {
+        if let Some(limiter) = runtime.time_limiters.get(&*self.instance) {
             limiter.count_attempt(result);
         }
     }
@@ -190,7 +188,7 @@ pub fn count_abandoned(runtime: &Runtime, call: &Call) {
     if call.sequence.awaits_first_response() {
         return;
     }
-    if let Some(retry) = runtime.retries.get(&call.instance) {
+    if let Some(retry) = runtime.retries.get(&*call.instance) {
         retry
             .metrics
             .count_call(false, call.sequence.attempts() > 1);
@@ -228,7 +226,7 @@ pub fn on_first_response(
     now: u64,
     result: CallResult,
 ) -> (Action, Option<PendingRecord>) {
-    let retry = runtime.retries.get(&call.instance);
+    let retry = runtime.retries.get(&*call.instance);
     let mut ended = call
         .sequence
         .first_response(now, result, rules(retry, call.replay.as_ref()));
@@ -239,7 +237,7 @@ pub fn on_first_response(
     } = ended.step
     {
         let breaker_waits = ended.record_duration_ms.take().is_some();
-        let limiter = runtime.time_limiters.get(&call.instance);
+        let limiter = runtime.time_limiters.get(&*call.instance);
         if breaker_waits || retry.is_some() || limiter.is_some() {
             pending = Some(PendingRecord {
                 instance: call.instance.clone(),
@@ -278,12 +276,12 @@ pub fn on_replay_answer(
     };
     let now = abi::now_ms().unwrap_or(call.sequence.attempt_started_ms());
     let reply = replay::read_reply(num_headers, body_size);
-    let retry = runtime.retries.get(&call.instance);
+    let retry = runtime.retries.get(&*call.instance);
     // What happened (Envoy's own 503/504 told from the upstream's); a plain status may still be
     // the time limiter's cut, told by when it came.
     let result = match (
         replay::reply_result(reply.as_ref()),
-        runtime.time_limiters.get(&call.instance),
+        runtime.time_limiters.get(&*call.instance),
     ) {
         (CallResult::Response(status), Some(limiter)) => timelimiter::replay_result(
             status,
@@ -353,16 +351,16 @@ fn after_attempt(
     ended: AttemptEnded<LocalResponse>,
     counted_at_end: bool,
 ) -> Step<LocalResponse> {
-    if let (false, Some(limiter)) = (counted_at_end, runtime.time_limiters.get(&call.instance)) {
+    if let (false, Some(limiter)) = (counted_at_end, runtime.time_limiters.get(&*call.instance)) {
         limiter.count_attempt(result);
     }
     if let Some(duration_ms) = ended.record_duration_ms {
-        if let Some(breaker) = runtime.breakers.get(&call.instance) {
+        if let Some(breaker) = runtime.breakers.get(&*call.instance) {
             breaker.record(now, result, duration_ms);
         }
     }
     if ended.not_retried == Some(NotRetried::BodyTooLarge) {
-        if let Some(retry) = runtime.retries.get(&call.instance) {
+        if let Some(retry) = runtime.retries.get(&*call.instance) {
             retry.metrics.count_body_too_large();
         }
     }
@@ -397,10 +395,10 @@ fn carry_out(
             }
             Step::Finish { response, result } => {
                 let later = counted_at_end && matches!(response, FinalResponse::FirstResponse);
-                if let (false, Some(retry)) = (later, runtime.retries.get(&call.instance)) {
+                if let (false, Some(retry)) = (later, runtime.retries.get(&*call.instance)) {
                     retry.count_final(result, call.sequence.attempts() > 1);
                 }
-                let limiter = runtime.time_limiters.get(&call.instance);
+                let limiter = runtime.time_limiters.get(&*call.instance);
                 if let (CallResult::Timeout, Some(limiter)) = (result, limiter) {
                     // The time limiter's answer (or the fallback), not Envoy's plain 504.
                     let response = limiter.timeout_response();
@@ -421,8 +419,8 @@ enum Started {
 
 /// The next attempt: the breaker must permit it, then the replay goes out as a callout.
 fn start_replay(runtime: &Runtime, call: &mut Call, now: u64) -> Started {
-    let retry = runtime.retries.get(&call.instance);
-    let breaker = runtime.breakers.get(&call.instance);
+    let retry = runtime.retries.get(&*call.instance);
+    let breaker = runtime.breakers.get(&*call.instance);
     let mut permission_held = false;
     if let Some(breaker) = breaker {
         match breaker.acquire(now) {
@@ -441,7 +439,7 @@ fn start_replay(runtime: &Runtime, call: &mut Call, now: u64) -> Started {
             Err(NotSent::BodyNotWhole)
         }
         (Some(retry), Some(replay)) => {
-            let limiter = runtime.time_limiters.get(&call.instance);
+            let limiter = runtime.time_limiters.get(&*call.instance);
             let timeout_ms = timelimiter::attempt_timeout_ms(
                 limiter.map(|l| l.config()),
                 retry.options.per_try_timeout_ms,
@@ -514,7 +512,7 @@ fn answer(
             state,
             retry_after_ms,
         } => {
-            if let Some(breaker) = runtime.breakers.get(&call.instance) {
+            if let Some(breaker) = runtime.breakers.get(&*call.instance) {
                 let fallback = breaker.fallback(state, retry_after_ms);
                 answer_stream(stream, &fallback, "circuit_breaker_not_permitted");
             }

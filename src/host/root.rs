@@ -2,7 +2,8 @@
 //! on the tick it does breaker housekeeping and starts the retries that are due. It also
 //! receives the answers to replays it dispatched.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -15,6 +16,7 @@ use super::admission::{self, InstanceAdmission, SharedAdmissions};
 use super::boot;
 use super::breaker::SharedBreaker;
 use super::events::Events;
+use super::metrics;
 use super::retry::{self, RetryInstance, SharedCalls};
 use super::stream::Stream;
 use super::timelimiter::TimeLimiterInstance;
@@ -26,6 +28,9 @@ const RETRY_TICK_MS: u32 = 10;
 /// Breaker housekeeping (automatic OPEN -> HALF_OPEN, half-open max wait, gauges).
 const FAST_BREAKER_TICK_MS: u64 = 100;
 const GAUGE_TICK_MS: u64 = 1000;
+/// Counters are accumulated per worker and handed to Envoy on the tick (`metrics::add`): the
+/// tick comes at least this often, so a counter trails its calls by at most this long.
+pub const COUNTER_FLUSH_MS: u32 = 100;
 
 /// What one policy compiles to inside a worker.
 pub struct Runtime {
@@ -38,7 +43,14 @@ pub struct Runtime {
     breaker_tick_ms: u64,
     /// The policy's `events` section (stamping records produced through a Kafka bridge).
     pub events: Option<Events>,
+    /// Which instance guards each cluster this worker has seen (None: none does), so that a
+    /// request looks its cluster up once and carries the instance's name as a shared `Rc`.
+    instance_of_cluster: RefCell<HashMap<String, Option<Rc<str>>>>,
 }
+
+/// Most clusters whose instance a worker remembers (a mesh has as many as it has upstreams);
+/// beyond them a request asks the policy each time.
+const MAX_REMEMBERED_CLUSTERS: usize = 4096;
 
 impl Runtime {
     /// Defines the instances' metrics; shared state is left alone (see
@@ -90,7 +102,22 @@ impl Runtime {
             time_limiters,
             breaker_tick_ms,
             events,
+            instance_of_cluster: RefCell::default(),
         }
+    }
+
+    /// The instance that guards `cluster`, if any (the policy's `instance_for_cluster`,
+    /// remembered per cluster).
+    pub fn instance_for_cluster(&self, cluster: &str) -> Option<Rc<str>> {
+        if let Some(known) = self.instance_of_cluster.borrow().get(cluster) {
+            return known.clone();
+        }
+        let found: Option<Rc<str>> = self.policy.instance_for_cluster(cluster).map(Rc::from);
+        let mut remembered = self.instance_of_cluster.borrow_mut();
+        if remembered.len() < MAX_REMEMBERED_CLUSTERS {
+            remembered.insert(cluster.to_string(), found.clone());
+        }
+        found
     }
 
     /// Starts afresh every shared breaker whose stored state was built for another config
@@ -104,7 +131,7 @@ impl Runtime {
     fn tick_period_ms(&self) -> u32 {
         // Retry waits and calls waiting for a permit or a slot are served by the tick.
         if self.retries.is_empty() && !self.admission.values().any(|a| a.may_wait()) {
-            self.breaker_tick_ms as u32
+            (self.breaker_tick_ms as u32).min(COUNTER_FLUSH_MS)
         } else {
             RETRY_TICK_MS
         }
@@ -227,6 +254,7 @@ impl RootContext for FilterRoot {
         let Some(runtime) = self.runtime.clone() else {
             return;
         };
+        metrics::flush_counters();
         let Ok(now) = abi::now_ms() else { return };
         if now.saturating_sub(self.last_breaker_tick_ms) >= runtime.breaker_tick_ms {
             self.last_breaker_tick_ms = now;

@@ -33,16 +33,10 @@ impl TimeLimiterInstance {
     }
 
     /// In the request headers: the router's timeout for this request is `timeout-duration`,
-    /// whatever the caller asked. Removes the caller's timeout headers from `headers` too (the
-    /// copy a replay sends). False: the host refused, the route's own timeout applies.
-    pub fn bound_first_attempt(&self, headers: &mut Vec<(String, String)>) -> bool {
-        headers.retain(|(name, _)| {
-            let strip = core::CALLER_TIMEOUT_HEADERS.contains(&name.as_str());
-            if strip {
-                let _ = abi::remove_header(abi::MAP_REQUEST_HEADERS, name);
-            }
-            !strip
-        });
+    /// whatever the caller asked (the stream has removed the caller's timeout headers with the
+    /// other router headers, and a replay never sends them). False: the host refused, the
+    /// route's own timeout applies.
+    pub fn bound_first_attempt(&self) -> bool {
         let timeout = core::router_timeout_ms(&self.config).to_string();
         match abi::replace_header(
             abi::MAP_REQUEST_HEADERS,

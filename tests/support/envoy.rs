@@ -406,6 +406,12 @@ impl Envoy {
         self.stat(&stat_name(series, labels)).unwrap_or(0)
     }
 
+    /// One of the filter's counters once it reads `expected` ([`super::counter_reaches`]: the
+    /// filter flushes its counts on its tick); the value last read, for the caller to assert.
+    pub fn counter(&self, series: &str, labels: &[(&str, &str)], expected: u64) -> u64 {
+        super::counter_reaches(|| self.metric(series, labels), expected)
+    }
+
     /// Counters and gauges whose name matches `regex` (admin `/stats?filter=`), name → value.
     pub fn counters(&self, regex: &str) -> Result<BTreeMap<String, u64>, String> {
         let text = self.admin_get(&format!("/stats?filter={}", percent_encode(regex)))?;

@@ -285,6 +285,13 @@ impl EventsEnvoy {
         self.stat(&super::stat_name(series, labels))
     }
 
+    /// One of the filter's counters once it reads `expected` ([`super::counter_reaches`]: the
+    /// filter flushes its counts on its tick); the value last read (an unreadable `/stats`
+    /// reads as `u64::MAX`), for the caller to assert.
+    pub fn counter(&self, series: &str, labels: &[(&str, &str)], expected: u64) -> u64 {
+        super::counter_reaches(|| self.metric(series, labels).unwrap_or(u64::MAX), expected)
+    }
+
     /// A counter from the admin `/stats` (0 when absent).
     pub fn stat(&self, name: &str) -> Result<u64, String> {
         let stats = request(self.admin_port, "GET", "admin", "/stats", &[], b"")

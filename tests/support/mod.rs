@@ -187,3 +187,30 @@ pub(crate) fn header_value<'a>(headers: &'a [(String, String)], name: &str) -> O
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_str())
 }
+
+/// How long a test waits for one of the filter's counters to reach the value it expects: the
+/// filter hands its counts to Envoy on its tick, at most 100 ms apart (README: Metrics), later
+/// on a loaded machine.
+pub const COUNTER_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+/// Once a counter reads the expected value it is read once more this much later (more than
+/// the filter's 100 ms flush period), so a count that arrives late — one too many — is seen.
+pub const COUNTER_SETTLE: std::time::Duration = std::time::Duration::from_millis(350);
+
+/// A counter the filter flushes on its tick: `read` polled until it returns `expected` (up to
+/// [`COUNTER_WAIT`]), then read once more after [`COUNTER_SETTLE`]. Returns the last value
+/// read, for the caller to assert equal to `expected`: a count that never comes, or comes in
+/// excess, fails the assertion.
+pub fn counter_reaches(read: impl Fn() -> u64, expected: u64) -> u64 {
+    let deadline = std::time::Instant::now() + COUNTER_WAIT;
+    loop {
+        let value = read();
+        if value == expected {
+            std::thread::sleep(COUNTER_SETTLE);
+            return read();
+        }
+        if std::time::Instant::now() >= deadline {
+            return value;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+}

@@ -9,6 +9,9 @@
 //!   b   Envoy, outlier detection + circuit-breaker thresholds (native.yaml)
 //!   c   the filter, seed policy (envoy/policy.json), circuit closed        (filter.yaml)
 //!   c0  the same Envoy as c, a cluster no instance guards: Wasm overhead without shared data
+//!   c5  the filter, all five modules on user-service (the seed's breaker and retry, a time
+//!       limiter, a bulkhead and a rate limiter whose limits the bench never reaches), circuit
+//!       closed: what the full composition costs                               (filter.yaml)
 //!   d   the filter, user-service FORCED_OPEN: every call gets the fallback (filter.yaml)
 //!   e   the filter's retry, upstream failing 1 in 2 calls       (filter.yaml)
 //!   f   Envoy's native retry, same upstream                     (native-retry.yaml)
@@ -68,11 +71,11 @@ struct Options {
 }
 
 const USAGE: &str = "usage: bench [--duration SECS] [--warmup SECS] [--rounds N] [--threads N]
-             [--connections N] [--rows a,b,c,c0,d,e,f] [--profile] [--alt-wasm FILE]
+             [--connections N] [--rows a,b,c,c0,c5,d,e,f] [--profile] [--alt-wasm FILE]
              [--out FILE] [--validate-only] [--latency-load FRACTION]
 defaults: --duration 6 --warmup 1 --rounds 2 --threads 2 --connections 32
           --latency-load 0.3 --out target/bench/results.json
-rows: u a n b c c0 d e f ev-b ev-a ev-f lat-a lat-n lat-c (lat-* need row a; lat-n row n)
+rows: u a n b c c0 c5 d e f ev-b ev-a ev-f lat-a lat-n lat-c (lat-* need row a; lat-n row n)
 --profile adds rows c-cb (breaker only) and c-retry (retry only) to split row c's cost
 --alt-wasm adds row c-alt: row c with another build of the filter, side by side
 --validate-only runs envoy --mode validate on envoy/bench/*.yaml and the bench's policies";
@@ -580,6 +583,31 @@ const RETRY: &str = "resilience4j.retry.instances.user-service";
 /// Envoy backoff is jittered 0-10 ms) and its retry budget opened wide (as row
 /// f raises Envoy's max_retries), and its breaker METRICS_ONLY: it records every attempt as
 /// in row c but cannot open at the upstream's 50 % failure rate and turn the row into row d.
+/// Row c5: the seed policy plus a time limiter, a bulkhead and a rate limiter on user-service,
+/// with limits the bench's load never reaches (a refusal would turn the row into a fallback
+/// row): every request passes all five modules on the closed path.
+fn all_modules_policy(seed: &Value) -> Value {
+    let mut policy = seed.clone();
+    let instance = |module: &str| format!("resilience4j.{module}.instances.user-service");
+    set_path(
+        &mut policy,
+        &instance("timelimiter"),
+        json!({"timeout-duration": "4s"}),
+    );
+    set_path(
+        &mut policy,
+        &instance("bulkhead"),
+        json!({"max-concurrent-calls": 100000, "max-wait-duration": "0ms"}),
+    );
+    set_path(
+        &mut policy,
+        &instance("ratelimiter"),
+        json!({"limit-for-period": 1000000, "limit-refresh-period": "1s",
+               "timeout-duration": "0ms"}),
+    );
+    policy
+}
+
 fn retry_policy(seed: &Value) -> Value {
     let mut policy = seed.clone();
     set_path(&mut policy, &format!("{RETRY}.wait-duration"), json!("0ms"));
@@ -628,6 +656,7 @@ fn run() -> Result<()> {
         json!("FORCED_OPEN"),
     );
     let retry = retry_policy(&seed);
+    let all_modules = all_modules_policy(&seed);
     let mut breaker_only = seed.clone();
     set_path(
         &mut breaker_only,
@@ -645,6 +674,7 @@ fn run() -> Result<()> {
         ("seed", &seed),
         ("open", &open),
         ("retry", &retry),
+        ("all-modules", &all_modules),
         ("breaker-only", &breaker_only),
         ("retry-only", &retry_only),
     ];
@@ -698,6 +728,11 @@ fn run() -> Result<()> {
     };
     let filter = if wants(&["c", "c0"]) {
         Some(start("c", "filter.yaml", ok.port, Some(&seed))?)
+    } else {
+        None
+    };
+    let five = if wants(&["c5"]) {
+        Some(start("c5", "filter.yaml", ok.port, Some(&all_modules))?)
     } else {
         None
     };
@@ -797,6 +832,12 @@ fn run() -> Result<()> {
             "filter, seed policy, cluster no instance guards",
             filter,
             "payment-service",
+        ),
+        (
+            "c5",
+            "filter, all five modules (limits not reached), closed",
+            five,
+            user,
         ),
         ("d", "filter, circuit FORCED_OPEN: fallback", forced, user),
         (
@@ -1100,6 +1141,8 @@ fn report(
             Some(wasm_kib <= 300.0),
         ),
         ("throughput n/a", ratio(rps("n"), rps("a")), "", None),
+        ("throughput c5/a", ratio(rps("c5"), rps("a")), "", None),
+        ("cpu/req c5/a", ratio(cpu("c5"), cpu("a")), "", None),
         ("cpu/req c/b", ratio(cpu("c"), cpu("b")), "", None),
         ("throughput e/f", ratio(rps("e"), rps("f")), "", None),
         ("cpu/req e/f", ratio(cpu("e"), cpu("f")), "", None),
@@ -1140,7 +1183,7 @@ fn report(
         line(&mut table, format!("{name:<20} {value:>6.3}   {verdict}"));
     }
     let cpu_delta = |id: &str| cpu(id).zip(cpu("a")).map(|(x, a)| x - a);
-    for id in ["n", "b", "c", "c0", "d", "c-cb", "c-retry", "c-alt"] {
+    for id in ["n", "b", "c", "c0", "c5", "d", "c-cb", "c-retry", "c-alt"] {
         if let Some(d) = cpu_delta(id) {
             line(&mut table, format!("cpu/req {id} - a       {d:>+6.1} us"));
         }
