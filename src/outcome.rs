@@ -218,6 +218,15 @@ pub fn call_result_from_flag_bits(code: u16, bits: u64) -> CallResult {
     }
 }
 
+/// Like [`call_result_from_flag_bits`], from what `response.flags` returned: a bit set (8 bytes,
+/// little endian) or, from older hosts, the short string.
+pub fn call_result_from_flags(code: u16, flags: &[u8]) -> CallResult {
+    match <[u8; 8]>::try_from(flags) {
+        Ok(bits) => call_result_from_flag_bits(code, u64::from_le_bytes(bits)),
+        Err(_) => call_result_from_envoy(code, &String::from_utf8_lossy(flags)),
+    }
+}
+
 /// Envoy's fault filter answered (FI: an injected abort, e.g. an Istio VirtualService `fault`),
 /// not the upstream. `flags` is what `response.flags` returned: a bit set (8 bytes, little
 /// endian) or, from older hosts, the short string (`"FI"`, `"UF,URX"`).
@@ -412,6 +421,20 @@ mod tests {
             CallResult::Response(503)
         );
         assert_eq!(grpc_call_result(CallResult::Reset, None), CallResult::Reset);
+    }
+
+    #[test]
+    fn flags_in_either_form_tell_envoys_own_answers() {
+        assert_eq!(
+            call_result_from_flags(200, &(1u64 << 5).to_le_bytes()),
+            CallResult::ConnectFailure
+        );
+        assert_eq!(call_result_from_flags(200, b"UT"), CallResult::Timeout);
+        assert_eq!(
+            call_result_from_flags(200, &0u64.to_le_bytes()),
+            CallResult::Response(200)
+        );
+        assert_eq!(call_result_from_flags(200, b""), CallResult::Response(200));
     }
 
     #[test]

@@ -124,8 +124,9 @@ fn grpc_failures_with_http_200_open_the_breaker_at_its_threshold() {
     );
     assert_eq!(upstream.count(), 4);
     eventually("OPEN after the 4th call", &envoy, |e| state_is(e, "open"));
-    assert_eq!(breaker_calls(&envoy, "failed"), 2);
-    assert_eq!(breaker_calls(&envoy, "successful"), 2);
+    eventually("2 failed and 2 successful calls", &envoy, |e| {
+        breaker_calls(e, "failed") == 2 && breaker_calls(e, "successful") == 2
+    });
 
     // OPEN: the fallback, which never reaches the upstream (for a gRPC caller Envoy words a
     // local reply as a gRPC status).
@@ -218,10 +219,11 @@ fn a_failed_grpc_call_goes_back_unreplayed_and_counts_as_failed() {
     envoy.filter_crashes().unwrap();
 }
 
-/// Envoy answers a gRPC caller's failed call itself as HTTP 200 with grpc-status 14: a failure,
-/// as any call that got no response.
+/// Envoy answers a gRPC caller's failed call itself as HTTP 200 with grpc-status 14: its flags
+/// still say what happened, so it is a `connect-failure` (recorded even where that is all
+/// `record-exceptions` lists).
 #[test]
-fn a_grpc_call_that_cannot_connect_is_a_failure() {
+fn a_grpc_call_that_cannot_connect_is_a_connect_failure() {
     let upstream = GrpcUpstream::start().unwrap();
     let closed = free_port().unwrap();
     let dir = TempDir::new("grpc-test").unwrap();
@@ -231,7 +233,13 @@ fn a_grpc_call_that_cannot_connect_is_a_failure() {
     };
     let mut ports = ServicePorts::all(upstream.port());
     ports.order = closed;
-    let envoy = Envoy::start_on(&ports, Some(&breaker_policy()), &options).unwrap();
+    let mut policy = breaker_policy();
+    set_path(
+        &mut policy,
+        &format!("{CB}.{ORDER}.record-exceptions"),
+        json!(["connect-failure"]),
+    );
+    let envoy = Envoy::start_on(&ports, Some(&policy), &options).unwrap();
     let reply = call(&envoy);
     assert_eq!(
         (reply.http_status, reply.grpc_status.as_deref()),
@@ -240,5 +248,6 @@ fn a_grpc_call_that_cannot_connect_is_a_failure() {
     );
     eventually("1 failed call", &envoy, |e| breaker_calls(e, "failed") == 1);
     assert_eq!(breaker_calls(&envoy, "successful"), 0);
+    assert_eq!(upstream.count(), 0);
     envoy.filter_crashes().unwrap();
 }

@@ -167,7 +167,15 @@ impl HttpContext for Stream {
         }
         let now = abi::now_ms().unwrap_or(call.sequence.attempt_started_ms());
         let mut call = call;
-        let Some(result) = response_result() else {
+        let grpc_request = self.grpc_request;
+        let judged = response_result().and_then(|result| {
+            if grpc_request {
+                grpc::first_response_result(result, end_of_stream)
+            } else {
+                Some((result, false))
+            }
+        });
+        let Some((result, grpc_status_in_trailers)) = judged else {
             // Envoy's fault filter answered: a VirtualService fault, which Istio places after
             // every WasmPlugin phase (README: Istio). Not the upstream's answer: neither
             // recorded nor retried (a retry would bypass the fault filter); the caller gets it.
@@ -183,11 +191,6 @@ impl HttpContext for Stream {
             // as a call of no duration, so a VirtualService delay never counts as slow.
             call.sequence.restart_attempt_clock(now);
         }
-        let (result, grpc_status_in_trailers) = if self.grpc_request {
-            grpc::first_response_result(result, end_of_stream)
-        } else {
-            (result, false)
-        };
         let (action, pending) =
             retry::on_first_response(&runtime, &self.calls, self.id, call, now, result);
         match pending {
