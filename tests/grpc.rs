@@ -29,8 +29,16 @@ fn grpc_template(dir: &TempDir) -> PathBuf {
         "order-service cluster not found"
     );
     let h2c = "    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        explicit_http_config:\n          http2_protocol_options: {}\n";
+    // Envoy's fault filter between this filter and the router, as Istio places it; it aborts
+    // only requests that ask for it (`x-envoy-fault-abort-grpc-request`).
+    let router = "          - name: envoy.filters.http.router\n";
+    assert!(template.contains(router), "router filter not found");
+    let fault = "          - name: envoy.filters.http.fault\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault\n              abort: { header_abort: {}, percentage: { numerator: 100 } }\n";
     let path = dir.path().join("grpc-bootstrap.yaml");
-    std::fs::write(&path, template.replace(cluster, &format!("{cluster}{h2c}"))).unwrap();
+    let template = template
+        .replace(cluster, &format!("{cluster}{h2c}"))
+        .replace(router, &format!("{fault}{router}"));
+    std::fs::write(&path, template).unwrap();
     path
 }
 
@@ -249,5 +257,32 @@ fn a_grpc_call_that_cannot_connect_is_a_connect_failure() {
     eventually("1 failed call", &envoy, |e| breaker_calls(e, "failed") == 1);
     assert_eq!(breaker_calls(&envoy, "successful"), 0);
     assert_eq!(upstream.count(), 0);
+    envoy.filter_crashes().unwrap();
+}
+
+/// An abort injected by Envoy's fault filter reaches a gRPC caller as HTTP 200 with its
+/// grpc-status: the fault filter's answer, not the upstream's, so not recorded.
+#[test]
+fn an_injected_grpc_abort_is_not_recorded() {
+    let upstream = GrpcUpstream::start().unwrap();
+    let dir = TempDir::new("grpc-test").unwrap();
+    let envoy = start(&upstream, &breaker_policy(), &dir);
+    let abort = [("x-envoy-fault-abort-grpc-request", "14")];
+    for _ in 0..4 {
+        let reply = grpc_call_with(envoy.port(), ORDER, METHOD, &abort).unwrap();
+        assert_eq!(
+            (reply.http_status, reply.grpc_status.as_deref()),
+            (200, Some("14")),
+            "{reply:?}"
+        );
+    }
+    assert_eq!(upstream.count(), 0);
+    // One upstream call after the aborts: the only call the breaker records.
+    assert_eq!(call(&envoy).grpc_status.as_deref(), Some("0"));
+    eventually("1 successful call", &envoy, |e| {
+        breaker_calls(e, "successful") == 1
+    });
+    assert_eq!(breaker_calls(&envoy, "failed"), 0);
+    assert!(state_is(&envoy, "closed"));
     envoy.filter_crashes().unwrap();
 }

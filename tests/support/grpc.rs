@@ -185,18 +185,36 @@ impl GrpcReply {
 /// One unary call `path` (`/pkg.Service/Method`) to `authority` through the listener on `port`,
 /// on a fresh connection (so calls spread over Envoy's workers).
 pub fn grpc_call(port: u16, authority: &str, path: &str) -> Result<GrpcReply, String> {
+    grpc_call_with(port, authority, path, &[])
+}
+
+/// [`grpc_call`] with these request headers added.
+pub fn grpc_call_with(
+    port: u16,
+    authority: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<GrpcReply, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("runtime: {e}"))?;
     runtime.block_on(async {
-        tokio::time::timeout(Duration::from_secs(30), call(port, authority, path))
-            .await
-            .map_err(|_| "grpc call timed out".to_string())?
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            call(port, authority, path, headers),
+        )
+        .await
+        .map_err(|_| "grpc call timed out".to_string())?
     })
 }
 
-async fn call(port: u16, authority: &str, path: &str) -> Result<GrpcReply, String> {
+async fn call(
+    port: u16,
+    authority: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<GrpcReply, String> {
     let socket = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .map_err(|e| format!("connect: {e}"))?;
@@ -207,13 +225,15 @@ async fn call(port: u16, authority: &str, path: &str) -> Result<GrpcReply, Strin
         let _ = connection.await;
     });
     let mut client = client.ready().await.map_err(|e| format!("h2: {e}"))?;
-    let request = Request::builder()
+    let mut request = Request::builder()
         .method("POST")
         .uri(format!("http://{authority}{path}"))
         .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .map_err(|e| format!("request: {e}"))?;
+        .header("te", "trailers");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(()).map_err(|e| format!("request: {e}"))?;
     let (response, mut send) = client
         .send_request(request, false)
         .map_err(|e| format!("send: {e}"))?;
