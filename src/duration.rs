@@ -16,7 +16,7 @@
 //! number (`1.5`: Spring rejects it too), decimals in simple style (`"1.5s"`), unknown units,
 //! and anything beyond `u64::MAX` milliseconds.
 
-use serde_json::Value;
+use crate::json::Value;
 
 use crate::policy::describe;
 
@@ -208,7 +208,7 @@ mod tests {
     #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    use serde_json::json;
+    use crate::json;
 
     use super::*;
 

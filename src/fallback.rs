@@ -108,7 +108,7 @@ pub fn render_refusal(
         ),
     };
     let default_body = || {
-        let mut body = serde_json::json!({
+        let mut body = crate::json!({
             "error": reason,
             "upstream": instance,
             "module": refusal.module(),
@@ -156,7 +156,7 @@ pub fn render_refusal(
 }
 
 fn default_body(instance: &str, state: &str, retry_after_s: Option<u64>) -> String {
-    let mut body = serde_json::json!({
+    let mut body = crate::json!({
         "error": "circuit breaker does not permit calls",
         "upstream": instance,
         "state": state,
@@ -187,7 +187,7 @@ mod tests {
         assert_eq!(r.status, 503);
         assert_eq!(header(&r, "retry-after"), Some("13"));
         assert_eq!(header(&r, "content-type"), Some("application/json"));
-        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        let body: crate::json::Value = crate::json::from_slice(&r.body).unwrap_or_default();
         assert_eq!(body["upstream"], "user-service");
         assert_eq!(body["state"], "OPEN");
         assert_eq!(body["retryAfterSeconds"], 13);
@@ -232,7 +232,7 @@ mod tests {
             header(&r, "x-resilience4j-refused"),
             Some("svc; module=bulkhead; kind=bulkhead-full")
         );
-        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        let body: crate::json::Value = crate::json::from_slice(&r.body).unwrap_or_default();
         assert_eq!(body["upstream"], "svc");
         assert_eq!(body["module"], "bulkhead");
     }

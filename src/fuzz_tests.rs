@@ -1,6 +1,6 @@
-//! Property tests over generated input: the policy parser, the events codec (produce bodies,
-//! record headers, request headers) and the shared-state decoders never panic, and their errors
-//! say where. A panic in the filter kills its worker's VM, so "never panics on any input" is the
+//! Property tests over generated input: the JSON module, the policy parser, the events codec
+//! (produce bodies, record headers, request headers) and the shared-state decoders never panic,
+//! and their errors say where. A panic in the filter kills its worker's VM, so "never panics on any input" is the
 //! property that matters most.
 //!
 //! The generator is a small deterministic xorshift (no dependency). `make test` runs
@@ -11,7 +11,8 @@
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use serde_json::{json, Map, Value};
+use crate::json;
+use crate::json::{Map, Value};
 
 use crate::breaker::CircuitBreaker;
 use crate::events::{self, EventsConfig, StampInput};
@@ -224,10 +225,37 @@ fn damaged(rng: &mut Rng, text: &str) -> Vec<u8> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The JSON module.
+
+/// Written JSON reads back as the same value and is written again byte for byte; damaged text
+/// is an error pointing inside the input, never a panic.
+#[test]
+fn json_round_trips_and_damaged_text_errors_inside_the_input() {
+    check("json_round_trip", |rng| {
+        let value = gen_value(rng, 5, POLICY_KEYS);
+        let text = value.to_json();
+        let back = crate::json::from_str(&text).map_err(|e| format!("{text}: {e}"))?;
+        if back != value || back.to_json() != text {
+            return Err(format!("{text} read back as {back}"));
+        }
+        let bytes = damaged(rng, &text);
+        if let Err(e) = crate::json::from_slice(&bytes) {
+            if e.offset() > bytes.len() || e.line() == 0 || e.column() == 0 {
+                return Err(format!(
+                    "{:?}: error outside the input: {e}",
+                    String::from_utf8_lossy(&bytes)
+                ));
+            }
+        }
+        Ok(())
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
 // The policy parser.
 
 fn check_policy_text(text: &str) -> Result<(), String> {
-    let root: Option<Value> = serde_json::from_str(text).ok();
+    let root: Option<Value> = crate::json::from_str(text).ok();
     match Policy::from_json(text) {
         Ok(_) => Ok(()),
         Err(e) => {
@@ -418,7 +446,7 @@ fn events_codec_never_panics_and_answers_within_the_limit() {
                         config.max_body_bytes
                     ));
                 }
-                let out: Value = serde_json::from_slice(&stamped.body)
+                let out: Value = crate::json::from_slice(&stamped.body)
                     .map_err(|e| format!("stamped body not JSON: {e}"))?;
                 let n = out["records"].as_array().map_or(0, Vec::len) as u64;
                 if n != stamped.stats.records {
@@ -434,7 +462,7 @@ fn events_codec_never_panics_and_answers_within_the_limit() {
                 if ![400, 403, 413, 415, 503].contains(&status) {
                     return Err(format!("status {status}: {}", rejection.message));
                 }
-                let answer: Value = serde_json::from_slice(&rejection.body())
+                let answer: Value = crate::json::from_slice(&rejection.body())
                     .map_err(|e| format!("refusal body not JSON: {e}"))?;
                 if answer["error_code"] != json!(status) {
                     return Err(format!("refusal body {answer}"));

@@ -66,7 +66,10 @@ impl IntervalFunction {
         }
         if let Some(factor) = self.randomization_factor {
             if !(0.0..=1.0).contains(&factor) {
-                return Err(format!("Illegal argument randomizationFactor: {factor}"));
+                return Err(format!(
+                    "Illegal argument randomizationFactor: {}",
+                    crate::float_text::f64_text(factor)
+                ));
             }
         }
         Ok(())
@@ -224,7 +227,10 @@ mod tests {
         for factor in [-0.0001, 1.0001] {
             assert_eq!(
                 randomized(100, factor).check(),
-                Err(format!("Illegal argument randomizationFactor: {factor}"))
+                Err(format!(
+                    "Illegal argument randomizationFactor: {}",
+                    crate::float_text::f64_text(factor)
+                ))
             );
         }
     }

@@ -8,12 +8,15 @@ pub mod bulkhead;
 pub mod duration;
 pub mod events;
 pub mod fallback;
+pub mod float_text;
 pub mod headers;
 pub mod interval;
+pub mod json;
 pub mod outcome;
 pub mod policy;
 pub mod ratelimiter;
 pub mod retry;
+pub mod sorted_map;
 pub mod timelimiter;
 
 /// The filter's name: its plugin name when the host does not tell (shared-data keys and logs

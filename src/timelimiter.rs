@@ -95,7 +95,7 @@ pub fn timeout_response(
     timeout_ms: u64,
 ) -> LocalResponse {
     let default_body = || {
-        serde_json::json!({
+        crate::json!({
             "error": "time limiter timed out",
             "upstream": instance,
             "timeoutMs": timeout_ms,
@@ -189,7 +189,7 @@ mod tests {
     fn default_answer_is_a_json_504_naming_upstream_and_timeout() {
         let r = timeout_response(None, "user-service", 1000);
         assert_eq!(r.status, 504);
-        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        let body: crate::json::Value = crate::json::from_slice(&r.body).unwrap_or_default();
         assert_eq!(body["upstream"], "user-service");
         assert_eq!(body["timeoutMs"], 1000);
         assert!(r.headers.contains(&(

@@ -16,7 +16,7 @@
 //! ```
 //! Read by the policy reader (`crate::policy`, its `events` section).
 
-use std::collections::BTreeMap;
+use crate::sorted_map::SortedMap;
 
 /// Default `max-body-bytes`: 512 KiB, half of Envoy's default per-connection buffer limit
 /// (1 MiB). The limit holds for the stamped body, which Envoy must buffer; and a chunked body
@@ -90,7 +90,7 @@ pub struct EventsConfig {
     pub max_body_bytes: usize,
     /// Mode of topics not listed in `topics` (key `mode`). Default envelope.
     pub default_mode: Mode,
-    pub topics: BTreeMap<String, TopicConfig>,
+    pub topics: SortedMap<String, TopicConfig>,
 }
 
 impl EventsConfig {

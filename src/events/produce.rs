@@ -6,7 +6,8 @@
 //! `Content-Type: application/vnd.kafka.{json|binary|text}.v2+json` and body
 //! `{"records": [{"key", "value", "partition", "headers": [{"key", "value": base64}]}]}`.
 
-use serde_json::{json, Map, Value};
+use crate::json;
+use crate::json::{Map, Value};
 
 use super::codec::{
     base64_decode, base64_encode, is_rfc3339, is_traceparent, rfc3339_millis, uuid_v4,
@@ -221,7 +222,7 @@ pub fn stamp(
         return Err(too_large(body.len(), input.config.max_body_bytes));
     }
     let format = format_of(input.content_type)?;
-    let parsed: Value = serde_json::from_slice(body).map_err(|e| {
+    let parsed: Value = crate::json::from_slice(body).map_err(|e| {
         Rejection::new(
             RejectReason::InvalidJson,
             format!("body is not valid JSON: {e}"),
@@ -258,7 +259,10 @@ pub fn stamp(
         out.push(ctx.stamp_record(i, record, random, &mut stats)?);
         stats.records += 1;
     }
-    let body = json!({"records": out}).to_string().into_bytes();
+    // Written straight into a buffer sized for the stamped body (~150 bytes more a record).
+    let mut text = String::with_capacity(body.len() + 256 * out.len());
+    crate::json::write_value(&json!({"records": Value::Array(out)}), &mut text);
+    let body = text.into_bytes();
     // The limit holds for what is forwarded: stamping adds ~150 bytes a record, and a body
     // over Envoy's buffer limit would get Envoy's plain 413 after the records were counted.
     if body.len() > input.config.max_body_bytes {
@@ -341,15 +345,22 @@ impl RecordContext<'_> {
         let data = self.decode_value(record.remove("value"), &at(".value"))?;
         self.check_key(record.get("key"), &at(".key"))?;
 
+        // The partition key reads the payload only when configured and the record has no key.
+        let wants_data =
+            self.topic.partition_key.is_some() && record.get("key").is_none_or(Value::is_null);
         let (value, data_json) = match self.topic.mode {
             Mode::CloudEventsBinary => {
-                let data_json = data_as_json(&data);
+                let data_json = if wants_data {
+                    data_as_json(&data)
+                } else {
+                    None
+                };
                 self.stamp_headers(&mut headers, &data, random, stats, i)?;
-                (self.encode_value(&data), data_json)
+                (self.encode_value(data), data_json)
             }
             Mode::Envelope | Mode::CloudEventsStructured => {
                 let (event, data_json) =
-                    self.stamp_structured(&data, &headers, random, stats, i)?;
+                    self.stamp_structured(data, &headers, random, stats, i, wants_data)?;
                 if self.topic.mode == Mode::CloudEventsStructured {
                     set_header(
                         &mut headers,
@@ -358,7 +369,7 @@ impl RecordContext<'_> {
                     );
                 }
                 (
-                    self.encode_value(&Data::Json(Value::Object(event))),
+                    self.encode_value(Data::Json(Value::Object(event))),
                     data_json,
                 )
             }
@@ -418,19 +429,22 @@ impl RecordContext<'_> {
     }
 
     /// The record value in the request's embedded format.
-    fn encode_value(&self, data: &Data) -> Value {
-        let bytes = |d: &Data| match d {
-            Data::Json(v) => v.to_string().into_bytes(),
-            Data::Text(s) => s.clone().into_bytes(),
-            Data::Bytes(b) => b.clone(),
+    fn encode_value(&self, data: Data) -> Value {
+        let bytes = |d: Data| match d {
+            Data::Json(v) => v.to_json().into_bytes(),
+            Data::Text(s) => s.into_bytes(),
+            Data::Bytes(b) => b,
             Data::Null => Vec::new(),
         };
         match (self.format, data) {
             (_, Data::Null) => Value::Null,
-            (Format::Json, Data::Json(v)) => v.clone(),
-            (Format::Json, Data::Text(s)) => Value::String(s.clone()),
-            (Format::Json, Data::Bytes(b)) => Value::String(base64_encode(b)),
-            (Format::Text, d) => Value::String(String::from_utf8_lossy(&bytes(d)).into_owned()),
+            (Format::Json, Data::Json(v)) => v,
+            (Format::Json, Data::Text(s)) => Value::String(s),
+            (Format::Json, Data::Bytes(b)) => Value::String(base64_encode(&b)),
+            (Format::Text, d) => Value::String(match String::from_utf8(bytes(d)) {
+                Ok(text) => text,
+                Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+            }),
             (Format::Binary, d) => Value::String(base64_encode(&bytes(d))),
         }
     }
@@ -469,11 +483,12 @@ impl RecordContext<'_> {
     /// Envelope and CloudEvents structured: the value becomes the event object.
     fn stamp_structured(
         &self,
-        data: &Data,
+        data: Data,
         headers: &[(String, Vec<u8>)],
         random: &mut RandomSource<'_>,
         stats: &mut StampStats,
         i: usize,
+        wants_data: bool,
     ) -> Result<(Map<String, Value>, Option<Value>), Rejection> {
         let structured = self.topic.mode == Mode::CloudEventsStructured;
         let (id_key, time_key) = if structured {
@@ -481,10 +496,18 @@ impl RecordContext<'_> {
         } else {
             ("id", "timestamp")
         };
-        let prior = data_as_json(data).and_then(|v| match v {
-            Value::Object(m) if is_prior_event(&m, structured) => Some(m),
-            _ => None,
-        });
+        // An object payload is moved, not copied; text and bytes are read as JSON to look.
+        let (prior, data) = match data {
+            Data::Json(Value::Object(m)) if is_prior_event(&m, structured) => (Some(m), Data::Null),
+            Data::Json(v) => (None, Data::Json(v)),
+            other => {
+                let prior = data_as_json(&other).and_then(|v| match v {
+                    Value::Object(m) if is_prior_event(&m, structured) => Some(m),
+                    _ => None,
+                });
+                (prior, other)
+            }
+        };
         let source = self.input.source;
         let mut event = match prior {
             Some(mut prior) => {
@@ -522,20 +545,20 @@ impl RecordContext<'_> {
                 let ct = self.data_content_type(headers);
                 match (data, structured) {
                     (Data::Bytes(b), true) => {
-                        event.insert("data_base64".into(), Value::String(base64_encode(b)));
+                        event.insert("data_base64".into(), Value::String(base64_encode(&b)));
                         event.insert("datacontenttype".into(), ct.into());
                     }
                     (Data::Bytes(b), false) => {
-                        event.insert("data".into(), Value::String(base64_encode(b)));
+                        event.insert("data".into(), Value::String(base64_encode(&b)));
                         event.insert("datacontenttype".into(), ct.into());
                         event.insert("dataencoding".into(), "base64".into());
                     }
                     (Data::Text(s), _) => {
-                        event.insert("data".into(), Value::String(s.clone()));
+                        event.insert("data".into(), Value::String(s));
                         event.insert("datacontenttype".into(), ct.into());
                     }
                     (Data::Json(v), _) => {
-                        event.insert("data".into(), v.clone());
+                        event.insert("data".into(), v);
                         if structured {
                             event.insert("datacontenttype".into(), ct.into());
                         }
@@ -558,17 +581,20 @@ impl RecordContext<'_> {
             event.insert("traceparent".into(), tp.into());
         }
         // The partition key reads the event's data (the producer's own payload).
+        if !wants_data {
+            return Ok((event, None));
+        }
         let data_json = match event.get("data") {
             Some(Value::String(s)) if event.get("dataencoding").is_some() => {
-                base64_decode(s).and_then(|b| serde_json::from_slice(&b).ok())
+                base64_decode(s).and_then(|b| crate::json::from_slice(&b).ok())
             }
-            Some(Value::String(s)) if self.format != Format::Json => serde_json::from_str(s).ok(),
+            Some(Value::String(s)) if self.format != Format::Json => crate::json::from_str(s).ok(),
             Some(v) => Some(v.clone()),
             None => event
                 .get("data_base64")
                 .and_then(Value::as_str)
                 .and_then(base64_decode)
-                .and_then(|b| serde_json::from_slice(&b).ok()),
+                .and_then(|b| crate::json::from_slice(&b).ok()),
         };
         Ok((event, data_json))
     }
@@ -646,8 +672,8 @@ impl RecordContext<'_> {
 fn data_as_json(data: &Data) -> Option<Value> {
     match data {
         Data::Json(v) => Some(v.clone()),
-        Data::Text(s) => serde_json::from_str(s).ok(),
-        Data::Bytes(b) => serde_json::from_slice(b).ok(),
+        Data::Text(s) => crate::json::from_str(s).ok(),
+        Data::Bytes(b) => crate::json::from_slice(b).ok(),
         Data::Null => None,
     }
 }

@@ -3,7 +3,8 @@
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use serde_json::{json, Value};
+use crate::json;
+use crate::json::Value;
 
 use super::codec::{base64_decode, base64_encode};
 use super::*;
@@ -73,7 +74,7 @@ impl<'a> Call<'a> {
         };
         let mut random = counter();
         let out = stamp(&input, body, &mut random)?;
-        Ok((serde_json::from_slice(&out.body).unwrap(), out.stats))
+        Ok((crate::json::from_slice(&out.body).unwrap(), out.stats))
     }
 }
 
@@ -304,7 +305,8 @@ fn binary_values_keep_their_bytes_as_base64_with_the_content_type_said() {
     let record = &out["records"][0];
     assert_eq!(record["key"], base64_encode(b"k"));
     let envelope: Value =
-        serde_json::from_slice(&base64_decode(record["value"].as_str().unwrap()).unwrap()).unwrap();
+        crate::json::from_slice(&base64_decode(record["value"].as_str().unwrap()).unwrap())
+            .unwrap();
     assert_eq!(envelope["datacontenttype"], "application/octet-stream");
     assert_eq!(envelope["dataencoding"], "base64");
     assert_eq!(
@@ -321,7 +323,7 @@ fn binary_json_bytes_that_are_an_envelope_keep_their_id() {
     let (out, stats) = call
         .run(&json!({"records": [{"value": base64_encode(prior.to_string().as_bytes())}]}))
         .unwrap();
-    let envelope: Value = serde_json::from_slice(
+    let envelope: Value = crate::json::from_slice(
         &base64_decode(out["records"][0]["value"].as_str().unwrap()).unwrap(),
     )
     .unwrap();
@@ -336,7 +338,7 @@ fn text_values_are_wrapped_and_stay_strings() {
         .run(&json!({"records": [{"key": "o-1", "value": "hello"}]}))
         .unwrap();
     let envelope: Value =
-        serde_json::from_str(out["records"][0]["value"].as_str().unwrap()).unwrap();
+        crate::json::from_str(out["records"][0]["value"].as_str().unwrap()).unwrap();
     assert_eq!(envelope["data"], "hello");
     assert_eq!(envelope["datacontenttype"], "text/plain");
     assert_eq!(out["records"][0]["key"], "o-1");
@@ -370,7 +372,7 @@ fn cloudevents_structured_binary_data_goes_to_data_base64() {
     let (out, _) = call
         .run(&json!({"records": [{"value": base64_encode(&[0, 159, 146, 150])}]}))
         .unwrap();
-    let event: Value = serde_json::from_slice(
+    let event: Value = crate::json::from_slice(
         &base64_decode(out["records"][0]["value"].as_str().unwrap()).unwrap(),
     )
     .unwrap();
@@ -517,7 +519,7 @@ fn bad_input_is_refused_whole_with_a_message_naming_what_is_wrong() {
             String::from_utf8_lossy(body),
             e.message
         );
-        let json: Value = serde_json::from_slice(&e.body()).unwrap();
+        let json: Value = crate::json::from_slice(&e.body()).unwrap();
         assert_eq!(json["error_code"], status);
     }
     let binary = Call::json("t").content_type(produce::BINARY_V2);

@@ -14,13 +14,13 @@
 //! the circuit breaker (its permission is handed back) and is never retried.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 use crate::bulkhead::{Entry, Limits, Slots};
 use crate::fallback::{self, LocalResponse, Refusal};
 use crate::policy::{Fallback, Policy, RateLimiterConfig};
 use crate::ratelimiter::{RateLimiter, Reservation};
+use crate::sorted_map::SortedMap;
 
 use super::abi;
 use super::metrics::{BulkheadMetrics, RateLimiterMetrics};
@@ -158,10 +158,10 @@ pub fn bulkhead_key(plugin_name: &str, instance: &str, thread_pool: bool) -> Str
 }
 
 /// The admission of every instance with a rate limiter or bulkhead; defines their metrics.
-pub fn configure(policy: &Policy, plugin_name: &str) -> BTreeMap<String, InstanceAdmission> {
-    let mut out: BTreeMap<String, InstanceAdmission> = BTreeMap::new();
+pub fn configure(policy: &Policy, plugin_name: &str) -> SortedMap<String, InstanceAdmission> {
+    let mut out: SortedMap<String, InstanceAdmission> = SortedMap::new();
     fn entry<'a>(
-        out: &'a mut BTreeMap<String, InstanceAdmission>,
+        out: &'a mut SortedMap<String, InstanceAdmission>,
         policy: &Policy,
         instance: &str,
     ) -> &'a mut InstanceAdmission {
@@ -242,7 +242,7 @@ struct StreamAdmission {
 pub struct Admissions {
     /// This worker's id in the bulkheads' shared slots (see [`store_worker_id`]).
     pub worker: u32,
-    by_stream: HashMap<u32, StreamAdmission>,
+    by_stream: SortedMap<u32, StreamAdmission>,
     last_heartbeat_ms: u64,
 }
 

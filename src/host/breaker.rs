@@ -223,7 +223,7 @@ impl SharedBreaker {
 fn config_summary(c: &BreakerConfig) -> String {
     format!(
         "failure-rate-threshold {}%, {:?} window {}, minimum {} calls, open wait {} ms",
-        c.failure_rate_threshold,
+        crate::float_text::f32_text(c.failure_rate_threshold),
         c.sliding_window_type,
         c.sliding_window_size,
         c.minimum_number_of_calls,

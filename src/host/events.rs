@@ -8,8 +8,8 @@
 //! `sidecar_events_requests_rejected_total` by `topic` and `reason`. At most
 //! [`MAX_METRIC_TOPICS`] topics per worker get their own; the rest count under `_other`.
 
+use crate::sorted_map::SortedMap;
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 
 use proxy_wasm::types::Action;
 
@@ -26,7 +26,7 @@ pub struct Events {
     config: EventsConfig,
     /// This workload's identity, from node metadata through the template; fixed per config.
     source: String,
-    metrics: RefCell<BTreeMap<String, TopicMetrics>>,
+    metrics: RefCell<SortedMap<String, TopicMetrics>>,
 }
 
 /// A produce request being held until its body is whole.
@@ -84,7 +84,7 @@ impl Events {
         Some(Events {
             config,
             source,
-            metrics: RefCell::new(BTreeMap::new()),
+            metrics: RefCell::new(SortedMap::new()),
         })
     }
 

@@ -10,7 +10,6 @@
 //! response goes on; either way the caller sees exactly one response.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use proxy_wasm::types::Action;
@@ -25,6 +24,7 @@ use crate::retry as core_retry;
 use crate::retry::sequence::{
     AttemptEnded, FinalResponse, NotRetried, RetryHost, RetryRules, Sequence, Step,
 };
+use crate::sorted_map::SortedMap;
 use crate::timelimiter;
 
 use super::abi::{self, HostError};
@@ -198,8 +198,8 @@ pub fn count_abandoned(runtime: &Runtime, call: &Call) {
 /// Guarded calls of this worker: streams and the root share it (one VM, one thread).
 #[derive(Default)]
 pub struct Calls {
-    pub by_stream: HashMap<u32, Call>,
-    pub stream_of_callout: HashMap<u32, u32>,
+    pub by_stream: SortedMap<u32, Call>,
+    pub stream_of_callout: SortedMap<u32, u32>,
 }
 
 pub type SharedCalls = Rc<RefCell<Calls>>;
@@ -548,7 +548,7 @@ fn resume_stream(stream: u32) {
 
 /// The answer when the last attempt got no response at all, as Envoy words it.
 fn no_response(attempts: u32) -> LocalResponse {
-    let body = serde_json::json!({
+    let body = crate::json!({
         "error": "upstream connect error or disconnect/reset before headers",
         "attempts": attempts,
     });

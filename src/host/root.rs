@@ -3,13 +3,13 @@
 //! receives the answers to replays it dispatched.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 
 use crate::policy::Policy;
+use crate::sorted_map::SortedMap;
 
 use super::abi;
 use super::admission::{self, InstanceAdmission, SharedAdmissions};
@@ -35,17 +35,17 @@ pub const COUNTER_FLUSH_MS: u32 = 100;
 /// What one policy compiles to inside a worker.
 pub struct Runtime {
     pub policy: Policy,
-    pub breakers: BTreeMap<String, SharedBreaker>,
-    pub retries: BTreeMap<String, RetryInstance>,
+    pub breakers: SortedMap<String, SharedBreaker>,
+    pub retries: SortedMap<String, RetryInstance>,
     /// Rate limiters and bulkheads, by instance.
-    pub admission: BTreeMap<String, InstanceAdmission>,
-    pub time_limiters: BTreeMap<String, TimeLimiterInstance>,
+    pub admission: SortedMap<String, InstanceAdmission>,
+    pub time_limiters: SortedMap<String, TimeLimiterInstance>,
     breaker_tick_ms: u64,
     /// The policy's `events` section (stamping records produced through a Kafka bridge).
     pub events: Option<Events>,
     /// Which instance guards each cluster this worker has seen (None: none does), so that a
     /// request looks its cluster up once and carries the instance's name as a shared `Rc`.
-    instance_of_cluster: RefCell<HashMap<String, Option<Rc<str>>>>,
+    instance_of_cluster: RefCell<SortedMap<String, Option<Rc<str>>>>,
 }
 
 /// Most clusters whose instance a worker remembers (a mesh has as many as it has upstreams);
@@ -56,14 +56,14 @@ impl Runtime {
     /// Defines the instances' metrics; shared state is left alone (see
     /// [`Runtime::reset_changed_breakers`]).
     fn new(policy: Policy, plugin_name: &str) -> Runtime {
-        // Inserted one by one: collecting into a BTreeMap would add a sort to the module.
-        let mut breakers = BTreeMap::new();
+        // Inserted one by one: collecting into a SortedMap would add a sort to the module.
+        let mut breakers = SortedMap::new();
         for (instance, config) in &policy.circuit_breakers {
             let fallback = policy.fallbacks.get(instance).cloned();
             let breaker = SharedBreaker::new(plugin_name, instance, config.clone(), fallback);
             breakers.insert(instance.clone(), breaker);
         }
-        let mut retries = BTreeMap::new();
+        let mut retries = SortedMap::new();
         for (instance, config) in &policy.retries {
             let options = policy
                 .retry_options
@@ -73,7 +73,7 @@ impl Runtime {
             let retry = RetryInstance::new(plugin_name, instance, config.clone(), options);
             retries.insert(instance.clone(), retry);
         }
-        let mut time_limiters = BTreeMap::new();
+        let mut time_limiters = SortedMap::new();
         for (instance, config) in &policy.time_limiters {
             // `fallbacks.<instance>.on.timeout` first, else the instance's fallback.
             let fallback = policy

@@ -16,10 +16,10 @@
 //! (256 instances × 27 names, plus 65 topics × 9 names per worker).
 
 use std::cell::RefCell;
-use std::collections::BTreeSet;
 
 use super::abi::{self, SetOutcome};
 use super::boot::fingerprint;
+use crate::sorted_map::SortedMap;
 
 /// Distinct stat names the filter defines over the process lifetime (~12 MB of Envoy stats).
 pub const MAX_STAT_NAMES: u32 = 20_000;
@@ -27,7 +27,7 @@ const MAX_CAS_ATTEMPTS: u32 = 64;
 
 thread_local! {
     /// Hashes of names this VM knows to be admitted.
-    static SEEN: RefCell<BTreeSet<u64>> = const { RefCell::new(BTreeSet::new()) };
+    static SEEN: RefCell<SortedMap<u64, ()>> = const { RefCell::new(SortedMap::new()) };
 }
 
 fn prefix() -> &'static str {
@@ -38,7 +38,7 @@ fn prefix() -> &'static str {
 /// bound is not worth a missing metric).
 pub fn admit(name: &str) -> bool {
     let hash = fingerprint(name.as_bytes());
-    if SEEN.with(|seen| seen.borrow().contains(&hash)) {
+    if SEEN.with(|seen| seen.borrow().contains_key(&hash)) {
         return true;
     }
     let key = format!("{}/stats/{hash:016x}", prefix());
@@ -57,7 +57,7 @@ pub fn admit(name: &str) -> bool {
         },
     };
     if admitted {
-        SEEN.with(|seen| seen.borrow_mut().insert(hash));
+        SEEN.with(|seen| seen.borrow_mut().insert(hash, ()));
     }
     admitted
 }

@@ -19,9 +19,9 @@
 //! as empty, paths as written (`events.topics.order.created.mode`). Unknown keys list the
 //! known ones.
 
-use std::collections::BTreeMap;
+use crate::sorted_map::SortedMap;
 
-use serde_json::Value;
+use crate::json::Value;
 
 use super::read::{
     as_number, enum_option, enumeration, error, is_object, join, keyed, keys, Hint, PolicyError,
@@ -107,7 +107,7 @@ pub(super) fn read(value: &Value, path: &str, warnings: &mut Vec<String>) -> Res
         spoofed_source: SpoofedSource::Correct,
         max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         default_mode: Mode::Envelope,
-        topics: BTreeMap::new(),
+        topics: SortedMap::new(),
     };
     let mut topics = None;
     let mut saw_bridges = false;

@@ -3,9 +3,9 @@
 //! (retry instance -> `retry-non-idempotent`, `max-body-bytes`, `per-try-timeout`,
 //! `overall-timeout`, `budget.{retry-ratio, min-retries-per-second, window}`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use crate::sorted_map::SortedMap;
 
-use serde_json::Value;
+use crate::json::Value;
 
 use super::model::{BudgetConfig, Fallback, RetryConfig, RetryOptions};
 use super::read::{
@@ -18,8 +18,8 @@ pub(super) fn read_upstreams(
     value: &Value,
     path: &str,
     is_instance: impl Fn(&str) -> bool,
-) -> Result<BTreeMap<String, String>> {
-    let mut out = BTreeMap::new();
+) -> Result<SortedMap<String, String>> {
+    let mut out = SortedMap::new();
     for (cluster, value, path) in entries(value, path)? {
         let instance = string(value, &path)?;
         if !is_instance(instance) {
@@ -56,8 +56,8 @@ pub(super) fn read_fallbacks(
     path: &str,
     guarded_by_refusing_module: impl Fn(&str) -> bool,
     warnings: &mut Vec<String>,
-) -> Result<BTreeMap<String, Fallback>> {
-    let mut out = BTreeMap::new();
+) -> Result<SortedMap<String, Fallback>> {
+    let mut out = SortedMap::new();
     for (instance, value, path) in entries(value, path)? {
         // A fallback answers a refusal: a circuit breaker's, a bulkhead's or a rate limiter's.
         if !guarded_by_refusing_module(instance) {
@@ -84,7 +84,7 @@ fn read_fallback(
         status: 503,
         headers: Vec::new(),
         body: None,
-        on: BTreeMap::new(),
+        on: SortedMap::new(),
     };
     for (key, value, path) in keyed(value, path, warnings)? {
         match key {
@@ -96,10 +96,7 @@ fn read_fallback(
                 fallback.body = match value {
                     Value::Null => None,
                     Value::String(s) => Some(s.clone()),
-                    other => Some(
-                        serde_json::to_string(other)
-                            .map_err(|e| error(&path, format!("cannot be serialized: {e}")))?,
-                    ),
+                    other => Some(other.to_json()),
                 };
                 let size = fallback.body.as_ref().map_or(0, String::len);
                 if size > super::MAX_FALLBACK_BODY_BYTES {
@@ -133,7 +130,7 @@ fn read_fallback(
 /// Response headers of a fallback: names lower-cased (HTTP/2 requires it), scalar values.
 fn headers(value: &Value, path: &str) -> Result<Vec<(String, String)>> {
     let mut out: Vec<(String, String)> = Vec::new();
-    let mut seen = BTreeSet::new();
+    let mut seen = SortedMap::new();
     for (name, value, header_path) in entries(value, path)? {
         let lower = name.to_ascii_lowercase();
         if lower.starts_with(':') {
@@ -148,7 +145,7 @@ fn headers(value: &Value, path: &str) -> Result<Vec<(String, String)>> {
         {
             return Err(error(&header_path, "is not a valid header name"));
         }
-        if !seen.insert(lower.clone()) {
+        if seen.insert(lower.clone(), ()).is_some() {
             return Err(error(&header_path, "header given twice"));
         }
         let text = match value {
@@ -182,10 +179,10 @@ keys! {
 /// equivalent). Every retry instance gets an entry, defaults filled in.
 pub(super) fn read_retry_options(
     value: Option<(&Value, &str)>,
-    retries: &BTreeMap<String, RetryConfig>,
+    retries: &SortedMap<String, RetryConfig>,
     warnings: &mut Vec<String>,
-) -> Result<BTreeMap<String, RetryOptions>> {
-    let mut all: BTreeMap<String, RetryOptions> = retries
+) -> Result<SortedMap<String, RetryOptions>> {
+    let mut all: SortedMap<String, RetryOptions> = retries
         .keys()
         .map(|name| (name.clone(), RetryOptions::default()))
         .collect();

@@ -24,7 +24,7 @@ mod tests;
 #[cfg(test)]
 mod timelimiter_tests;
 
-use serde_json::Value;
+use crate::json::Value;
 
 pub use events::parse_events;
 pub use model::*;
@@ -72,7 +72,7 @@ fn parse_policy(text: &str) -> Result<Policy, PolicyError> {
             "policy is empty (write {} for a policy that guards nothing)",
         ));
     }
-    let root: Value = serde_json::from_str(text)
+    let root: Value = crate::json::from_str(text)
         .map_err(|e| error("", format!("policy is not valid JSON: {e}")))?;
     if root.is_null() {
         return Err(error(

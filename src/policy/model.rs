@@ -1,6 +1,6 @@
 //! The validated runtime model a policy compiles to. Parsing lives in `parse`.
 
-use std::collections::BTreeMap;
+use crate::sorted_map::SortedMap;
 
 use crate::outcome::OutcomeMatcher;
 pub use crate::retry::budget::BudgetConfig;
@@ -9,24 +9,24 @@ pub use crate::retry::budget::BudgetConfig;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
     /// resilience4j.circuitbreaker.instances, with configs/base-config/defaults resolved.
-    pub circuit_breakers: BTreeMap<String, BreakerConfig>,
+    pub circuit_breakers: SortedMap<String, BreakerConfig>,
     /// resilience4j.retry.instances, resolved the same way.
-    pub retries: BTreeMap<String, RetryConfig>,
+    pub retries: SortedMap<String, RetryConfig>,
     /// resilience4j.bulkhead.instances (SemaphoreBulkhead), resolved the same way.
-    pub bulkheads: BTreeMap<String, BulkheadConfig>,
+    pub bulkheads: SortedMap<String, BulkheadConfig>,
     /// resilience4j.thread-pool-bulkhead.instances, resolved the same way.
-    pub thread_pool_bulkheads: BTreeMap<String, ThreadPoolBulkheadConfig>,
+    pub thread_pool_bulkheads: SortedMap<String, ThreadPoolBulkheadConfig>,
     /// resilience4j.ratelimiter.instances (AtomicRateLimiter), resolved the same way.
-    pub rate_limiters: BTreeMap<String, RateLimiterConfig>,
+    pub rate_limiters: SortedMap<String, RateLimiterConfig>,
     /// resilience4j.timelimiter.instances, resolved the same way.
-    pub time_limiters: BTreeMap<String, TimeLimiterConfig>,
+    pub time_limiters: SortedMap<String, TimeLimiterConfig>,
     /// Filter key `upstreams`: Envoy cluster name -> instance name. Overrides the default mapping.
-    pub upstreams: BTreeMap<String, String>,
+    pub upstreams: SortedMap<String, String>,
     /// Filter key `fallbacks`: instance name -> response served while its circuit does not permit.
-    pub fallbacks: BTreeMap<String, Fallback>,
+    pub fallbacks: SortedMap<String, Fallback>,
     /// Filter key `retry-options`: how the sidecar replays requests, per retry instance.
     /// Every retry instance has an entry (defaults filled in).
-    pub retry_options: BTreeMap<String, RetryOptions>,
+    pub retry_options: SortedMap<String, RetryOptions>,
     /// Filter key `events`: stamping of records produced through a Kafka HTTP bridge.
     /// None: the filter leaves bridge traffic alone. See [`crate::events::config`].
     pub events: Option<crate::events::EventsConfig>,
@@ -229,7 +229,7 @@ pub struct Fallback {
     pub body: Option<String>,
     /// Filter key `on.<kind>`: the response for one refusal kind instead of this one. Kinds:
     /// `circuit-open`, `bulkhead-full`, `rate-limited`, `timeout`.
-    pub on: BTreeMap<String, Fallback>,
+    pub on: SortedMap<String, Fallback>,
 }
 
 impl Fallback {

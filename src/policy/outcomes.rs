@@ -1,7 +1,7 @@
 //! Record / ignore / retry lists: HTTP outcomes, and Java exceptions mapped to their HTTP
 //! meaning.
 
-use serde_json::Value;
+use crate::json::Value;
 
 use super::java_exceptions::{meaning, Meaning};
 use super::properties::is_class_name;

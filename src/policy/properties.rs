@@ -9,7 +9,7 @@
 //! position) so that configs, `base-config` chains and `configs.default` resolve the same way
 //! for every module; only the last step, into the typed struct, is per module.
 
-use serde_json::Value;
+use crate::json::Value;
 
 use super::model::{
     rate_threshold_percent, InitialState, SlidingWindowType, StateAfterWait, MAX_WINDOW_SIZE,

@@ -15,9 +15,9 @@
 //! Object keys are declared once, as an enum ([`keys!`](keys)) or a property table
 //! ([`super::properties`]), and matched against that declaration only.
 
-use std::collections::BTreeMap;
+use crate::sorted_map::SortedMap;
 
-use serde_json::{Map, Value};
+use crate::json::{Map, Value};
 
 use crate::duration;
 
@@ -94,7 +94,7 @@ pub fn canonical_key(key: &str) -> String {
 
 /// A value as the user wrote it, compact and cut short, for "got ..." in messages.
 pub(crate) fn describe(value: &Value) -> String {
-    let text = serde_json::to_string(value).unwrap_or_else(|_| String::from("?"));
+    let text = value.to_json();
     if text.chars().count() > 80 {
         let head: String = text.chars().take(77).collect();
         format!("{head}...")
@@ -108,7 +108,7 @@ pub(super) fn show(x: f64) -> String {
     if x.fract() == 0.0 && x.abs() < 1e15 {
         format!("{}", x as i64)
     } else {
-        format!("{x}")
+        crate::float_text::f64_text(x)
     }
 }
 
@@ -291,7 +291,7 @@ fn match_keys<'a>(
     warnings: &mut Vec<String>,
 ) -> Result<Vec<(usize, &'a Value, String)>> {
     let mut out = Vec::new();
-    let mut written: BTreeMap<&'static str, &'a str> = BTreeMap::new();
+    let mut written: SortedMap<&'static str, &'a str> = SortedMap::new();
     for (written_key, value) in object(value, path)?.into_iter().flatten() {
         let key_path = join(path, written_key);
         let canon = canonical_key(written_key);

@@ -15,9 +15,9 @@
 //! build), add its key to `ModuleKey` (the compiler then asks for it in [`read`]) and its
 //! instances to the model, and take it off `UNSUPPORTED_MODULES`.
 
-use std::collections::BTreeMap;
+use crate::sorted_map::SortedMap;
 
-use serde_json::Value;
+use crate::json::Value;
 
 use super::admission::{BulkheadProperties, RateLimiterProperties, ThreadPoolBulkheadProperties};
 use super::model::{
@@ -43,12 +43,12 @@ const MAX_CHAIN: usize = 32;
 /// A validated `resilience4j` tree: its instances, resolved.
 #[derive(Default)]
 pub(super) struct Resilience4j {
-    pub circuit_breakers: BTreeMap<String, BreakerConfig>,
-    pub retries: BTreeMap<String, RetryConfig>,
-    pub bulkheads: BTreeMap<String, BulkheadConfig>,
-    pub thread_pool_bulkheads: BTreeMap<String, ThreadPoolBulkheadConfig>,
-    pub rate_limiters: BTreeMap<String, RateLimiterConfig>,
-    pub time_limiters: BTreeMap<String, TimeLimiterConfig>,
+    pub circuit_breakers: SortedMap<String, BreakerConfig>,
+    pub retries: SortedMap<String, RetryConfig>,
+    pub bulkheads: SortedMap<String, BulkheadConfig>,
+    pub thread_pool_bulkheads: SortedMap<String, ThreadPoolBulkheadConfig>,
+    pub rate_limiters: SortedMap<String, RateLimiterConfig>,
+    pub time_limiters: SortedMap<String, TimeLimiterConfig>,
 }
 
 keys! {
@@ -65,12 +65,12 @@ keys! {
 /// Reads the `resilience4j` tree at `path`.
 pub(super) fn read(value: &Value, path: &str, warnings: &mut Vec<String>) -> Result<Resilience4j> {
     let mut tree = Resilience4j {
-        circuit_breakers: BTreeMap::new(),
-        retries: BTreeMap::new(),
-        bulkheads: BTreeMap::new(),
-        thread_pool_bulkheads: BTreeMap::new(),
-        rate_limiters: BTreeMap::new(),
-        time_limiters: BTreeMap::new(),
+        circuit_breakers: SortedMap::new(),
+        retries: SortedMap::new(),
+        bulkheads: SortedMap::new(),
+        thread_pool_bulkheads: SortedMap::new(),
+        rate_limiters: SortedMap::new(),
+        time_limiters: SortedMap::new(),
     };
     let mut circuit_breakers = None;
     let mut retries = None;
@@ -143,7 +143,7 @@ pub(super) fn read(value: &Value, path: &str, warnings: &mut Vec<String>) -> Res
 /// Envoy stats (the host writes dots in names as `_`: Envoy cuts tags at dots), so one's
 /// counts would show up as the other's: refused.
 fn check_stat_names<'a>(path: &str, names: impl Iterator<Item = &'a String>) -> Result<()> {
-    let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+    let mut seen: SortedMap<String, &str> = SortedMap::new();
     for name in names {
         let segment = name.replace('.', "_");
         if let Some(other) = seen.insert(segment, name.as_str()) {
@@ -222,17 +222,17 @@ impl Layer {
 }
 
 struct Section {
-    configs: BTreeMap<String, Layer>,
-    instances: BTreeMap<String, Layer>,
+    configs: SortedMap<String, Layer>,
+    instances: SortedMap<String, Layer>,
 }
 
 fn read_module<M: Module>(
     value: &Value,
     path: &str,
     warnings: &mut Vec<String>,
-) -> Result<BTreeMap<String, M::Config>> {
+) -> Result<SortedMap<String, M::Config>> {
     let section = read_section(value, path, M::KEYS, M::COUNT, M::ASPECT_ORDER, warnings)?;
-    let mut out = BTreeMap::new();
+    let mut out = SortedMap::new();
     for (name, layer) in &section.instances {
         let values = section.resolve(layer)?;
         out.insert(name.clone(), M::from_values(&values).build(&layer.path)?);
@@ -249,8 +249,8 @@ fn read_section(
     warnings: &mut Vec<String>,
 ) -> Result<Section> {
     let mut section = Section {
-        configs: BTreeMap::new(),
-        instances: BTreeMap::new(),
+        configs: SortedMap::new(),
+        instances: SortedMap::new(),
     };
     let section_keys = section_keys(aspect_order);
     for field in super::read::fields(value, path, &section_keys, Hint::Suggest, warnings)? {

@@ -3,9 +3,10 @@
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use std::collections::BTreeMap;
+use crate::sorted_map::SortedMap;
 
-use serde_json::{json, Map, Value};
+use crate::json;
+use crate::json::{Map, Value};
 
 use super::*;
 use crate::events::{EventsConfig, Mode, SpoofedSource, TopicConfig};
@@ -163,9 +164,9 @@ fn seed_policy_parses_to_the_expected_model_with_resilience4j_defaults() {
         ]
         .into_iter()
         .collect(),
-        time_limiters: BTreeMap::new(),
-        upstreams: BTreeMap::new(),
-        fallbacks: BTreeMap::new(),
+        time_limiters: SortedMap::new(),
+        upstreams: SortedMap::new(),
+        fallbacks: SortedMap::new(),
         retry_options: [
             ("user-service".to_string(), RetryOptions::default()),
             ("order-service".to_string(), RetryOptions::default()),
@@ -986,7 +987,7 @@ fn every_duration_form_is_accepted_where_a_duration_is_expected() {
 
 #[test]
 fn upstreams_map_clusters_to_existing_instances() {
-    let mut policy: Value = serde_json::from_str(SEED).unwrap();
+    let mut policy: Value = crate::json::from_str(SEED).unwrap();
     policy["upstreams"] = json!({"outbound|8080||users.default.svc.cluster.local": "user-service", "orders_v2": "order-service"});
     let policy = parse(&policy).unwrap();
     assert_eq!(policy.upstreams["orders_v2"], "order-service");
@@ -1033,7 +1034,7 @@ fn an_upstreams_service_name_guards_every_istio_cluster_of_that_service() {
 
 #[test]
 fn upstreams_naming_unknown_instances_are_rejected() {
-    let mut policy: Value = serde_json::from_str(SEED).unwrap();
+    let mut policy: Value = crate::json::from_str(SEED).unwrap();
     policy["upstreams"] = json!({"payments": "payment-service"});
     assert_eq!(
         rejected(policy.clone()),
@@ -1050,7 +1051,7 @@ fn upstreams_naming_unknown_instances_are_rejected() {
 
 #[test]
 fn fallbacks_parse_status_headers_and_body() {
-    let mut policy: Value = serde_json::from_str(SEED).unwrap();
+    let mut policy: Value = crate::json::from_str(SEED).unwrap();
     policy["fallbacks"] = json!({
         "user-service": {"status": 200, "headers": {"Content-Type": "application/json", "x-fallback": 1},
                          "body": {"users": [], "degraded": true}},
@@ -1066,7 +1067,7 @@ fn fallbacks_parse_status_headers_and_body() {
                 ("x-fallback".to_string(), "1".to_string()),
             ],
             body: Some(r#"{"degraded":true,"users":[]}"#.to_string()),
-            on: BTreeMap::new(),
+            on: SortedMap::new(),
         }
     );
     assert_eq!(
@@ -1075,14 +1076,14 @@ fn fallbacks_parse_status_headers_and_body() {
             status: 503,
             headers: vec![],
             body: Some("try later".to_string()),
-            on: BTreeMap::new(),
+            on: SortedMap::new(),
         }
     );
 }
 
 #[test]
 fn a_fallback_per_refusal_kind() {
-    let mut policy: Value = serde_json::from_str(SEED).unwrap();
+    let mut policy: Value = crate::json::from_str(SEED).unwrap();
     policy["resilience4j"]["bulkhead"] = json!({"instances": {"payment-service": {}}});
     policy["fallbacks"] = json!({
         "user-service": {"status": 200, "body": "cached", "on": {
@@ -1104,7 +1105,7 @@ fn a_fallback_per_refusal_kind() {
         Some("busy")
     );
 
-    let mut bad: Value = serde_json::from_str(SEED).unwrap();
+    let mut bad: Value = crate::json::from_str(SEED).unwrap();
     bad["fallbacks"] = json!({"user-service": {"on": {"overloaded": {}}}});
     assert_eq!(
         rejected(bad),
@@ -1115,7 +1116,7 @@ fn a_fallback_per_refusal_kind() {
 #[test]
 fn bad_fallbacks_are_rejected() {
     let with = |fallbacks: Value| {
-        let mut policy: Value = serde_json::from_str(SEED).unwrap();
+        let mut policy: Value = crate::json::from_str(SEED).unwrap();
         policy["fallbacks"] = fallbacks;
         rejected(policy)
     };
@@ -1157,7 +1158,7 @@ fn bad_fallbacks_are_rejected() {
 
 #[test]
 fn retry_options_default_for_every_retry_instance_and_can_be_overridden() {
-    let mut policy: Value = serde_json::from_str(SEED).unwrap();
+    let mut policy: Value = crate::json::from_str(SEED).unwrap();
     policy["retry-options"] = json!({"order-service": {
         "retry-non-idempotent": true, "max-body-bytes": 1024, "per-try-timeout": "2s",
         "overall-timeout": "10s", "budget": {"retry-ratio": 0.5, "min-retries-per-second": 1, "window": "30s"}}});
@@ -1185,7 +1186,7 @@ fn retry_options_default_for_every_retry_instance_and_can_be_overridden() {
 #[test]
 fn bad_retry_options_are_rejected() {
     let with = |options: Value| {
-        let mut policy: Value = serde_json::from_str(SEED).unwrap();
+        let mut policy: Value = crate::json::from_str(SEED).unwrap();
         policy["retry-options"] = options;
         rejected(policy)
     };

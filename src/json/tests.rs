@@ -1,0 +1,219 @@
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+use super::*;
+use crate::json;
+
+fn parse_err(text: &str) -> Error {
+    match from_str(text) {
+        Err(e) => e,
+        Ok(v) => panic!("{text:?} parsed as {v}"),
+    }
+}
+
+#[test]
+fn scalars_arrays_and_objects_parse() {
+    assert_eq!(from_str(" null ").unwrap(), Value::Null);
+    assert_eq!(from_str("true").unwrap(), Value::Bool(true));
+    assert_eq!(from_str("false").unwrap(), Value::Bool(false));
+    assert_eq!(from_str("\"x\"").unwrap(), "x");
+    assert_eq!(from_str("[]").unwrap(), json!([]));
+    assert_eq!(from_str("{}").unwrap(), json!({}));
+    assert_eq!(
+        from_str("{\"a\": [1, {\"b\": null}], \"c\": \"d\"}").unwrap(),
+        json!({"a": [1, {"b": null}], "c": "d"})
+    );
+    assert_eq!(from_slice(b"\t\r\n[1]\n").unwrap(), json!([1]));
+}
+
+#[test]
+fn objects_write_keys_sorted_and_a_repeated_key_keeps_its_last_value() {
+    let v = from_str(r#"{"b": 1, "a": 2, "c": {"z": 0, "y": 0}, "b": 3}"#).unwrap();
+    assert_eq!(v.to_string(), r#"{"a":2,"b":3,"c":{"y":0,"z":0}}"#);
+}
+
+#[test]
+fn strings_escape_as_serde_json_did() {
+    let v = json!({"s": "a\"\\/\u{1}\u{7f}é\n\t\r\u{8}\u{c}\u{1f}\u{2028}"});
+    assert_eq!(
+        v.to_string(),
+        "{\"s\":\"a\\\"\\\\/\\u0001\u{7f}é\\n\\t\\r\\b\\f\\u001f\u{2028}\"}"
+    );
+    assert_eq!(from_str(&v.to_string()).unwrap(), v);
+}
+
+#[test]
+fn escapes_unicode_and_surrogate_pairs_decode() {
+    assert_eq!(
+        from_str(r#""\" \\ \/ \b \f \n \r \t""#).unwrap(),
+        "\" \\ / \u{8} \u{c} \n \r \t"
+    );
+    assert_eq!(from_str(r#""\u00e9\u4e2D""#).unwrap(), "é中");
+    assert_eq!(from_str(r#""\ud83d\ude00""#).unwrap(), "😀");
+    assert_eq!(from_str("\"😀 é\"").unwrap(), "😀 é");
+    assert_eq!(
+        parse_err(r#""\ud83d""#).message(),
+        "lone leading surrogate in hex escape"
+    );
+    assert_eq!(
+        parse_err(r#""\ud83d\u0041""#).message(),
+        "invalid surrogate pair in hex escape"
+    );
+    assert_eq!(
+        parse_err(r#""\ude00""#).message(),
+        "lone trailing surrogate in hex escape"
+    );
+    assert_eq!(parse_err(r#""\u12g4""#).message(), "invalid hex escape");
+    assert_eq!(parse_err(r#""\x""#).message(), "invalid escape");
+    assert_eq!(
+        parse_err("\"a\u{1}\"").message(),
+        "control character (\\u0000-\\u001F) found while parsing a string"
+    );
+    assert_eq!(
+        from_slice(b"\"\xff\"").unwrap_err().message(),
+        "invalid UTF-8"
+    );
+}
+
+#[test]
+fn numbers_keep_their_text_and_read_as_serde_json_read_them() {
+    for text in [
+        "0",
+        "-0",
+        "12",
+        "-12",
+        "1.50",
+        "1E3",
+        "1e-7",
+        "-2.5e+10",
+        "18446744073709551616",
+    ] {
+        let v = from_str(text).unwrap();
+        assert_eq!(v.to_string(), text, "written back as read");
+    }
+    assert_eq!(from_str("12").unwrap().as_u64(), Some(12));
+    assert_eq!(from_str("-12").unwrap().as_u64(), None);
+    assert_eq!(from_str("-12").unwrap().as_i64(), Some(-12));
+    assert_eq!(from_str("2.0").unwrap().as_u64(), None);
+    assert_eq!(from_str("1E3").unwrap().as_u64(), None);
+    assert_eq!(from_str("1E3").unwrap().as_f64(), Some(1000.0));
+    assert_eq!(from_str("-0").unwrap().as_i64(), None);
+    assert_eq!(
+        from_str("18446744073709551615").unwrap().as_u64(),
+        Some(u64::MAX)
+    );
+    assert_eq!(from_str("18446744073709551616").unwrap().as_u64(), None);
+    assert_eq!(from_str("1.50").unwrap(), json!(1.5), "compared by value");
+    assert_ne!(
+        from_str("1").unwrap(),
+        json!(1.0),
+        "an integer is not a float"
+    );
+    assert_eq!(json!(1e30).to_string(), "1e+30");
+    assert_eq!(json!(250.0).to_string(), "250.0");
+    assert_eq!(json!(f64::NAN), Value::Null);
+    for bad in ["01", "1.", ".5", "-", "1e", "1e+", "+1", "0x10"] {
+        assert!(from_str(bad).is_err(), "{bad}");
+    }
+    assert_eq!(parse_err("1e400").message(), "number out of range");
+    assert_eq!(parse_err(&"9".repeat(400)).message(), "number out of range");
+}
+
+#[test]
+fn errors_say_what_and_where() {
+    let e = parse_err("{\n  \"a\": 1,\n  \"b\" 2\n}");
+    assert_eq!(e.message(), "expected `:`");
+    assert_eq!((e.line(), e.column(), e.offset()), (3, 7, 18));
+    assert_eq!(e.to_string(), "expected `:` at line 3 column 7 (byte 18)");
+    assert_eq!(parse_err("{not json").message(), "key must be a string");
+    assert_eq!(parse_err("").message(), "EOF while parsing a value");
+    assert_eq!(parse_err("[1,").message(), "EOF while parsing a value");
+    assert_eq!(parse_err("[1").message(), "EOF while parsing a list");
+    assert_eq!(
+        parse_err("{\"a\":1").message(),
+        "EOF while parsing an object"
+    );
+    assert_eq!(parse_err("\"abc").message(), "EOF while parsing a string");
+    assert_eq!(parse_err("[1] x").message(), "trailing characters");
+    assert_eq!(parse_err("[1 2]").message(), "expected `,` or `]`");
+    assert_eq!(
+        parse_err("{\"a\":1 \"b\":2}").message(),
+        "expected `,` or `}`"
+    );
+    assert_eq!(parse_err("[tru]").message(), "expected value");
+    assert_eq!(parse_err("[1,]").message(), "expected value");
+    assert_eq!(parse_err("é").column(), 1, "columns count characters");
+}
+
+#[test]
+fn nesting_is_limited_instead_of_overflowing_the_stack() {
+    let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+    assert!(from_str(&nested(MAX_DEPTH)).is_ok());
+    let e = parse_err(&nested(MAX_DEPTH + 1));
+    assert_eq!(e.message(), "nesting too deep (more than 128 levels)");
+    assert_eq!(e.offset(), MAX_DEPTH);
+    // Far deeper input fails the same way, without recursing further.
+    let objects = "{\"a\":".repeat(100_000);
+    assert_eq!(
+        parse_err(&objects).message(),
+        "nesting too deep (more than 128 levels)"
+    );
+}
+
+#[test]
+fn access_indexing_and_pointers() {
+    let mut v = json!({"a": [10, {"b~/c": "x"}], "n": null});
+    assert_eq!(v["a"][0], 10);
+    assert_eq!(v["missing"]["deeper"][3], Value::Null);
+    assert_eq!(v.pointer("/a/1/b~0~1c"), Some(&json!("x")));
+    assert_eq!(v.pointer(""), Some(&v.clone()));
+    assert_eq!(v.pointer("/a/01"), None);
+    assert_eq!(v.pointer("a"), None);
+    assert_eq!(
+        v.get("a").and_then(|a| a.get(1)).map(Value::is_object),
+        Some(true)
+    );
+    v["n"] = json!(1);
+    v["new"] = json!("y");
+    assert_eq!(v.to_string(), r#"{"a":[10,{"b~/c":"x"}],"n":1,"new":"y"}"#);
+    let mut scalar = json!(3);
+    scalar["k"] = json!(true);
+    assert_eq!(scalar, json!({"k": true}), "never panics on a non-object");
+}
+
+#[test]
+fn json_macro_borrows_interpolated_values() {
+    let name = String::from("svc");
+    let list = vec![json!(1), json!("two")];
+    let key = "k";
+    let v = json!({key: name, "list": list, "opt": None::<u32>, "neg": -3, "arr": [true, null]});
+    assert_eq!(
+        v.to_string(),
+        r#"{"arr":[true,null],"k":"svc","list":[1,"two"],"neg":-3,"opt":null}"#
+    );
+    assert_eq!(name, "svc");
+    assert_eq!(list.len(), 2);
+}
+
+#[test]
+fn the_word_at_a_time_scan_finds_the_first_special_byte() {
+    for len in 0..40 {
+        for at in 0..len {
+            for special in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
+                let mut bytes = vec![b'a'; len];
+                // Bytes that must not stop the scan: DEL, high bytes, space, the neighbours of
+                // '"' and '\'.
+                for (i, b) in bytes.iter_mut().enumerate() {
+                    *b = [b'a', 0x7f, 0x80, 0xff, b' ', b'!', b'#', b'[', b']', 0x20][i % 10];
+                }
+                bytes[at] = special;
+                assert_eq!(
+                    super::plain_run(&bytes),
+                    at,
+                    "len {len} at {at} byte {special}"
+                );
+            }
+        }
+        assert_eq!(super::plain_run(&vec![0xe9; len]), len);
+    }
+}
