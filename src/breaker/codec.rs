@@ -87,6 +87,11 @@ impl Fnv {
                 OutcomeMatcher::ConnectFailure => self.u8(2),
                 OutcomeMatcher::Reset => self.u8(3),
                 OutcomeMatcher::Timeout => self.u8(4),
+                OutcomeMatcher::GrpcStatus(code) => {
+                    self.u8(5);
+                    self.u8(code);
+                }
+                OutcomeMatcher::GrpcError => self.u8(6),
             }
         }
     }
