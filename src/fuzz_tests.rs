@@ -108,6 +108,7 @@ const POLICY_KEYS: &[&str] = &[
 const STRINGS: &[&str] = &[
     "", "10s", "500ms", "1m", "PT30S", "-1s", "1.5s", "99999999999d", "5xx", "4xx", "503",
     "connect-failure", "reset", "timeout", "java.io.IOException", "COUNT_BASED", "TIME_BASED",
+    "grpc-error", "grpc-unavailable", "grpc-0", "grpc-", "io.grpc.StatusRuntimeException",
     "count-based", "true", "false", "50", "1e309", "NaN", "envelope", "cloudevents-binary",
     "cloudevents-structured", "correct", "reject", "{workload}.{namespace}", "/orderId",
     "kafka-bridge", "default", "\u{0}", "é", "\u{202e}", "a\r\nb",

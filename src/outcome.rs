@@ -12,10 +12,14 @@ pub enum CallResult {
     Reset,
     /// Upstream timed out (UT).
     Timeout,
+    /// A gRPC call answered with HTTP 200 and a grpc-status other than OK (0): this code. A
+    /// gRPC client raises it (grpc-java: `StatusRuntimeException`).
+    GrpcStatus(u8),
 }
 
 /// A matcher in record/ignore/retry lists. Written in policy as `"503"`, `"5xx"`,
-/// `"connect-failure"`, `"reset"`, `"timeout"`, or a Java exception class with an HTTP meaning.
+/// `"connect-failure"`, `"reset"`, `"timeout"`, `"grpc-error"`, `"grpc-unavailable"` /
+/// `"grpc-14"`, or a Java exception class with an HTTP (or gRPC) meaning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutcomeMatcher {
     Status(u16),
@@ -24,6 +28,10 @@ pub enum OutcomeMatcher {
     ConnectFailure,
     Reset,
     Timeout,
+    /// A gRPC response with this grpc-status (1-16).
+    GrpcStatus(u8),
+    /// A gRPC response with any grpc-status but OK.
+    GrpcError,
     /// A replay refused by the instance's bulkhead (resilience4j's BulkheadFullException):
     /// only in Retry's lists, and no upstream call's result matches it.
     BulkheadFull,
@@ -40,6 +48,8 @@ impl OutcomeMatcher {
             (OutcomeMatcher::ConnectFailure, CallResult::ConnectFailure) => true,
             (OutcomeMatcher::Reset, CallResult::Reset) => true,
             (OutcomeMatcher::Timeout, CallResult::Timeout) => true,
+            (OutcomeMatcher::GrpcStatus(s), CallResult::GrpcStatus(code)) => s == code,
+            (OutcomeMatcher::GrpcError, CallResult::GrpcStatus(_)) => true,
             _ => false,
         }
     }
@@ -53,12 +63,14 @@ pub enum Outcome {
     Ignored,
 }
 
-/// The default failure set: 5xx and every way of getting no response.
-pub const DEFAULT_FAILURES: [OutcomeMatcher; 4] = [
+/// The default failure set: 5xx, every way of getting no response, and every gRPC status but
+/// OK (resilience4j records every exception by default; a gRPC client raises one for each).
+pub const DEFAULT_FAILURES: [OutcomeMatcher; 5] = [
     OutcomeMatcher::StatusClass(5),
     OutcomeMatcher::ConnectFailure,
     OutcomeMatcher::Reset,
     OutcomeMatcher::Timeout,
+    OutcomeMatcher::GrpcError,
 ];
 
 /// resilience4j order: ignore wins; then a call is a failure if it matches `record`
@@ -127,6 +139,58 @@ pub fn call_result_from_callout(status: u16, envoy_answered: bool, body: &[u8]) 
     }
 }
 
+/// gRPC status codes by their canonical names (grpc/status.proto), 1-16; OK (0) is no failure.
+pub const GRPC_CODES: [(&str, u8); 16] = [
+    ("CANCELLED", 1),
+    ("UNKNOWN", 2),
+    ("INVALID_ARGUMENT", 3),
+    ("DEADLINE_EXCEEDED", 4),
+    ("NOT_FOUND", 5),
+    ("ALREADY_EXISTS", 6),
+    ("PERMISSION_DENIED", 7),
+    ("RESOURCE_EXHAUSTED", 8),
+    ("FAILED_PRECONDITION", 9),
+    ("ABORTED", 10),
+    ("OUT_OF_RANGE", 11),
+    ("UNIMPLEMENTED", 12),
+    ("INTERNAL", 13),
+    ("UNAVAILABLE", 14),
+    ("DATA_LOSS", 15),
+    ("UNAUTHENTICATED", 16),
+];
+
+const GRPC_UNKNOWN: u8 = 2;
+
+/// A gRPC response's content type: `application/grpc`, `application/grpc+proto`,
+/// `application/grpc;…`. Not gRPC-Web, whose trailers travel in the body.
+pub fn is_grpc_content_type(value: &[u8]) -> bool {
+    const GRPC: &[u8] = b"application/grpc";
+    value.len() >= GRPC.len()
+        && value[..GRPC.len()].eq_ignore_ascii_case(GRPC)
+        && matches!(value.get(GRPC.len()), None | Some(b'+' | b';'))
+}
+
+/// How a gRPC response ended, judged by its grpc-status: `http` is its result by HTTP status
+/// and Envoy's flags, `grpc_status` the grpc-status it ended with (the trailers', or the
+/// headers' of a trailers-only response), None when it ended without one. Only an HTTP 200 is
+/// judged again: any other result already says what happened. OK (0) is the 200; a code gRPC
+/// does not define, or a missing status, is UNKNOWN, as gRPC clients read them.
+pub fn grpc_call_result(http: CallResult, grpc_status: Option<&[u8]>) -> CallResult {
+    if http != CallResult::Response(200) {
+        return http;
+    }
+    let code = grpc_status
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.trim().parse::<u8>().ok())
+        .filter(|code| *code <= 16)
+        .unwrap_or(GRPC_UNKNOWN);
+    if code == 0 {
+        http
+    } else {
+        CallResult::GrpcStatus(code)
+    }
+}
+
 // Envoy's response flag bits (`response.flags`, CoreResponseFlag order in stream_info.h).
 const FLAG_NO_HEALTHY_UPSTREAM: u64 = 1 << 1; // UH
 const FLAG_UPSTREAM_REQUEST_TIMEOUT: u64 = 1 << 2; // UT
@@ -157,6 +221,15 @@ pub fn call_result_from_flag_bits(code: u16, bits: u64) -> CallResult {
         CallResult::Reset
     } else {
         CallResult::Response(code)
+    }
+}
+
+/// Like [`call_result_from_flag_bits`], from what `response.flags` returned: a bit set (8 bytes,
+/// little endian) or, from older hosts, the short string.
+pub fn call_result_from_flags(code: u16, flags: &[u8]) -> CallResult {
+    match <[u8; 8]>::try_from(flags) {
+        Ok(bits) => call_result_from_flag_bits(code, u64::from_le_bytes(bits)),
+        Err(_) => call_result_from_envoy(code, &String::from_utf8_lossy(flags)),
     }
 }
 
@@ -326,6 +399,84 @@ mod tests {
             call_result_from_callout(200, true, b"upstream request timeout"),
             CallResult::Response(200)
         );
+    }
+
+    #[test]
+    fn grpc_responses_are_judged_by_their_status() {
+        let ok = CallResult::Response(200);
+        assert_eq!(grpc_call_result(ok, Some(b"0")), ok);
+        assert_eq!(
+            grpc_call_result(ok, Some(b"14")),
+            CallResult::GrpcStatus(14)
+        );
+        assert_eq!(
+            grpc_call_result(ok, Some(b" 4 ")),
+            CallResult::GrpcStatus(4)
+        );
+        // Missing, malformed or undefined: UNKNOWN.
+        assert_eq!(grpc_call_result(ok, None), CallResult::GrpcStatus(2));
+        assert_eq!(grpc_call_result(ok, Some(b"x")), CallResult::GrpcStatus(2));
+        assert_eq!(grpc_call_result(ok, Some(b"17")), CallResult::GrpcStatus(2));
+        assert_eq!(
+            grpc_call_result(ok, Some(b"300")),
+            CallResult::GrpcStatus(2)
+        );
+        // Another HTTP result already says what happened.
+        assert_eq!(
+            grpc_call_result(CallResult::Response(503), Some(b"0")),
+            CallResult::Response(503)
+        );
+        assert_eq!(grpc_call_result(CallResult::Reset, None), CallResult::Reset);
+    }
+
+    #[test]
+    fn flags_in_either_form_tell_envoys_own_answers() {
+        assert_eq!(
+            call_result_from_flags(200, &(1u64 << 5).to_le_bytes()),
+            CallResult::ConnectFailure
+        );
+        assert_eq!(call_result_from_flags(200, b"UT"), CallResult::Timeout);
+        assert_eq!(
+            call_result_from_flags(200, &0u64.to_le_bytes()),
+            CallResult::Response(200)
+        );
+        assert_eq!(call_result_from_flags(200, b""), CallResult::Response(200));
+    }
+
+    #[test]
+    fn grpc_content_types_are_told_from_others() {
+        assert!(is_grpc_content_type(b"application/grpc"));
+        assert!(is_grpc_content_type(b"application/grpc+proto"));
+        assert!(is_grpc_content_type(b"Application/GRPC;charset=utf-8"));
+        assert!(!is_grpc_content_type(b"application/grpc-web"));
+        assert!(!is_grpc_content_type(b"application/grpc-web+proto"));
+        assert!(!is_grpc_content_type(b"application/json"));
+        assert!(!is_grpc_content_type(b"application/grp"));
+    }
+
+    #[test]
+    fn grpc_failures_are_recorded_by_default_and_matched_by_code() {
+        let unavailable = CallResult::GrpcStatus(14);
+        assert_eq!(classify(&[], &[], unavailable), Outcome::Failure);
+        assert_eq!(
+            classify(
+                &[],
+                &[OutcomeMatcher::GrpcStatus(5)],
+                CallResult::GrpcStatus(5)
+            ),
+            Outcome::Ignored
+        );
+        let record = [OutcomeMatcher::GrpcStatus(14)];
+        assert_eq!(classify(&record, &[], unavailable), Outcome::Failure);
+        assert_eq!(
+            classify(&record, &[], CallResult::GrpcStatus(4)),
+            Outcome::Success
+        );
+        // An HTTP-only list leaves gRPC statuses out, as it leaves out 4xx.
+        let http_only = [OutcomeMatcher::StatusClass(5)];
+        assert_eq!(classify(&http_only, &[], unavailable), Outcome::Success);
+        assert!(!OutcomeMatcher::GrpcError.matches(CallResult::Response(200)));
+        assert!(!OutcomeMatcher::StatusClass(2).matches(unavailable));
     }
 
     #[test]

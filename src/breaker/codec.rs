@@ -87,9 +87,14 @@ impl Fnv {
                 OutcomeMatcher::ConnectFailure => self.u8(2),
                 OutcomeMatcher::Reset => self.u8(3),
                 OutcomeMatcher::Timeout => self.u8(4),
+                OutcomeMatcher::GrpcStatus(code) => {
+                    self.u8(5);
+                    self.u8(code);
+                }
+                OutcomeMatcher::GrpcError => self.u8(6),
                 // Never in a breaker's lists (the policy keeps them to Retry's).
-                OutcomeMatcher::BulkheadFull => self.u8(5),
-                OutcomeMatcher::RateLimited => self.u8(6),
+                OutcomeMatcher::BulkheadFull => self.u8(7),
+                OutcomeMatcher::RateLimited => self.u8(8),
             }
         }
     }

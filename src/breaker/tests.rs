@@ -1646,7 +1646,7 @@ fn decoding_never_panics_on_prefixes_mutations_or_noise() {
 fn the_fingerprint_changes_when_any_field_changes() {
     let base = defaults();
     type Change = fn(&mut BreakerConfig);
-    let changes: [(&str, Change); 22] = [
+    let changes: [(&str, Change); 25] = [
         ("failure_rate_threshold", |c| {
             c.failure_rate_threshold = 50.5
         }),
@@ -1703,6 +1703,15 @@ fn the_fingerprint_changes_when_any_field_changes() {
         ("record vs ignore", |c| {
             c.record = vec![OutcomeMatcher::Timeout];
             c.ignore = vec![];
+        }),
+        ("record grpc error", |c| {
+            c.record = vec![OutcomeMatcher::GrpcError]
+        }),
+        ("record grpc status", |c| {
+            c.record = vec![OutcomeMatcher::GrpcStatus(14)]
+        }),
+        ("record another grpc status", |c| {
+            c.record = vec![OutcomeMatcher::GrpcStatus(4)]
         }),
     ];
     let mut seen = vec![config_fingerprint(&base)];

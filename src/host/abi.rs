@@ -274,6 +274,7 @@ pub fn set_tick_period_ms(period: u32) -> Result<(), HostError> {
 
 pub const MAP_REQUEST_HEADERS: u32 = 0;
 pub const MAP_RESPONSE_HEADERS: u32 = 2;
+pub const MAP_RESPONSE_TRAILERS: u32 = 3;
 pub const MAP_HTTP_CALL_RESPONSE_HEADERS: u32 = 6;
 pub const BUFFER_REQUEST_BODY: u32 = 0;
 pub const BUFFER_HTTP_CALL_RESPONSE_BODY: u32 = 4;

@@ -8,6 +8,7 @@
 //! - `retry`: retry orchestration — carries out each request's retry sequence;
 //! - `replay`: the request kept for a replay, sent as a callout, and its reply;
 //! - `timelimiter`: one time limiter instance — each attempt's timeout, the timeout answer;
+//! - `grpc`: gRPC calls judged by their grpc-status (trailers, or a trailers-only response);
 //! - `events`: stamping of records produced through a Kafka bridge;
 //! - `abi`, `store`, `metrics`: host calls, shared data, Envoy stats.
 
@@ -16,6 +17,7 @@ mod admission;
 mod boot;
 mod breaker;
 mod events;
+mod grpc;
 mod metrics;
 mod replay;
 mod retry;

@@ -4,7 +4,7 @@
 
 use crate::fallback::LocalResponse;
 use crate::headers::RawHeaders;
-use crate::outcome::{call_result_from_callout, CallResult};
+use crate::outcome::{call_result_from_callout, is_grpc_content_type, CallResult};
 use crate::policy::{RetryConfig, RetryOptions};
 use crate::retry::may_replay;
 
@@ -45,6 +45,12 @@ impl Replay {
             return None;
         }
         let header = |name: &str| headers.get(name);
+        // A gRPC call is not replayed: the answer to a replay reaches the caller as a local
+        // reply, which Envoy turns into a trailers-only gRPC response for a gRPC caller (the
+        // body becomes grpc-message), so a replay's response messages would be lost.
+        if header("content-type").is_some_and(|v| is_grpc_content_type(v.as_bytes())) {
+            return None;
+        }
         let method = header(":method").unwrap_or("GET");
         if !may_replay(
             method,

@@ -146,6 +146,11 @@ impl PendingRecord {
         self.record(runtime, now, self.result);
     }
 
+    /// The response ended at `now` with `result`: a gRPC response's status came at its end.
+    pub fn ended_as(self, runtime: &Runtime, now: u64, result: CallResult) {
+        self.record(runtime, now, result);
+    }
+
     /// The response was cut off at `now`; `flags`: Envoy's response flag bits. A caller that
     /// went away says nothing about the upstream: the permission is handed back, and the Retry
     /// and the TimeLimiter count the call by the response as far as it came. Otherwise the

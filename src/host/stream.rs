@@ -10,7 +10,8 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
 use crate::outcome::{
-    call_result_from_envoy, call_result_from_flag_bits, delay_injected, fault_injected, CallResult,
+    call_result_from_envoy, call_result_from_flag_bits, delay_injected, fault_injected,
+    is_grpc_content_type, CallResult,
 };
 use crate::retry::sequence::Sequence;
 
@@ -18,6 +19,7 @@ use super::abi;
 use super::admission::{self, Admit, SharedAdmissions};
 use super::breaker::Acquired;
 use super::events::{self, BodyStep, HeadersStep, Publish};
+use super::grpc;
 use super::replay::Replay;
 use super::retry::{self, Call, PendingRecord, SharedCalls};
 use super::root::Runtime;
@@ -62,6 +64,10 @@ pub struct Stream {
     /// The first attempt's response goes on to the caller; the breaker and the Retry's call
     /// count judge it at its end.
     pending: Option<PendingRecord>,
+    /// The request is a gRPC call (its response is judged by its grpc-status).
+    grpc_request: bool,
+    /// The pending response is gRPC and its status comes in its trailers.
+    grpc_status_in_trailers: bool,
 }
 
 impl Stream {
@@ -78,6 +84,8 @@ impl Stream {
             admissions,
             publish: None,
             pending: None,
+            grpc_request: false,
+            grpc_status_in_trailers: false,
         }
     }
 }
@@ -166,7 +174,15 @@ impl HttpContext for Stream {
         }
         let now = abi::now_ms().unwrap_or(call.sequence.attempt_started_ms());
         let mut call = call;
-        let Some(result) = response_result() else {
+        let grpc_request = self.grpc_request;
+        let judged = response_result().and_then(|result| {
+            if grpc_request {
+                grpc::first_response_result(result, end_of_stream)
+            } else {
+                Some((result, false))
+            }
+        });
+        let Some((result, grpc_status_in_trailers)) = judged else {
             // Envoy's fault filter answered: a VirtualService fault, which Istio places after
             // every WasmPlugin phase (README: Istio). Not the upstream's answer: neither
             // recorded nor retried (a retry would bypass the fault filter); the caller gets it.
@@ -193,20 +209,23 @@ impl HttpContext for Stream {
         );
         match pending {
             Some(pending) if end_of_stream => pending.ended(&runtime, now),
-            pending => self.pending = pending,
+            pending => {
+                self.pending = pending;
+                self.grpc_status_in_trailers = grpc_status_in_trailers;
+            }
         }
         action
     }
 
     fn on_http_response_body(&mut self, _body_size: usize, end_of_stream: bool) -> Action {
         if end_of_stream {
-            self.response_ended();
+            self.response_ended(false);
         }
         Action::Continue
     }
 
     fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
-        self.response_ended();
+        self.response_ended(true);
         Action::Continue
     }
 
@@ -255,11 +274,16 @@ impl HttpContext for Stream {
 }
 
 impl Stream {
-    /// The response to the caller ended: a first response that went on is judged now.
-    fn response_ended(&mut self) {
+    /// The response to the caller ended (`with_trailers`: in its trailers): a first response
+    /// that went on is judged now, a gRPC one by the status it ended with.
+    fn response_ended(&mut self, with_trailers: bool) {
         if let (Some(pending), Some(runtime)) = (self.pending.take(), &self.runtime) {
             if let Ok(now) = abi::now_ms() {
-                pending.ended(runtime, now);
+                if std::mem::take(&mut self.grpc_status_in_trailers) {
+                    pending.ended_as(runtime, now, grpc::response_end_result(with_trailers));
+                } else {
+                    pending.ended(runtime, now);
+                }
             }
         }
     }
@@ -289,6 +313,9 @@ impl Stream {
         if let Some(limiter) = runtime.time_limiters.get(&*instance) {
             limiter.bound_first_attempt();
         }
+        self.grpc_request = headers
+            .get("content-type")
+            .is_some_and(|v| is_grpc_content_type(v.as_bytes()));
         let Ok(now) = abi::now_ms() else {
             return Action::Continue;
         };

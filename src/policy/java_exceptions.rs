@@ -8,7 +8,7 @@
 
 use crate::outcome::{OutcomeMatcher, DEFAULT_FAILURES};
 
-use OutcomeMatcher::{ConnectFailure, Reset, StatusClass, Timeout};
+use OutcomeMatcher::{ConnectFailure, GrpcError, Reset, StatusClass, Timeout};
 
 /// What a listed exception class stands for in the sidecar.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +36,16 @@ const ANY_FAILURE: [OutcomeMatcher; 5] = [
     Timeout,
 ];
 const ERROR_STATUS: [OutcomeMatcher; 2] = [StatusClass(4), StatusClass(5)];
+/// Every failure a gRPC client reports: a non-OK grpc-status, an HTTP error status (grpc-java
+/// maps it to a gRPC code), or no response (UNAVAILABLE, DEADLINE_EXCEEDED).
+const GRPC_FAILURE: [OutcomeMatcher; 6] = [
+    GrpcError,
+    StatusClass(4),
+    StatusClass(5),
+    ConnectFailure,
+    Reset,
+    Timeout,
+];
 
 /// Per-status subclasses: the same names in Feign (`FeignException$…`), RestTemplate
 /// (`HttpClientErrorException$…` / `HttpServerErrorException$…`) and WebClient
@@ -151,6 +161,12 @@ const CLASSES: &[(&str, Meaning)] = &[
         "org.springframework.web.reactive.function.client.WebClientResponseException",
         Meaning::Outcomes(&ERROR_STATUS),
     ),
+    // grpc-java: every failed call raises one of these, whatever its status code.
+    (
+        "io.grpc.StatusRuntimeException",
+        Meaning::Outcomes(&GRPC_FAILURE),
+    ),
+    ("io.grpc.StatusException", Meaning::Outcomes(&GRPC_FAILURE)),
     // resilience4j's own.
     (
         "io.github.resilience4j.circuitbreaker.CallNotPermittedException",
@@ -260,6 +276,8 @@ mod tests {
             outcomes("org.springframework.web.reactive.function.client.WebClientResponseException"),
             ERROR_STATUS
         );
+        assert_eq!(outcomes("io.grpc.StatusRuntimeException"), GRPC_FAILURE);
+        assert_eq!(outcomes("io.grpc.StatusException"), GRPC_FAILURE);
         assert!(matches!(
             meaning("io.github.resilience4j.circuitbreaker.CallNotPermittedException"),
             Some(Meaning::LocalRejection(_))

@@ -6,13 +6,14 @@ use crate::json::Value;
 use super::java_exceptions::{meaning, Meaning, REFUSAL_NOT_RECORDED};
 use super::properties::is_class_name;
 use super::read::{canonical_key, describe, error, type_error, Result};
-use crate::outcome::OutcomeMatcher;
+use crate::outcome::{OutcomeMatcher, GRPC_CODES};
 
 /// A list of outcome tokens: a JSON array, or a comma-separated string as Spring also binds
 /// (`null`: empty).
 /// Each entry is an HTTP status (`503`, `"503"`), a status class (`"5xx"`, `"4xx"`),
-/// `"connect-failure"`, `"reset"`, `"timeout"`, or a Java exception class: well-known ones map
-/// to their HTTP meaning, others are accepted with a warning and match nothing. `refusals`
+/// `"connect-failure"`, `"reset"`, `"timeout"`, a gRPC status (`"grpc-error"`: any but OK;
+/// `"grpc-unavailable"`, `"grpc-14"`: one code), or a Java exception class: well-known ones map
+/// to their HTTP (or gRPC) meaning, others are accepted with a warning and match nothing. `refusals`
 /// (Retry's lists): resilience4j's `BulkheadFullException` / `RequestNotPermitted` and the
 /// tokens `"bulkhead-full"` / `"rate-limited"` mean a replay the bulkhead / rate limiter
 /// refused; elsewhere they match nothing (warned about).
@@ -58,7 +59,7 @@ pub(super) fn outcomes(
         let consequence = if is_ignore_list {
             "nothing is ignored"
         } else {
-            "the default applies (5xx and connection failures)"
+            "the default applies (5xx, connection failures and gRPC errors)"
         };
         warnings.push(format!(
             "{path}: no entry has an HTTP meaning, so {consequence}; list the HTTP outcomes \
@@ -82,7 +83,7 @@ fn outcome(item: &Value, path: &str, refusals: bool, warnings: &mut Vec<String>)
         error(
             path,
             format!(
-                "expected an HTTP status (100-599), \"4xx\", \"5xx\", \"connect-failure\", \"reset\", \"timeout\" or a Java exception class, got {}",
+                "expected an HTTP status (100-599), \"4xx\", \"5xx\", \"connect-failure\", \"reset\", \"timeout\", \"grpc-error\", a gRPC status (\"grpc-unavailable\", \"grpc-14\") or a Java exception class, got {}",
                 describe(item)
             ),
         )
@@ -123,7 +124,12 @@ fn outcome(item: &Value, path: &str, refusals: bool, warnings: &mut Vec<String>)
                 warnings,
             ))
         }
-        _ => {}
+        "grpcerror" => return Ok(Entry::Matches(vec![OutcomeMatcher::GrpcError])),
+        key => {
+            if let Some(code) = key.strip_prefix("grpc").and_then(grpc_code) {
+                return Ok(Entry::Matches(vec![OutcomeMatcher::GrpcStatus(code)]));
+            }
+        }
     }
     if text.contains('.') && is_class_name(&text) {
         return Ok(match meaning(&text) {
@@ -161,4 +167,16 @@ fn refusal(
     }
     warnings.push(format!("{path}: {text} is {REFUSAL_NOT_RECORDED}"));
     Entry::LocalRejection
+}
+
+/// A gRPC status code by its number (1-16) or its name (`unavailable`, `deadline-exceeded`,
+/// any case, `-` or `_`), as [`canonical_key`] leaves it. OK is no failure: None.
+fn grpc_code(key: &str) -> Option<u8> {
+    if let Ok(code) = key.parse::<u8>() {
+        return (1..=16).contains(&code).then_some(code);
+    }
+    GRPC_CODES
+        .iter()
+        .find(|(name, _)| canonical_key(name) == key)
+        .map(|(_, code)| *code)
 }

@@ -11,7 +11,8 @@ use crate::json::{Map, Value};
 use super::*;
 use crate::events::{EventsConfig, Mode, SpoofedSource, TopicConfig};
 use crate::outcome::OutcomeMatcher::{
-    BulkheadFull, ConnectFailure, RateLimited, Reset, Status, StatusClass, Timeout,
+    BulkheadFull, ConnectFailure, GrpcError, GrpcStatus, RateLimited, Reset, Status, StatusClass,
+    Timeout,
 };
 
 type Result<T> = std::result::Result<T, PolicyError>;
@@ -767,7 +768,7 @@ fn out_of_range_retry_values_are_rejected() {
         (json!({"exponential-max-wait-duration": 0}), "exponential-max-wait-duration: must be at least 1ms, got 0"),
         (json!({"randomized-wait-factor": -0.1}), "randomized-wait-factor: must be in [0, 1), got -0.1"),
         (json!({"exponential-backoff-multiplier": -2}), "exponential-backoff-multiplier: must be greater than 0, got -2"),
-        (json!({"retry-exceptions": ["5xx", "abc"]}), "retry-exceptions[1]: expected an HTTP status (100-599), \"4xx\", \"5xx\", \"connect-failure\", \"reset\", \"timeout\" or a Java exception class, got \"abc\""),
+        (json!({"retry-exceptions": ["5xx", "abc"]}), "retry-exceptions[1]: expected an HTTP status (100-599), \"4xx\", \"5xx\", \"connect-failure\", \"reset\", \"timeout\", \"grpc-error\", a gRPC status (\"grpc-unavailable\", \"grpc-14\") or a Java exception class, got \"abc\""),
     ];
     for (props, message) in cases {
         assert_eq!(retry_error(props), format!("{RETRY_PATH}.{message}"));
@@ -802,6 +803,44 @@ fn outcome_tokens_map_to_matchers() {
 }
 
 #[test]
+fn grpc_tokens_and_exceptions_map_to_grpc_statuses() {
+    let record = |tokens: Value| breaker(json!({"record-exceptions": tokens})).record;
+    assert_eq!(
+        record(json!([
+            "grpc-error",
+            "grpc-unavailable",
+            "GRPC_DEADLINE_EXCEEDED",
+            "grpc-14",
+            "grpc-resource-exhausted",
+            "grpc-16"
+        ])),
+        [
+            GrpcError,
+            GrpcStatus(14),
+            GrpcStatus(4),
+            GrpcStatus(8),
+            GrpcStatus(16)
+        ]
+    );
+    let failure = [
+        GrpcError,
+        StatusClass(4),
+        StatusClass(5),
+        ConnectFailure,
+        Reset,
+        Timeout,
+    ];
+    assert_eq!(record(json!(["io.grpc.StatusRuntimeException"])), failure);
+    assert_eq!(record(json!(["io.grpc.StatusException"])), failure);
+    for bad in ["grpc-0", "grpc-ok", "grpc-17", "grpc-teapot"] {
+        assert!(
+            breaker_error(json!({"record-exceptions": [bad]})).contains("expected an HTTP status"),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
 fn well_known_java_exceptions_map_to_their_http_meaning() {
     let record = |class: &str| breaker(json!({"record-exceptions": [class]})).record;
     assert_eq!(
@@ -827,7 +866,7 @@ fn well_known_java_exceptions_map_to_their_http_meaning() {
     ] {
         assert_eq!(
             record(broad),
-            [StatusClass(5), ConnectFailure, Reset, Timeout]
+            [StatusClass(5), ConnectFailure, Reset, Timeout, GrpcError]
         );
     }
     // Duplicates collapse.
@@ -923,7 +962,7 @@ fn refusals_in_retry_lists_mean_refused_replays_and_nothing_in_a_breakers() {
 fn bad_outcome_tokens_are_rejected_with_their_index() {
     let expected = |index: usize, got: &str| {
         format!(
-            "{BREAKER_PATH}.record-exceptions[{index}]: expected an HTTP status (100-599), \"4xx\", \"5xx\", \"connect-failure\", \"reset\", \"timeout\" or a Java exception class, got {got}"
+            "{BREAKER_PATH}.record-exceptions[{index}]: expected an HTTP status (100-599), \"4xx\", \"5xx\", \"connect-failure\", \"reset\", \"timeout\", \"grpc-error\", a gRPC status (\"grpc-unavailable\", \"grpc-14\") or a Java exception class, got {got}"
         )
     };
     assert_eq!(

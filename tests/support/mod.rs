@@ -7,6 +7,8 @@
 //!   (respond, delay, reset, close) plus a default; records every request; can refuse connections.
 //! - [`request`] / [`get`]: a minimal HTTP/1.1 client, one fresh connection per call so calls
 //!   spread over Envoy's workers.
+//! - [`GrpcUpstream`] / [`grpc_call`]: a gRPC server and client over h2c (statuses in trailers
+//!   or trailers-only, as the test says).
 //! - [`Envoy`]: renders `envoy/bootstrap.yaml`, delivers the filter (and its policy) through ECDS
 //!   from a file, and swaps the policy like a rollout would ([`Envoy::set_policy`]).
 //! - [`seed_policy`], [`policy_with`], [`set_path`], [`remove_path`]: a fixture builder instead
@@ -23,6 +25,7 @@
 mod client;
 mod envoy;
 pub mod events;
+mod grpc;
 mod http;
 mod policy;
 mod render;
@@ -31,6 +34,7 @@ pub mod yaml;
 
 pub use client::*;
 pub use envoy::*;
+pub use grpc::*;
 pub use policy::*;
 pub use render::*;
 pub use upstream::*;
