@@ -32,6 +32,12 @@ pub enum OutcomeMatcher {
     GrpcStatus(u8),
     /// A gRPC response with any grpc-status but OK.
     GrpcError,
+    /// A replay refused by the instance's bulkhead (resilience4j's BulkheadFullException):
+    /// only in Retry's lists, and no upstream call's result matches it.
+    BulkheadFull,
+    /// A replay refused by the instance's rate limiter (resilience4j's RequestNotPermitted):
+    /// only in Retry's lists, and no upstream call's result matches it.
+    RateLimited,
 }
 
 impl OutcomeMatcher {

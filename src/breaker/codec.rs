@@ -92,6 +92,9 @@ impl Fnv {
                     self.u8(code);
                 }
                 OutcomeMatcher::GrpcError => self.u8(6),
+                // Never in a breaker's lists (the policy keeps them to Retry's).
+                OutcomeMatcher::BulkheadFull => self.u8(7),
+                OutcomeMatcher::RateLimited => self.u8(8),
             }
         }
     }

@@ -6,12 +6,23 @@
 //! A call may wait (ratelimiter `timeout-duration`, bulkhead `max-wait-duration`,
 //! thread-pool-bulkhead `queue-capacity`): its stream pauses and this worker's tick resumes it
 //! when its permit is due or a slot is free, or refuses it at its deadline. A slot is given back
-//! when the stream ends however it ends (response, reset, timeout, client gone: `on_log`), by
-//! the handle of the policy that gave it, so a policy swap keeps the count right; a worker
-//! whose VM died frees its slots after the lease (`crate::bulkhead::LEASE_MS`).
+//! at the latest when the stream ends however it ends (response, reset, timeout, client gone:
+//! `on_log`), by the handle of the policy that gave it, so a policy swap keeps the count right;
+//! a worker whose VM died frees its slots after the lease (`crate::bulkhead::LEASE_MS`).
 //!
-//! A refusal is answered locally (503 / 429, or the instance's fallback), is not recorded by
-//! the circuit breaker (its permission is handed back) and is never retried.
+//! A refusal of a first attempt is answered locally (503 / 429, or the instance's fallback),
+//! is not recorded by the circuit breaker (its permission is handed back) and is not retried.
+//!
+//! Every attempt passes through the instance's modules: a replay (`retry`) asks the rate
+//! limiter for a permit and the bulkhead for a slot as the first attempt did
+//! ([`admit_replay`]), and may wait the same way (its response stays held; the tick dispatches
+//! it, [`retry::on_admitted`]). A slot is held by one attempt: the first attempt's goes back
+//! when its response is retried (before the retry's wait), or when the stream ends if that
+//! response is the answer; a replay's when its answer (or failure, or timeout) arrives
+//! ([`attempt_ended`]), even when its caller went away first (the callout cannot be cancelled,
+//! so the upstream still serves it: [`on_stream_end_with`], [`orphan_answered`]). A replay refused here is an attempt that ended with resilience4j's
+//! RequestNotPermitted / BulkheadFullException: Retry retries it only if its retry-exceptions
+//! name it (`crate::retry::sequence`).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -24,12 +35,16 @@ use crate::sorted_map::SortedMap;
 
 use super::abi;
 use super::metrics::{BulkheadMetrics, RateLimiterMetrics};
-use super::retry::SharedCalls;
+use super::retry::{self, SharedCalls};
 use super::root::Runtime;
 use super::store::{self, StoreError};
 
 /// Most calls a semaphore bulkhead lets wait at once (its `max-wait-duration` bounds how long).
 const MAX_BULKHEAD_WAITERS: u32 = 10_000;
+
+/// A replay whose caller went away keeps its slot until Envoy answers its callout (always, at
+/// the latest at the callout's timeout); past this, a safety net gives the slot back anyway.
+const ORPHAN_MAX_MS: u64 = 600_000;
 
 /// One bulkhead instance (semaphore or thread-pool) as a worker reaches it.
 pub struct SharedBulkhead {
@@ -228,13 +243,16 @@ enum Step {
     },
 }
 
-/// One stream's admission: the policy that admits it, its slots, where it stands.
+/// One stream's admission (of its current attempt): the policy that admits it, its slots,
+/// where it stands.
 struct StreamAdmission {
     runtime: Rc<Runtime>,
     instance: String,
     /// Indices of the bulkheads whose slot it holds.
     held: Vec<usize>,
     step: Step,
+    /// A replay (the tick dispatches it), not the first attempt (the tick resumes the request).
+    replay: bool,
 }
 
 /// This worker's admissions (streams and the root share them: one VM, one thread).
@@ -243,6 +261,10 @@ pub struct Admissions {
     /// This worker's id in the bulkheads' shared slots (see [`store_worker_id`]).
     pub worker: u32,
     by_stream: SortedMap<u32, StreamAdmission>,
+    /// Replays in flight whose caller went away, by callout token, with when it went: the
+    /// upstream still serves them (a Wasm filter cannot cancel its callout), so their slots
+    /// stay taken until the answer ([`orphan_answered`]).
+    orphans: SortedMap<u32, (StreamAdmission, u64)>,
     last_heartbeat_ms: u64,
 }
 
@@ -256,6 +278,21 @@ pub enum Admit {
     Refused(LocalResponse),
 }
 
+/// What a replay gets (see [`Admit`]); a refusal is the retry's to judge.
+pub enum ReplayAdmit {
+    Go,
+    /// Waits; the tick reports the end of the wait to [`retry::on_admitted`].
+    Wait,
+    Refused(Refusal),
+}
+
+/// Where an attempt stands with the rate limiter and bulkheads.
+enum Admission {
+    Go,
+    Wait,
+    Refused(Refusal),
+}
+
 /// A new call of `instance` on `stream` (after the breaker permitted).
 pub fn admit(
     admissions: &SharedAdmissions,
@@ -264,14 +301,56 @@ pub fn admit(
     instance: &str,
     now: u64,
 ) -> Admit {
+    match admit_attempt(admissions, runtime, stream, instance, now, false) {
+        Admission::Go => Admit::Go,
+        Admission::Wait => Admit::Wait,
+        Admission::Refused(refusal) => Admit::Refused(refusal_response(runtime, instance, refusal)),
+    }
+}
+
+/// The next attempt (a replay) of `instance` on `stream`, after the breaker permitted it.
+pub fn admit_replay(
+    admissions: &SharedAdmissions,
+    runtime: &Rc<Runtime>,
+    stream: u32,
+    instance: &str,
+    now: u64,
+) -> ReplayAdmit {
+    // The previous attempt's slots are back by now; if not, they go back here, never twice.
+    attempt_ended(admissions, stream, now);
+    match admit_attempt(admissions, runtime, stream, instance, now, true) {
+        Admission::Go => ReplayAdmit::Go,
+        Admission::Wait => ReplayAdmit::Wait,
+        Admission::Refused(refusal) => ReplayAdmit::Refused(refusal),
+    }
+}
+
+/// The caller's answer to a refusal: the instance's fallback, or the module's default.
+pub fn refusal_response(runtime: &Runtime, instance: &str, refusal: Refusal) -> LocalResponse {
+    let configured = runtime
+        .admission
+        .get(instance)
+        .and_then(|a| a.fallback.as_ref());
+    fallback::render_refusal(configured, instance, refusal)
+}
+
+fn admit_attempt(
+    admissions: &SharedAdmissions,
+    runtime: &Rc<Runtime>,
+    stream: u32,
+    instance: &str,
+    now: u64,
+    replay: bool,
+) -> Admission {
     let Some(admission) = runtime.admission.get(instance) else {
-        return Admit::Go;
+        return Admission::Go;
     };
     let mut entry = StreamAdmission {
         runtime: runtime.clone(),
         instance: instance.to_string(),
         held: Vec::new(),
         step: Step::Admitted,
+        replay,
     };
     if let Some(limiter) = &admission.rate_limiter {
         match limiter.reserve(now) {
@@ -282,14 +361,10 @@ pub fn admit(
                     until_ms: now.saturating_add(ms),
                 };
                 admissions.borrow_mut().by_stream.insert(stream, entry);
-                return Admit::Wait;
+                return Admission::Wait;
             }
             Some(Reservation::Refused { wait_ms }) => {
-                return Admit::Refused(fallback::render_refusal(
-                    admission.fallback.as_ref(),
-                    instance,
-                    Refusal::RateLimited { wait_ms },
-                ));
+                return Admission::Refused(Refusal::RateLimited { wait_ms });
             }
         }
     }
@@ -301,6 +376,12 @@ pub fn admit(
     result
 }
 
+/// The stream's current attempt ended (its response or answer arrived, or it did not go out):
+/// its slots go back.
+pub fn attempt_ended(admissions: &SharedAdmissions, stream: u32, now: u64) {
+    on_stream_end(admissions, stream, || now);
+}
+
 /// Enters the instance's bulkheads from `from` on.
 fn enter_bulkheads(
     admission: &InstanceAdmission,
@@ -308,7 +389,7 @@ fn enter_bulkheads(
     from: usize,
     worker: u32,
     now: u64,
-) -> Admit {
+) -> Admission {
     for (index, bulkhead) in admission.bulkheads.iter().enumerate().skip(from) {
         match bulkhead.update(|slots| slots.try_enter(worker, now, bulkhead.limits)) {
             // Shared state unavailable: fail open, nothing held.
@@ -319,22 +400,18 @@ fn enter_bulkheads(
                     index,
                     deadline_ms: bulkhead.max_wait_ms.map(|ms| now.saturating_add(ms)),
                 };
-                return Admit::Wait;
+                return Admission::Wait;
             }
             Some(Entry::Full) => {
                 release_held(admission, entry, worker, now);
-                return Admit::Refused(fallback::render_refusal(
-                    admission.fallback.as_ref(),
-                    &entry.instance,
-                    Refusal::BulkheadFull {
-                        thread_pool: bulkhead.thread_pool,
-                    },
-                ));
+                return Admission::Refused(Refusal::BulkheadFull {
+                    thread_pool: bulkhead.thread_pool,
+                });
             }
         }
     }
     entry.step = Step::Admitted;
-    Admit::Go
+    Admission::Go
 }
 
 fn release_held(admission: &InstanceAdmission, entry: &mut StreamAdmission, worker: u32, now: u64) {
@@ -354,6 +431,41 @@ pub fn on_stream_end(admissions: &SharedAdmissions, stream: u32, now: impl FnOnc
     };
     if let Some(entry) = entry {
         give_back(entry, worker, now());
+    }
+}
+
+/// The stream ended; `in_flight`: the token of its replay still at the upstream, whose slot
+/// stays taken until the callout's answer ([`orphan_answered`]). Anything else goes back now.
+pub fn on_stream_end_with(
+    admissions: &SharedAdmissions,
+    stream: u32,
+    in_flight: Option<u32>,
+    now: impl FnOnce() -> u64,
+) {
+    if let Some(token) = in_flight {
+        let mut admissions = admissions.borrow_mut();
+        let holds_for_replay = admissions
+            .by_stream
+            .get(&stream)
+            .is_some_and(|e| e.replay && matches!(e.step, Step::Admitted) && !e.held.is_empty());
+        if holds_for_replay {
+            if let Some(entry) = admissions.by_stream.remove(&stream) {
+                admissions.orphans.insert(token, (entry, now()));
+                return;
+            }
+        }
+    }
+    on_stream_end(admissions, stream, now);
+}
+
+/// The answer to callout `token` arrived after its caller went away: its slot goes back.
+pub fn orphan_answered(admissions: &SharedAdmissions, token: u32, now: u64) {
+    let (orphan, worker) = {
+        let mut admissions = admissions.borrow_mut();
+        (admissions.orphans.remove(&token), admissions.worker)
+    };
+    if let Some((entry, _)) = orphan {
+        give_back(entry, worker, now);
     }
 }
 
@@ -378,9 +490,10 @@ fn give_back(mut entry: StreamAdmission, worker: u32, now: u64) {
     release_held(admission, &mut entry, worker, now);
 }
 
-/// The tick: resumes the waiting calls whose permit is due or whose slot is free, refuses
-/// those whose wait is over; renews this worker's lease on the slots it holds and publishes
-/// the gauges (each second).
+/// The tick: resumes the waiting calls whose permit is due or whose slot is free (dispatches
+/// the waiting replays), refuses those whose wait is over (a replay's refusal goes to its
+/// retry); renews this worker's lease on the slots it holds and publishes the gauges (each
+/// second).
 pub fn on_tick(
     admissions: &SharedAdmissions,
     calls: &SharedCalls,
@@ -406,8 +519,8 @@ pub fn on_tick(
             continue;
         };
         let outcome = match entry.step {
-            Step::Admitted => Admit::Go,
-            Step::RateWait { until_ms } if now < until_ms => Admit::Wait,
+            Step::Admitted => Admission::Go,
+            Step::RateWait { until_ms } if now < until_ms => Admission::Wait,
             Step::RateWait { .. } => {
                 if let Some(limiter) = &admission.rate_limiter {
                     limiter.metrics.waiting(-1);
@@ -427,34 +540,37 @@ pub fn on_tick(
                 } else if deadline_ms.is_some_and(|deadline| now >= deadline) {
                     bulkhead.update(|slots| slots.leave_queue(worker, now));
                     release_held(admission, &mut entry, worker, now);
-                    Admit::Refused(fallback::render_refusal(
-                        admission.fallback.as_ref(),
-                        &entry.instance,
-                        Refusal::BulkheadFull {
-                            thread_pool: bulkhead.thread_pool,
-                        },
-                    ))
+                    Admission::Refused(Refusal::BulkheadFull {
+                        thread_pool: bulkhead.thread_pool,
+                    })
                 } else {
-                    Admit::Wait
+                    Admission::Wait
                 }
             }
         };
+        let replay = entry.replay;
         match outcome {
-            Admit::Wait => {
+            Admission::Wait => {
                 admissions.borrow_mut().by_stream.insert(stream, entry);
             }
-            Admit::Go => {
+            Admission::Go => {
                 let holds = !entry.held.is_empty();
                 if holds {
                     admissions.borrow_mut().by_stream.insert(stream, entry);
                 }
-                if abi::set_effective_context(stream).is_ok() {
+                if replay {
+                    retry::on_admitted(&runtime, calls, admissions, stream, now, Ok(()));
+                } else if abi::set_effective_context(stream).is_ok() {
                     if let Err(e) = abi::resume_http_request() {
                         log::warn!("request not resumed (host status {})", e.0);
                     }
                 }
             }
-            Admit::Refused(response) => {
+            Admission::Refused(refusal) if replay => {
+                retry::on_admitted(&runtime, calls, admissions, stream, now, Err(refusal));
+            }
+            Admission::Refused(refusal) => {
+                let response = refusal_response(&runtime, &entry.instance, refusal);
                 refuse_paused(&runtime, calls, stream, &response, now);
             }
         }
@@ -462,6 +578,16 @@ pub fn on_tick(
     let due = now.saturating_sub(admissions.borrow().last_heartbeat_ms) >= 1000;
     if due {
         admissions.borrow_mut().last_heartbeat_ms = now;
+        let stale: Vec<u32> = admissions
+            .borrow()
+            .orphans
+            .iter()
+            .filter(|(_, (_, since))| now.saturating_sub(*since) >= ORPHAN_MAX_MS)
+            .map(|(token, _)| *token)
+            .collect();
+        for token in stale {
+            orphan_answered(admissions, token, now);
+        }
         heartbeat(admissions, worker, now);
         if let Some(runtime) = runtime {
             for admission in runtime.admission.values() {
@@ -480,7 +606,8 @@ pub fn on_tick(
 fn heartbeat(admissions: &SharedAdmissions, worker: u32, now: u64) {
     let mut done: Vec<String> = Vec::new();
     let admissions = admissions.borrow();
-    for entry in admissions.by_stream.values() {
+    let orphans = admissions.orphans.values().map(|(entry, _)| entry);
+    for entry in admissions.by_stream.values().chain(orphans) {
         let Some(admission) = entry.runtime.admission.get(&entry.instance) else {
             continue;
         };
@@ -500,7 +627,8 @@ fn heartbeat(admissions: &SharedAdmissions, worker: u32, now: u64) {
 }
 
 /// Answers a paused request refused at the end of its wait: the breaker's permission is
-/// handed back unrecorded, the call forgotten (never retried), the refusal sent.
+/// handed back unrecorded, the call forgotten (a first attempt's refusal is not retried), the
+/// refusal sent.
 fn refuse_paused(
     runtime: &Runtime,
     calls: &SharedCalls,

@@ -8,13 +8,19 @@
 //! replays the request as an HTTP callout to the same cluster (a wait of 0 goes out at once).
 //! The final answer replaces the held response as a local reply on the stream, or the held
 //! response goes on; either way the caller sees exactly one response.
+//!
+//! Each replay passes through the instance's modules as the first attempt did: the breaker,
+//! then the rate limiter and the bulkhead (`admission::admit_replay`), where it may wait for a
+//! permit or a slot (the admission's tick reports the end of the wait to [`on_admitted`]). The
+//! first attempt's slot goes back when its response is retried, before the wait; a replay's
+//! when its answer arrives.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use proxy_wasm::types::Action;
 
-use crate::fallback::LocalResponse;
+use crate::fallback::{LocalResponse, Refusal};
 use crate::headers::RawHeaders;
 use crate::outcome::{
     call_result_from_flag_bits, downstream_terminated, CallResult, DEFAULT_FAILURES,
@@ -28,6 +34,7 @@ use crate::sorted_map::SortedMap;
 use crate::timelimiter;
 
 use super::abi::{self, HostError};
+use super::admission::{self, ReplayAdmit, SharedAdmissions};
 use super::breaker::Acquired;
 use super::metrics::RetryMetrics;
 use super::replay::{self, Replay, HOP_HEADERS};
@@ -219,8 +226,9 @@ enum HeldResponse {
 /// response-headers callback). When that response goes on to the caller, the breaker's record
 /// waits for its end: the stream gets it back to record then.
 pub fn on_first_response(
-    runtime: &Runtime,
+    runtime: &Rc<Runtime>,
     calls: &SharedCalls,
+    admissions: &SharedAdmissions,
     stream: u32,
     mut call: Call,
     now: u64,
@@ -246,10 +254,25 @@ pub fn on_first_response(
                 breaker_waits,
             });
         }
+    } else {
+        // Retried: the first attempt is over, and its slot goes back before the retry's wait.
+        // (A response that goes on keeps its slot until the stream ends.)
+        admission::attempt_ended(admissions, stream, now);
     }
     let counted_at_end = pending.is_some();
     let step = after_attempt(runtime, &call, now, result, ended, counted_at_end);
-    let action = match carry_out(runtime, calls, stream, call, step, now, counted_at_end) {
+    let action = match carry_out(
+        Worker {
+            runtime,
+            calls,
+            admissions,
+        },
+        stream,
+        call,
+        step,
+        now,
+        counted_at_end,
+    ) {
         HeldResponse::GoesOn => Action::Continue,
         HeldResponse::StillHeld | HeldResponse::Replaced => Action::Pause,
     };
@@ -258,8 +281,9 @@ pub fn on_first_response(
 
 /// A replay's answer arrived (in the root, or in the stream that dispatched it at once).
 pub fn on_replay_answer(
-    runtime: &Runtime,
+    runtime: &Rc<Runtime>,
     calls: &SharedCalls,
+    admissions: &SharedAdmissions,
     token: u32,
     num_headers: usize,
     body_size: usize,
@@ -267,7 +291,10 @@ pub fn on_replay_answer(
     let (stream, mut call) = {
         let mut calls = calls.borrow_mut();
         let Some(stream) = calls.stream_of_callout.remove(&token) else {
-            return; // the caller went away
+            // The caller went away: the replay's slot, kept until now, goes back.
+            drop(calls);
+            admission::orphan_answered(admissions, token, abi::now_ms().unwrap_or(0));
+            return;
         };
         let Some(call) = calls.by_stream.remove(&stream) else {
             return;
@@ -275,6 +302,8 @@ pub fn on_replay_answer(
         (stream, call)
     };
     let now = abi::now_ms().unwrap_or(call.sequence.attempt_started_ms());
+    // The replay is over: its slot goes back.
+    admission::attempt_ended(admissions, stream, now);
     let reply = replay::read_reply(num_headers, body_size);
     let retry = runtime.retries.get(&*call.instance);
     // What happened (Envoy's own 503/504 told from the upstream's); a plain status may still be
@@ -297,13 +326,62 @@ pub fn on_replay_answer(
         call.sequence
             .replay_answered(now, result, reply, rules(retry, call.replay.as_ref()));
     let step = after_attempt(runtime, &call, now, result, ended, false);
-    if carry_out(runtime, calls, stream, call, step, now, false) == HeldResponse::GoesOn {
+    if carry_out(
+        Worker {
+            runtime,
+            calls,
+            admissions,
+        },
+        stream,
+        call,
+        step,
+        now,
+        false,
+    ) == HeldResponse::GoesOn
+    {
+        resume_stream(stream);
+    }
+}
+
+/// A replay's wait for a permit or a slot ended (on the admission's tick): admitted, it goes
+/// out; refused, its retry decides.
+pub fn on_admitted(
+    runtime: &Rc<Runtime>,
+    calls: &SharedCalls,
+    admissions: &SharedAdmissions,
+    stream: u32,
+    now: u64,
+    admitted: Result<(), Refusal>,
+) {
+    let Some(mut call) = calls.borrow_mut().by_stream.remove(&stream) else {
+        // Nothing to send: whatever was admitted goes back.
+        admission::attempt_ended(admissions, stream, now);
+        return;
+    };
+    let permission_held = call.sequence.permission_held();
+    let started = match admitted {
+        Ok(()) => dispatch(runtime, admissions, stream, &mut call, permission_held, now),
+        Err(refusal) => {
+            if permission_held {
+                if let Some(breaker) = runtime.breakers.get(&*call.instance) {
+                    breaker.release(now);
+                }
+            }
+            Started::Not(refused_by_admission(runtime, &mut call, now, refusal))
+        }
+    };
+    if went_on(runtime, calls, admissions, stream, call, started, now) == HeldResponse::GoesOn {
         resume_stream(stream);
     }
 }
 
 /// The tick: starts the replays whose wait is over and serves pending refusals.
-pub fn on_tick(runtime: &Runtime, calls: &SharedCalls, now: u64) {
+pub fn on_tick(
+    runtime: &Rc<Runtime>,
+    calls: &SharedCalls,
+    admissions: &SharedAdmissions,
+    now: u64,
+) {
     let due: Vec<u32> = calls
         .borrow()
         .by_stream
@@ -317,7 +395,18 @@ pub fn on_tick(runtime: &Runtime, calls: &SharedCalls, now: u64) {
         };
         match call.sequence.tick(now) {
             Some(step) => {
-                if carry_out(runtime, calls, stream, call, step, now, false) == HeldResponse::GoesOn
+                if carry_out(
+                    Worker {
+                        runtime,
+                        calls,
+                        admissions,
+                    },
+                    stream,
+                    call,
+                    step,
+                    now,
+                    false,
+                ) == HeldResponse::GoesOn
                 {
                     resume_stream(stream);
                 }
@@ -367,27 +456,71 @@ fn after_attempt(
     ended.step
 }
 
+/// Where the call stands once a replay was started (or not): in flight or waiting for
+/// admission, it is kept; otherwise the steps go on.
+fn went_on(
+    runtime: &Rc<Runtime>,
+    calls: &SharedCalls,
+    admissions: &SharedAdmissions,
+    stream: u32,
+    call: Call,
+    started: Started,
+    now: u64,
+) -> HeldResponse {
+    match started {
+        Started::InFlight(token) => {
+            let mut calls = calls.borrow_mut();
+            calls.stream_of_callout.insert(token, stream);
+            calls.by_stream.insert(stream, call);
+            HeldResponse::StillHeld
+        }
+        Started::Admitting => {
+            calls.borrow_mut().by_stream.insert(stream, call);
+            HeldResponse::StillHeld
+        }
+        Started::Not(next) => carry_out(
+            Worker {
+                runtime,
+                calls,
+                admissions,
+            },
+            stream,
+            call,
+            next,
+            now,
+            false,
+        ),
+    }
+}
+
+/// What the steps of a call work with: this worker's policy, calls and admissions.
+#[derive(Clone, Copy)]
+struct Worker<'a> {
+    runtime: &'a Rc<Runtime>,
+    calls: &'a SharedCalls,
+    admissions: &'a SharedAdmissions,
+}
+
 /// Carries out `step` and those that follow it, until the call waits or is over.
 /// `counted_at_end`: a final first response is counted by its [`PendingRecord`].
 fn carry_out(
-    runtime: &Runtime,
-    calls: &SharedCalls,
+    worker: Worker<'_>,
     stream: u32,
     mut call: Call,
     mut step: Step<LocalResponse>,
     now: u64,
     counted_at_end: bool,
 ) -> HeldResponse {
+    let Worker {
+        runtime,
+        calls,
+        admissions,
+    } = worker;
     loop {
         step = match step {
-            Step::Replay => match start_replay(runtime, &mut call, now) {
-                Started::InFlight(token) => {
-                    let mut calls = calls.borrow_mut();
-                    calls.stream_of_callout.insert(token, stream);
-                    calls.by_stream.insert(stream, call);
-                    return HeldResponse::StillHeld;
-                }
+            Step::Replay => match start_replay(runtime, admissions, stream, &mut call, now) {
                 Started::Not(next) => next,
+                started => return went_on(runtime, calls, admissions, stream, call, started, now),
             },
             Step::WaitUntil(_) | Step::Defer => {
                 calls.borrow_mut().by_stream.insert(stream, call);
@@ -396,7 +529,13 @@ fn carry_out(
             Step::Finish { response, result } => {
                 let later = counted_at_end && matches!(response, FinalResponse::FirstResponse);
                 if let (false, Some(retry)) = (later, runtime.retries.get(&*call.instance)) {
-                    retry.count_final(result, call.sequence.attempts() > 1);
+                    let retried = call.sequence.attempts() > 1;
+                    if let FinalResponse::Refused(_) = response {
+                        // resilience4j's Retry counts a refusal it gives up on as failed.
+                        retry.metrics.count_call(false, retried);
+                    } else {
+                        retry.count_final(result, retried);
+                    }
                 }
                 let limiter = runtime.time_limiters.get(&*call.instance);
                 if let (CallResult::Timeout, Some(limiter)) = (result, limiter) {
@@ -413,13 +552,22 @@ fn carry_out(
 
 enum Started {
     InFlight(u32),
-    /// Refused by the breaker, or not sent: what the sequence does instead.
+    /// Waits for the rate limiter's permit or a bulkhead's slot.
+    Admitting,
+    /// Refused by the breaker, the rate limiter or the bulkhead, or not sent: what the
+    /// sequence does instead.
     Not(Step<LocalResponse>),
 }
 
-/// The next attempt: the breaker must permit it, then the replay goes out as a callout.
-fn start_replay(runtime: &Runtime, call: &mut Call, now: u64) -> Started {
-    let retry = runtime.retries.get(&*call.instance);
+/// The next attempt: the breaker must permit it, then the rate limiter and the bulkhead, then
+/// the replay goes out as a callout.
+fn start_replay(
+    runtime: &Rc<Runtime>,
+    admissions: &SharedAdmissions,
+    stream: u32,
+    call: &mut Call,
+    now: u64,
+) -> Started {
     let breaker = runtime.breakers.get(&*call.instance);
     let mut permission_held = false;
     if let Some(breaker) = breaker {
@@ -432,6 +580,46 @@ fn start_replay(runtime: &Runtime, call: &mut Call, now: u64) -> Started {
             Acquired::Unknown => {}
         }
     }
+    match admission::admit_replay(admissions, runtime, stream, &call.instance, now) {
+        ReplayAdmit::Go => dispatch(runtime, admissions, stream, call, permission_held, now),
+        ReplayAdmit::Wait => {
+            call.sequence.replay_admission_waits(permission_held);
+            Started::Admitting
+        }
+        ReplayAdmit::Refused(refusal) => {
+            // Not a call: the breaker's permission goes back unrecorded.
+            if let (true, Some(breaker)) = (permission_held, breaker) {
+                breaker.release(now);
+            }
+            Started::Not(refused_by_admission(runtime, call, now, refusal))
+        }
+    }
+}
+
+/// The rate limiter or bulkhead refused the replay: the retry decides what follows.
+fn refused_by_admission(
+    runtime: &Runtime,
+    call: &mut Call,
+    now: u64,
+    refusal: Refusal,
+) -> Step<LocalResponse> {
+    let retry = runtime.retries.get(&*call.instance);
+    let rules = rules(retry, call.replay.as_ref());
+    call.sequence
+        .replay_refused_by_admission(now, refusal, rules)
+}
+
+/// Sends the admitted replay; `permission_held`: the breaker permitted it.
+fn dispatch(
+    runtime: &Runtime,
+    admissions: &SharedAdmissions,
+    stream: u32,
+    call: &mut Call,
+    permission_held: bool,
+    now: u64,
+) -> Started {
+    let retry = runtime.retries.get(&*call.instance);
+    let breaker = runtime.breakers.get(&*call.instance);
     let dispatched = match (retry, &call.replay) {
         // Decided against before a retry (`rules`); checked again as a last line of defence: a
         // replay never sends a body that is not whole.
@@ -462,6 +650,7 @@ fn start_replay(runtime: &Runtime, call: &mut Call, now: u64) -> Started {
             if let (true, Some(breaker)) = (permission_held, breaker) {
                 breaker.release(now);
             }
+            admission::attempt_ended(admissions, stream, now);
             let next = call.sequence.replay_not_sent(now);
             if matches!(next, Step::Finish { .. }) {
                 log::warn!(
@@ -516,6 +705,10 @@ fn answer(
                 let fallback = breaker.fallback(state, retry_after_ms);
                 answer_stream(stream, &fallback, "circuit_breaker_not_permitted");
             }
+        }
+        FinalResponse::Refused(refusal) => {
+            let response = admission::refusal_response(runtime, &call.instance, refusal);
+            answer_stream(stream, &response, "resilience4j_refused");
         }
     }
     HeldResponse::Replaced

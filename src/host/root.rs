@@ -184,7 +184,14 @@ impl Context for FilterRoot {
         _trailers: usize,
     ) {
         if let Some(runtime) = self.runtime.clone() {
-            retry::on_replay_answer(&runtime, &self.calls, token, num_headers, body_size);
+            retry::on_replay_answer(
+                &runtime,
+                &self.calls,
+                &self.admissions,
+                token,
+                num_headers,
+                body_size,
+            );
         }
     }
 }
@@ -265,7 +272,7 @@ impl RootContext for FilterRoot {
         for retry in runtime.retries.values() {
             retry.flush_requests(now);
         }
-        retry::on_tick(&runtime, &self.calls, now);
+        retry::on_tick(&runtime, &self.calls, &self.admissions, now);
         admission::on_tick(&self.admissions, &self.calls, Some(&runtime), now);
     }
 

@@ -100,7 +100,14 @@ impl Context for Stream {
         _trailers: usize,
     ) {
         if let Some(runtime) = self.runtime.clone() {
-            retry::on_replay_answer(&runtime, &self.calls, token, num_headers, body_size);
+            retry::on_replay_answer(
+                &runtime,
+                &self.calls,
+                &self.admissions,
+                token,
+                num_headers,
+                body_size,
+            );
         }
     }
 }
@@ -191,8 +198,15 @@ impl HttpContext for Stream {
             // as a call of no duration, so a VirtualService delay never counts as slow.
             call.sequence.restart_attempt_clock(now);
         }
-        let (action, pending) =
-            retry::on_first_response(&runtime, &self.calls, self.id, call, now, result);
+        let (action, pending) = retry::on_first_response(
+            &runtime,
+            &self.calls,
+            &self.admissions,
+            self.id,
+            call,
+            now,
+            result,
+        );
         match pending {
             Some(pending) if end_of_stream => pending.ended(&runtime, now),
             pending => {
@@ -227,8 +241,18 @@ impl HttpContext for Stream {
                 .map_or(0, u64::from_le_bytes);
             pending.cut_off(runtime, clock.now_ms().unwrap_or(0), flags);
         }
-        // Slots and waits are given back however the stream ended.
-        admission::on_stream_end(&self.admissions, self.id, || clock.now_ms().unwrap_or(0));
+        // Slots and waits are given back however the stream ended (a replay still at the
+        // upstream keeps its slot until its answer).
+        let in_flight = self
+            .calls
+            .borrow()
+            .stream_of_callout
+            .iter()
+            .find(|(_, stream)| **stream == self.id)
+            .map(|(token, _)| *token);
+        admission::on_stream_end_with(&self.admissions, self.id, in_flight, || {
+            clock.now_ms().unwrap_or(0)
+        });
         let call = {
             let mut calls = self.calls.borrow_mut();
             calls

@@ -20,6 +20,9 @@ pub(super) enum Meaning {
     /// Thrown by resilience4j itself when it refuses a call locally (the call never reaches the
     /// upstream): no outcome of an upstream call. The text says what the sidecar does instead.
     LocalRejection(&'static str),
+    /// Thrown by resilience4j's bulkhead or rate limiter when it refuses a call: in Retry's
+    /// lists, a replay they refused (this matcher); elsewhere, like a local rejection.
+    Refusal(OutcomeMatcher),
 }
 
 /// No response at all: refused or failed connection, reset, timeout.
@@ -76,8 +79,10 @@ const CALL_NOT_PERMITTED: &str = "thrown by resilience4j's circuit breaker when 
     call, never by the upstream, so it matches no call here; nothing is lost without it: the \
     sidecar never retries into an open breaker anyway (each retry asks the breaker first, and \
     the caller gets its fallback)";
-const LOCAL_REJECTION: &str = "thrown by resilience4j when it refuses a call locally, never by \
-    the upstream, so it matches no call here; the entry can be dropped";
+/// A refusal in a breaker's list (see [`Meaning::Refusal`]).
+pub(super) const REFUSAL_NOT_RECORDED: &str = "thrown by resilience4j when it refuses a call \
+    locally, never by the upstream, so it matches no call here (the sidecar's breaker never \
+    records a refusal); the entry can be dropped";
 
 /// Exact classes (dotted spelling) with their meaning. JDK classes stand for what the client
 /// reports with them (a connection refused, reset or timed out).
@@ -169,11 +174,11 @@ const CLASSES: &[(&str, Meaning)] = &[
     ),
     (
         "io.github.resilience4j.bulkhead.BulkheadFullException",
-        Meaning::LocalRejection(LOCAL_REJECTION),
+        Meaning::Refusal(OutcomeMatcher::BulkheadFull),
     ),
     (
         "io.github.resilience4j.ratelimiter.RequestNotPermitted",
-        Meaning::LocalRejection(LOCAL_REJECTION),
+        Meaning::Refusal(OutcomeMatcher::RateLimited),
     ),
 ];
 

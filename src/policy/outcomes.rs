@@ -3,7 +3,7 @@
 
 use crate::json::Value;
 
-use super::java_exceptions::{meaning, Meaning};
+use super::java_exceptions::{meaning, Meaning, REFUSAL_NOT_RECORDED};
 use super::properties::is_class_name;
 use super::read::{canonical_key, describe, error, type_error, Result};
 use crate::outcome::{OutcomeMatcher, GRPC_CODES};
@@ -13,11 +13,15 @@ use crate::outcome::{OutcomeMatcher, GRPC_CODES};
 /// Each entry is an HTTP status (`503`, `"503"`), a status class (`"5xx"`, `"4xx"`),
 /// `"connect-failure"`, `"reset"`, `"timeout"`, a gRPC status (`"grpc-error"`: any but OK;
 /// `"grpc-unavailable"`, `"grpc-14"`: one code), or a Java exception class: well-known ones map
-/// to their HTTP (or gRPC) meaning, others are accepted with a warning and match nothing.
+/// to their HTTP (or gRPC) meaning, others are accepted with a warning and match nothing. `refusals`
+/// (Retry's lists): resilience4j's `BulkheadFullException` / `RequestNotPermitted` and the
+/// tokens `"bulkhead-full"` / `"rate-limited"` mean a replay the bulkhead / rate limiter
+/// refused; elsewhere they match nothing (warned about).
 pub(super) fn outcomes(
     value: &Value,
     path: &str,
     is_ignore_list: bool,
+    refusals: bool,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<OutcomeMatcher>> {
     let items: Vec<Value> = match value {
@@ -34,7 +38,7 @@ pub(super) fn outcomes(
     let mut unknown_classes = false;
     for (index, item) in items.iter().enumerate() {
         let item_path = format!("{path}[{index}]");
-        let matchers = match outcome(item, &item_path, warnings)? {
+        let matchers = match outcome(item, &item_path, refusals, warnings)? {
             Entry::Matches(matchers) => matchers,
             Entry::UnknownClass => {
                 unknown_classes = true;
@@ -74,7 +78,7 @@ enum Entry {
     LocalRejection,
 }
 
-fn outcome(item: &Value, path: &str, warnings: &mut Vec<String>) -> Result<Entry> {
+fn outcome(item: &Value, path: &str, refusals: bool, warnings: &mut Vec<String>) -> Result<Entry> {
     let invalid = || {
         error(
             path,
@@ -102,6 +106,24 @@ fn outcome(item: &Value, path: &str, warnings: &mut Vec<String>) -> Result<Entry
         "connectfailure" => return Ok(Entry::Matches(vec![OutcomeMatcher::ConnectFailure])),
         "reset" => return Ok(Entry::Matches(vec![OutcomeMatcher::Reset])),
         "timeout" => return Ok(Entry::Matches(vec![OutcomeMatcher::Timeout])),
+        "bulkheadfull" => {
+            return Ok(refusal(
+                OutcomeMatcher::BulkheadFull,
+                &text,
+                path,
+                refusals,
+                warnings,
+            ))
+        }
+        "ratelimited" => {
+            return Ok(refusal(
+                OutcomeMatcher::RateLimited,
+                &text,
+                path,
+                refusals,
+                warnings,
+            ))
+        }
         "grpcerror" => return Ok(Entry::Matches(vec![OutcomeMatcher::GrpcError])),
         key => {
             if let Some(code) = key.strip_prefix("grpc").and_then(grpc_code) {
@@ -113,6 +135,7 @@ fn outcome(item: &Value, path: &str, warnings: &mut Vec<String>) -> Result<Entry
         return Ok(match meaning(&text) {
             Some(Meaning::Outcomes(matchers)) => Entry::Matches(matchers.to_vec()),
             Some(Meaning::Status(status)) => Entry::Matches(vec![OutcomeMatcher::Status(status)]),
+            Some(Meaning::Refusal(matcher)) => refusal(matcher, &text, path, refusals, warnings),
             Some(Meaning::LocalRejection(what)) => {
                 warnings.push(format!("{path}: {text} is {what}"));
                 Entry::LocalRejection
@@ -129,6 +152,21 @@ fn outcome(item: &Value, path: &str, warnings: &mut Vec<String>) -> Result<Entry
         });
     }
     Err(invalid())
+}
+
+/// A bulkhead's or rate limiter's refusal in a list: a refused replay in Retry's lists.
+fn refusal(
+    matcher: OutcomeMatcher,
+    text: &str,
+    path: &str,
+    refusals: bool,
+    warnings: &mut Vec<String>,
+) -> Entry {
+    if refusals {
+        return Entry::Matches(vec![matcher]);
+    }
+    warnings.push(format!("{path}: {text} is {REFUSAL_NOT_RECORDED}"));
+    Entry::LocalRejection
 }
 
 /// A gRPC status code by its number (1-16) or its name (`unavailable`, `deadline-exceeded`,

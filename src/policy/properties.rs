@@ -49,6 +49,9 @@ pub(super) enum Spec {
     /// A record/ignore/retry list (see [`outcomes`]).
     Outcomes {
         is_ignore_list: bool,
+        /// Retry's lists: resilience4j's own refusals (BulkheadFullException,
+        /// RequestNotPermitted) mean a refused replay.
+        refusals: bool,
     },
     /// A Java class name (predicates, interval functions): only its shape is checked.
     ClassName,
@@ -351,9 +354,10 @@ fn read_value(spec: Spec, value: &Value, path: &str, warnings: &mut Vec<String>)
                 ("CLOSED", StateAfterWait::Closed),
             ],
         )?),
-        Spec::Outcomes { is_ignore_list } => {
-            Val::Outcomes(outcomes(value, path, is_ignore_list, warnings)?)
-        }
+        Spec::Outcomes {
+            is_ignore_list,
+            refusals,
+        } => Val::Outcomes(outcomes(value, path, is_ignore_list, refusals, warnings)?),
         Spec::ClassName => {
             let text = string(value, path)?;
             if !is_class_name(text.trim()) {
@@ -504,6 +508,7 @@ pub(super) struct FailureList;
 impl Kind for FailureList {
     const SPEC: Spec = Spec::Outcomes {
         is_ignore_list: false,
+        refusals: false,
     };
     type Value = Vec<OutcomeMatcher>;
     fn take(value: &Val) -> Option<Self::Value> {
@@ -520,6 +525,36 @@ pub(super) struct IgnoreList;
 impl Kind for IgnoreList {
     const SPEC: Spec = Spec::Outcomes {
         is_ignore_list: true,
+        refusals: false,
+    };
+    type Value = Vec<OutcomeMatcher>;
+    fn take(value: &Val) -> Option<Self::Value> {
+        FailureList::take(value)
+    }
+}
+
+/// Retry's retry-exceptions: a [`FailureList`] in which a bulkhead's or rate limiter's refusal
+/// means a refused replay (retried only when listed).
+pub(super) struct RetryList;
+
+impl Kind for RetryList {
+    const SPEC: Spec = Spec::Outcomes {
+        is_ignore_list: false,
+        refusals: true,
+    };
+    type Value = Vec<OutcomeMatcher>;
+    fn take(value: &Val) -> Option<Self::Value> {
+        FailureList::take(value)
+    }
+}
+
+/// Retry's ignore-exceptions: an [`IgnoreList`] that may name the refusals too.
+pub(super) struct RetryIgnoreList;
+
+impl Kind for RetryIgnoreList {
+    const SPEC: Spec = Spec::Outcomes {
+        is_ignore_list: true,
+        refusals: true,
     };
     type Value = Vec<OutcomeMatcher>;
     fn take(value: &Val) -> Option<Self::Value> {

@@ -26,7 +26,8 @@ use super::model::{
 };
 use super::properties::{
     properties, read_layer, BaseConfig, Bool, ClassName, Duration, Factor, FailureList, IgnoreList,
-    Int, Multiplier, Percent, Prop, Properties, Val, WindowSize, BASE_CONFIG,
+    Int, Multiplier, Percent, Prop, Properties, RetryIgnoreList, RetryList, Val, WindowSize,
+    BASE_CONFIG,
 };
 use super::read::{
     entries, error, integer, join, keyed, keys, object, shorten, string, Hint, Key, Result,
@@ -537,8 +538,8 @@ properties! {
         enable_randomized_wait: Bool = "enable-randomized-wait";
         randomized_wait_factor: Factor = "randomized-wait-factor";
         fail_after_max_attempts: Bool = "fail-after-max-attempts";
-        retry_exceptions: FailureList = "retry-exceptions";
-        ignore_exceptions: IgnoreList = "ignore-exceptions";
+        retry_exceptions: RetryList = "retry-exceptions";
+        ignore_exceptions: RetryIgnoreList = "ignore-exceptions";
     }
     ignored {
         retry_exception_predicate: ClassName = "retry-exception-predicate";

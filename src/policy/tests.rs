@@ -11,7 +11,8 @@ use crate::json::{Map, Value};
 use super::*;
 use crate::events::{EventsConfig, Mode, SpoofedSource, TopicConfig};
 use crate::outcome::OutcomeMatcher::{
-    ConnectFailure, GrpcError, GrpcStatus, Reset, Status, StatusClass, Timeout,
+    BulkheadFull, ConnectFailure, GrpcError, GrpcStatus, RateLimited, Reset, Status, StatusClass,
+    Timeout,
 };
 
 type Result<T> = std::result::Result<T, PolicyError>;
@@ -923,6 +924,35 @@ fn call_not_permitted_in_a_retry_ignore_list_is_said_to_be_what_the_sidecar_does
     assert!(
         policy.warnings[0].starts_with(&format!("{RETRY_PATH}.ignore-exceptions[0]: io.github.resilience4j.circuitbreaker.CallNotPermittedException is thrown by resilience4j's circuit breaker"))
             && policy.warnings[0].contains("the sidecar never retries into an open breaker anyway"),
+        "{}",
+        policy.warnings[0]
+    );
+}
+
+#[test]
+fn refusals_in_retry_lists_mean_refused_replays_and_nothing_in_a_breakers() {
+    let policy = parse(&retry_policy(json!({
+        "retry-exceptions": ["5xx", "io.github.resilience4j.bulkhead.BulkheadFullException"],
+        "ignore-exceptions": "io.github.resilience4j.ratelimiter.RequestNotPermitted"})))
+    .unwrap();
+    let retry = &policy.retries["svc"];
+    assert_eq!(retry.retry_on, [StatusClass(5), BulkheadFull]);
+    assert_eq!(retry.ignore, [RateLimited]);
+    assert_eq!(policy.warnings, Vec::<String>::new());
+    // The tokens, as the HTTP vocabulary spells them.
+    let policy = parse(&retry_policy(
+        json!({"retry-exceptions": ["rate-limited", "bulkhead-full"]}),
+    ))
+    .unwrap();
+    assert_eq!(policy.retries["svc"].retry_on, [RateLimited, BulkheadFull]);
+    // A breaker never records a refusal: said, and dropped.
+    let policy = parse(&breaker_policy(json!({"record-exceptions": [
+        "io.github.resilience4j.bulkhead.BulkheadFullException", "5xx"]})))
+    .unwrap();
+    assert_eq!(policy.circuit_breakers["svc"].record, [StatusClass(5)]);
+    assert_eq!(policy.warnings.len(), 1, "{:?}", policy.warnings);
+    assert!(
+        policy.warnings[0].contains("the sidecar's breaker never records a refusal"),
         "{}",
         policy.warnings[0]
     );

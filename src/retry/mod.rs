@@ -8,7 +8,8 @@ pub mod backoff;
 pub mod budget;
 pub mod sequence;
 
-use crate::outcome::{CallResult, DEFAULT_FAILURES};
+use crate::fallback::Refusal;
+use crate::outcome::{CallResult, OutcomeMatcher, DEFAULT_FAILURES};
 use crate::policy::RetryConfig;
 
 /// Whether a result is worth another attempt: resilience4j's retry-exceptions (here
@@ -23,6 +24,19 @@ pub fn is_retryable(config: &RetryConfig, result: CallResult) -> bool {
         &config.retry_on
     };
     retry_on.iter().any(|m| m.matches(result))
+}
+
+/// Whether a replay refused by the instance's bulkhead or rate limiter is retried: only when
+/// retry-exceptions names the refusal (`BulkheadFullException` / `RequestNotPermitted`, or
+/// `bulkhead-full` / `rate-limited`) and ignore-exceptions does not. resilience4j would also
+/// retry it with no retry-exceptions at all, or under a superclass; the sidecar retries into a
+/// saturated upstream only when asked to (README: Composition).
+pub fn is_refusal_retried(config: &RetryConfig, refusal: Refusal) -> bool {
+    let matcher = match refusal {
+        Refusal::BulkheadFull { .. } => OutcomeMatcher::BulkheadFull,
+        Refusal::RateLimited { .. } => OutcomeMatcher::RateLimited,
+    };
+    !config.ignore.contains(&matcher) && config.retry_on.contains(&matcher)
 }
 
 /// Methods whose repetition the HTTP spec defines as harmless (RFC 9110 §9.2.2).
@@ -68,7 +82,6 @@ pub(crate) mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
-    use crate::outcome::OutcomeMatcher;
 
     /// resilience4j's defaults: 3 attempts, 500 ms, no backoff growth, no randomness.
     pub(crate) fn config() -> RetryConfig {
@@ -94,6 +107,27 @@ pub(crate) mod tests {
         c.retry_on = vec![OutcomeMatcher::Status(429)];
         assert!(is_retryable(&c, CallResult::Response(429)));
         assert!(!is_retryable(&c, CallResult::Response(503)));
+    }
+
+    #[test]
+    fn refusals_are_retried_only_when_listed_and_not_ignored() {
+        let full = Refusal::BulkheadFull { thread_pool: false };
+        let limited = Refusal::RateLimited { wait_ms: 100 };
+        // Not by default (resilience4j's default would): retrying must be asked for.
+        let mut c = config();
+        assert!(!is_refusal_retried(&c, full));
+        assert!(!is_refusal_retried(&c, limited));
+        c.retry_on = vec![OutcomeMatcher::StatusClass(5), OutcomeMatcher::BulkheadFull];
+        assert!(is_refusal_retried(&c, full));
+        assert!(is_refusal_retried(
+            &c,
+            Refusal::BulkheadFull { thread_pool: true }
+        ));
+        assert!(!is_refusal_retried(&c, limited));
+        // A refusal matches no upstream result, and no result matches a refusal.
+        assert!(!is_retryable(&c, CallResult::Response(429)));
+        c.ignore = vec![OutcomeMatcher::BulkheadFull];
+        assert!(!is_refusal_retried(&c, full));
     }
 
     #[test]

@@ -8,9 +8,15 @@
 //!   retry after a wait → `Waiting`; a retry at once → `StartingInResponse`.
 //! - `Waiting` — `tick` once the wait is over → `Starting`.
 //! - `Starting` — `replay_sent` → `InFlight`; `replay_refused` → `Finished` (the fallback);
-//!   `replay_not_sent` → `Finished` (the latest failure).
+//!   `replay_not_sent` → `Finished` (the latest failure); `replay_admission_waits` →
+//!   `Admitting`; `replay_refused_by_admission` → `Waiting` (retried) or `Finished` (the
+//!   refusal).
 //! - `StartingInResponse` — `replay_sent` → `InFlight`; `replay_refused` → `Refused`, served by
-//!   the next `tick`; `replay_not_sent` → `Waiting`, due at once.
+//!   the next `tick`; `replay_not_sent` → `Waiting`, due at once; `replay_admission_waits` →
+//!   `Admitting`; `replay_refused_by_admission` → `Waiting` (retried) or `Refused`.
+//! - `Admitting` (the replay waits for a rate limiter's permit or a bulkhead's slot; the
+//!   admission's tick goes on) — `replay_sent` → `InFlight`; `replay_refused_by_admission` →
+//!   `Waiting` or `Finished`; `replay_not_sent` → `Finished`.
 //! - `InFlight` — `replay_answered`: a final result → `Finished` (the reply, or "no response");
 //!   a retry after a wait → `Waiting`; a retry at once → `Starting`.
 //!
@@ -19,13 +25,25 @@
 //! stream's own first-response callback (`StartingInResponse`, a wait of 0) it cannot, so a
 //! refusal or a failed dispatch is left to the next tick.
 //!
+//! Every attempt passes through the instance's modules, as resilience4j's aspects nest them
+//! (Retry(CircuitBreaker(RateLimiter(TimeLimiter(Bulkhead(call)))))): a replay asks the breaker,
+//! then the rate limiter and the bulkhead (the host does; it may wait for a permit or a slot).
+//! A replay the rate limiter or bulkhead refuses is an attempt that ended with
+//! RequestNotPermitted / BulkheadFullException: the breaker never hears of it; Retry retries
+//! it only when its retry-exceptions name the refusal ([`is_refusal_retried`]), after the
+//! retry's wait and never from the step that saw the refusal (at the earliest on the next
+//! tick), so a full bulkhead cannot make a tight loop; max-attempts bounds it. Not retried, the
+//! caller gets the refusal ([`FinalResponse::Refused`]).
+//!
 //! A request the breaker refuses outright starts no sequence: the stream serves the fallback.
 
 #[cfg(test)]
 mod tests;
 
-use super::{decide, is_retryable, Decision};
+use super::backoff::wait_before_retry;
+use super::{decide, is_refusal_retried, is_retryable, Decision};
 use crate::breaker::State;
+use crate::fallback::Refusal;
 use crate::outcome::CallResult;
 use crate::policy::RetryConfig;
 
@@ -61,8 +79,10 @@ pub struct RetryRules<'a> {
 pub enum Step<R> {
     /// Hold the response; the tick carries on once the wait is over ([`Sequence::is_due`]).
     WaitUntil(u64),
-    /// Start the next attempt now: ask the breaker, then send the replay, and report with
-    /// [`Sequence::replay_refused`], [`Sequence::replay_sent`] or [`Sequence::replay_not_sent`].
+    /// Start the next attempt now: ask the breaker, then the rate limiter and bulkhead, then
+    /// send the replay, and report with [`Sequence::replay_refused`],
+    /// [`Sequence::replay_admission_waits`], [`Sequence::replay_refused_by_admission`],
+    /// [`Sequence::replay_sent`] or [`Sequence::replay_not_sent`].
     Replay,
     /// Nothing now; the next tick carries on (a refusal or a failed dispatch inside the
     /// first-response callback).
@@ -89,6 +109,18 @@ pub enum FinalResponse<R> {
         state: State,
         retry_after_ms: Option<u64>,
     },
+    /// The rate limiter or bulkhead refused the last attempt: the refusal (or its fallback).
+    Refused(Refusal),
+}
+
+/// A refusal decided inside the first-response callback, served by the next tick.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum PendingRefusal {
+    Breaker {
+        state: State,
+        retry_after_ms: Option<u64>,
+    },
+    Admission(Refusal),
 }
 
 /// Why a retryable failure is not retried.
@@ -122,12 +154,11 @@ enum Stage {
     },
     Starting,
     StartingInResponse,
+    /// The breaker permitted the next attempt; it waits for a permit or a slot.
+    Admitting,
     InFlight,
-    /// Refused inside the first-response callback; the tick serves the fallback.
-    Refused {
-        state: State,
-        retry_after_ms: Option<u64>,
-    },
+    /// Refused inside the first-response callback; the tick serves the refusal.
+    Refused(PendingRefusal),
     Finished,
 }
 
@@ -190,7 +221,7 @@ impl<R> Sequence<R> {
     pub fn is_due(&self, now_ms: u64) -> bool {
         match self.stage {
             Stage::Waiting { due_ms } => due_ms <= now_ms,
-            Stage::Refused { .. } => true,
+            Stage::Refused(_) => true,
             _ => false,
         }
     }
@@ -268,10 +299,13 @@ impl<R> Sequence<R> {
                 self.stage = Stage::Starting;
                 Some(Step::Replay)
             }
-            Stage::Refused {
+            Stage::Refused(PendingRefusal::Breaker {
                 state,
                 retry_after_ms,
-            } => Some(self.refuse(state, retry_after_ms)),
+            }) => Some(self.refuse(state, retry_after_ms)),
+            Stage::Refused(PendingRefusal::Admission(refusal)) => {
+                Some(self.refused_by_admission(refusal))
+            }
             _ => None,
         }
     }
@@ -279,13 +313,46 @@ impl<R> Sequence<R> {
     /// The breaker did not permit the next attempt (after [`Step::Replay`]).
     pub fn replay_refused(&mut self, state: State, retry_after_ms: Option<u64>) -> Step<R> {
         if self.stage == Stage::StartingInResponse {
-            self.stage = Stage::Refused {
+            self.stage = Stage::Refused(PendingRefusal::Breaker {
                 state,
                 retry_after_ms,
-            };
+            });
             return Step::Defer;
         }
         self.refuse(state, retry_after_ms)
+    }
+
+    /// The next attempt waits for the rate limiter's permit or the bulkhead's slot (after
+    /// [`Step::Replay`]); `permission_held`: the breaker permitted it, and if the request goes
+    /// away the host hands the permission back. The host reports how the wait ends.
+    pub fn replay_admission_waits(&mut self, permission_held: bool) {
+        self.permission_held = permission_held;
+        self.stage = Stage::Admitting;
+    }
+
+    /// The next attempt was refused by the rate limiter or bulkhead at `now_ms` (after
+    /// [`Step::Replay`], or at the end of its wait). It counts as an attempt; the breaker never
+    /// hears of it (the host hands back a permission it took). Retried when retry-exceptions
+    /// name the refusal, after the retry's wait, never at once (so at the earliest on the next
+    /// tick); else the caller gets the refusal.
+    pub fn replay_refused_by_admission(
+        &mut self,
+        now_ms: u64,
+        refusal: Refusal,
+        rules: Option<RetryRules<'_>>,
+    ) -> Step<R> {
+        let in_response = self.stage == Stage::StartingInResponse;
+        self.attempt = self.attempt.saturating_add(1);
+        self.attempt_started_ms = now_ms;
+        self.permission_held = false;
+        match self.refusal_wait(now_ms, refusal, rules) {
+            Ok(wait_ms) => self.wait(now_ms, wait_ms),
+            Err(_) if in_response => {
+                self.stage = Stage::Refused(PendingRefusal::Admission(refusal));
+                Step::Defer
+            }
+            Err(_) => self.refused_by_admission(refusal),
+        }
     }
 
     /// The replay went out at `now_ms` (after [`Step::Replay`]); `permission_held`: the breaker
@@ -301,6 +368,7 @@ impl<R> Sequence<R> {
     /// it is the host's to hand back. From the first-response callback the tick tries once
     /// more; otherwise the caller gets the latest failure.
     pub fn replay_not_sent(&mut self, now_ms: u64) -> Step<R> {
+        self.permission_held = false;
         if self.stage == Stage::StartingInResponse {
             self.stage = Stage::Waiting { due_ms: now_ms };
             return Step::Defer;
@@ -331,7 +399,41 @@ impl<R> Sequence<R> {
         if !is_retryable(rules.config, result) {
             return Err(None);
         }
-        let wait_ms = match decide(rules.config, self.attempt, result, rules.host.random01()) {
+        let decision = decide(rules.config, self.attempt, result, rules.host.random01());
+        self.checked_wait(now_ms, decision, &rules)
+    }
+
+    /// [`Sequence::retry_wait`] for an attempt the rate limiter or bulkhead refused.
+    fn refusal_wait(
+        &self,
+        now_ms: u64,
+        refusal: Refusal,
+        rules: Option<RetryRules<'_>>,
+    ) -> Result<u64, Option<NotRetried>> {
+        let Some(rules) = rules else {
+            return Err(None);
+        };
+        if !is_refusal_retried(rules.config, refusal) {
+            return Err(None);
+        }
+        let decision = if self.attempt >= rules.config.max_attempts {
+            Decision::Exhausted
+        } else {
+            Decision::RetryAfter {
+                wait_ms: wait_before_retry(rules.config, self.attempt, rules.host.random01()),
+            }
+        };
+        self.checked_wait(now_ms, decision, &rules)
+    }
+
+    /// The retry `decision` allows, once the request's own limits are checked.
+    fn checked_wait(
+        &self,
+        now_ms: u64,
+        decision: Decision,
+        rules: &RetryRules<'_>,
+    ) -> Result<u64, Option<NotRetried>> {
+        let wait_ms = match decision {
             Decision::RetryAfter { wait_ms } => wait_ms,
             Decision::Exhausted => return Err(Some(NotRetried::AttemptsExhausted)),
             Decision::Done => return Err(None),
@@ -367,6 +469,20 @@ impl<R> Sequence<R> {
             retry_after_ms,
         };
         self.finish(response, CallResult::Response(503))
+    }
+
+    /// The rate limiter or bulkhead refused the last attempt and no other follows: the caller
+    /// gets the refusal, which resilience4j's Retry counts as a failed call (the status stands
+    /// for it: 503 bulkhead full, 429 rate limited).
+    fn refused_by_admission(&mut self, refusal: Refusal) -> Step<R> {
+        let status = match refusal {
+            Refusal::BulkheadFull { .. } => 503,
+            Refusal::RateLimited { .. } => 429,
+        };
+        self.finish(
+            FinalResponse::Refused(refusal),
+            CallResult::Response(status),
+        )
     }
 
     fn finish(&mut self, response: FinalResponse<R>, result: CallResult) -> Step<R> {

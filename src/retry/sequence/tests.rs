@@ -494,3 +494,163 @@ fn an_exhausted_budget_stops_retries() {
     );
     assert_eq!(host.asked().1, 1);
 }
+
+// ---- a replay through the rate limiter and bulkhead ----
+
+const FULL: Refusal = Refusal::BulkheadFull { thread_pool: false };
+const LIMITED: Refusal = Refusal::RateLimited { wait_ms: 2_000 };
+
+/// Retry's retry-exceptions: the default failures and `refusal`'s exception.
+fn retrying(refusal: OutcomeMatcher) -> RetryConfig {
+    let mut c = config();
+    c.retry_on = vec![
+        OutcomeMatcher::StatusClass(5),
+        OutcomeMatcher::ConnectFailure,
+        refusal,
+    ];
+    c
+}
+
+#[test]
+fn a_refused_replay_not_listed_answers_with_the_refusal_at_once() {
+    let c = config();
+    let host = Host::with_budget(10);
+    let mut s = replay_due(&c, &host);
+    assert_eq!(
+        s.replay_refused_by_admission(T0 + 510, FULL, rules(&c, &host)),
+        finish(FinalResponse::Refused(FULL), CallResult::Response(503))
+    );
+    // It was an attempt, and the breaker holds nothing for it.
+    assert_eq!(s.attempts(), 2);
+    assert!(!s.permission_held());
+    assert!(!s.is_due(T0 + 10_000));
+    let mut s = replay_due(&c, &host);
+    assert_eq!(
+        s.replay_refused_by_admission(T0 + 510, LIMITED, rules(&c, &host)),
+        finish(FinalResponse::Refused(LIMITED), CallResult::Response(429))
+    );
+}
+
+#[test]
+fn a_listed_refusal_is_retried_after_the_retrys_wait_and_max_attempts_bound_it() {
+    let c = retrying(OutcomeMatcher::BulkheadFull);
+    let host = Host::with_budget(10);
+    let mut s = replay_due(&c, &host);
+    // Attempt 2 refused: attempt 3 after the wait (500 ms), as for any retried failure.
+    assert_eq!(
+        s.replay_refused_by_admission(T0 + 510, FULL, rules(&c, &host)),
+        Step::WaitUntil(T0 + 1010)
+    );
+    assert!(!s.is_due(T0 + 1009));
+    assert_eq!(s.tick(T0 + 1010), Some(Step::Replay));
+    // Attempt 3 refused too: max-attempts reached, the caller gets the refusal.
+    assert_eq!(
+        s.replay_refused_by_admission(T0 + 1010, FULL, rules(&c, &host)),
+        finish(FinalResponse::Refused(FULL), CallResult::Response(503))
+    );
+    assert_eq!(s.attempts(), 3);
+    // Each retry took one from the budget (the first failure's and the refusal's).
+    assert_eq!(host.asked().1, 2);
+    // Only the listed refusal: the rate limiter's is not retried.
+    let mut s = replay_due(&c, &host);
+    assert!(matches!(
+        s.replay_refused_by_admission(T0 + 510, LIMITED, rules(&c, &host)),
+        Step::Finish { .. }
+    ));
+}
+
+#[test]
+fn a_full_bulkhead_never_retries_at_once_even_with_a_wait_of_zero() {
+    let mut c = retrying(OutcomeMatcher::BulkheadFull);
+    c.wait_duration_ms = 0;
+    c.max_attempts = 1000;
+    let host = Host::with_budget(10_000);
+    let mut s = Sequence::<Reply>::start(T0, true);
+    let ended = s.first_response(T0 + 5, UNAVAILABLE, rules(&c, &host));
+    assert_eq!(ended.step, Step::Replay);
+    // Refused inside the first-response callback: a wait (due now), left to the tick.
+    assert_eq!(
+        s.replay_refused_by_admission(T0 + 5, FULL, rules(&c, &host)),
+        Step::WaitUntil(T0 + 5)
+    );
+    // The tick starts one attempt; refused again, it waits for the next tick, never loops.
+    for tick in 1..=5u64 {
+        let now = T0 + 5 + tick * 10;
+        assert_eq!(s.tick(now), Some(Step::Replay));
+        assert_eq!(
+            s.replay_refused_by_admission(now, FULL, rules(&c, &host)),
+            Step::WaitUntil(now)
+        );
+    }
+    assert_eq!(s.attempts(), 7);
+}
+
+#[test]
+fn a_refusal_inside_the_response_callback_not_retried_is_served_by_the_tick() {
+    let mut c = config();
+    c.wait_duration_ms = 0;
+    let host = Host::with_budget(10);
+    let mut s = Sequence::<Reply>::start(T0, true);
+    s.first_response(T0 + 5, UNAVAILABLE, rules(&c, &host));
+    assert_eq!(
+        s.replay_refused_by_admission(T0 + 5, LIMITED, rules(&c, &host)),
+        Step::Defer
+    );
+    assert!(s.is_due(T0 + 5));
+    assert_eq!(
+        s.tick(T0 + 15),
+        Some(finish(
+            FinalResponse::Refused(LIMITED),
+            CallResult::Response(429)
+        ))
+    );
+    assert_eq!(s.tick(T0 + 25), None);
+}
+
+#[test]
+fn a_replay_waiting_for_admission_holds_the_breakers_permission_until_it_goes() {
+    let c = config();
+    let host = Host::with_budget(10);
+    let mut s = replay_due(&c, &host);
+    s.replay_admission_waits(true);
+    // The wait is the admission's: the retry's tick has nothing to do, no response is awaited.
+    assert!(!s.is_due(T0 + 60_000));
+    assert_eq!(s.tick(T0 + 60_000), None);
+    assert!(!s.awaits_first_response());
+    // If the request goes away now, the host hands the permission back.
+    assert!(s.permission_held());
+    s.replay_sent(T0 + 900, true);
+    assert_eq!(s.attempts(), 2);
+    let ended = s.replay_answered(T0 + 950, OK, Some("200"), rules(&c, &host));
+    assert_eq!(
+        ended.record_duration_ms,
+        Some(50),
+        "timed from when it went out"
+    );
+    assert_eq!(ended.step, finish(FinalResponse::Replayed("200"), OK));
+}
+
+#[test]
+fn a_replay_refused_at_the_end_of_its_wait_is_answered_at_once() {
+    let c = config();
+    let host = Host::with_budget(10);
+    let mut s = replay_due(&c, &host);
+    s.replay_admission_waits(true);
+    assert_eq!(
+        s.replay_refused_by_admission(T0 + 4_000, FULL, rules(&c, &host)),
+        finish(FinalResponse::Refused(FULL), CallResult::Response(503))
+    );
+    assert!(!s.permission_held());
+}
+
+#[test]
+fn ignore_exceptions_win_over_a_listed_refusal() {
+    let mut c = retrying(OutcomeMatcher::RateLimited);
+    c.ignore = vec![OutcomeMatcher::RateLimited];
+    let host = Host::with_budget(10);
+    let mut s = replay_due(&c, &host);
+    assert_eq!(
+        s.replay_refused_by_admission(T0 + 510, LIMITED, rules(&c, &host)),
+        finish(FinalResponse::Refused(LIMITED), CallResult::Response(429))
+    );
+}
