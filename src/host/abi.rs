@@ -152,7 +152,7 @@ pub fn send_local_response(
     body: &[u8],
     details: &str,
 ) -> Result<(), HostError> {
-    let serialized = serialize_map(headers);
+    let serialized = crate::headers::encode(headers);
     // SAFETY: the pointers are valid for the call.
     check(unsafe {
         proxy_send_local_response(
@@ -170,23 +170,6 @@ pub fn send_local_response(
             -1,
         )
     })
-}
-
-/// proxy-wasm map encoding: count, then (key len, value len) pairs, then NUL-terminated bytes.
-fn serialize_map(pairs: &[(String, String)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
-    for (k, v) in pairs {
-        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-    }
-    for (k, v) in pairs {
-        out.extend_from_slice(k.as_bytes());
-        out.push(0);
-        out.extend_from_slice(v.as_bytes());
-        out.push(0);
-    }
-    out
 }
 
 /// The host clock read at most once per callback: the first [`CallbackClock::now_ms`] asks
