@@ -229,6 +229,29 @@ pub fn configure(policy: &Policy, plugin_name: &str) -> SortedMap<String, Instan
     out
 }
 
+/// Creates every rate limiter's and bulkhead's shared state that does not exist yet (on
+/// configuration, see `store::create_if_missing`).
+pub fn create_missing_state(admission: &SortedMap<String, InstanceAdmission>, now: u64) {
+    for admission in admission.values() {
+        let limiter = admission.rate_limiter.iter().map(|l| {
+            (
+                &l.instance,
+                &l.key,
+                RateLimiter::new(&l.config, now).encode(),
+            )
+        });
+        let bulkheads = admission
+            .bulkheads
+            .iter()
+            .map(|b| (&b.instance, &b.key, Slots::default().encode()));
+        for (instance, key, initial) in limiter.chain(bulkheads) {
+            if let Err(e) = store::create_if_missing(key, &initial) {
+                log::warn!("'{instance}': shared state unavailable ({e})");
+            }
+        }
+    }
+}
+
 /// Where a stream's call stands.
 #[derive(Debug, Clone, Copy)]
 enum Step {

@@ -70,6 +70,14 @@ impl RetryInstance {
         }
     }
 
+    /// Creates the shared budget if it does not exist (on configuration).
+    pub fn create_missing_budget(&self) {
+        let initial = crate::retry::budget::RetryBudget::default().encode();
+        if let Err(e) = store::create_if_missing(&self.budget_key, &initial) {
+            log::warn!("retry budget: shared state unavailable ({e})");
+        }
+    }
+
     pub fn flush_requests(&self, now: u64) {
         let count = self.unflushed_requests.replace(0);
         if count == 0 {

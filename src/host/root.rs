@@ -54,7 +54,7 @@ const MAX_REMEMBERED_CLUSTERS: usize = 4096;
 
 impl Runtime {
     /// Defines the instances' metrics; shared state is left alone (see
-    /// [`Runtime::reset_changed_breakers`]).
+    /// [`Runtime::prepare_shared_state`]).
     fn new(policy: Policy, plugin_name: &str) -> Runtime {
         // Inserted one by one: collecting into a SortedMap would add a sort to the module.
         let mut breakers = SortedMap::new();
@@ -120,12 +120,18 @@ impl Runtime {
         found
     }
 
-    /// Starts afresh every shared breaker whose stored state was built for another config
-    /// (each worker does this on configuration; the first one to see a change resets it).
-    fn reset_changed_breakers(&self, now: u64) {
+    /// On configuration (each worker does it; the main thread first): starts afresh every
+    /// shared breaker whose stored state was built for another config (the first one to see a
+    /// change resets it), and creates every other instance's shared state that does not exist
+    /// yet (see `store::create_if_missing`).
+    fn prepare_shared_state(&self, now: u64) {
         for breaker in self.breakers.values() {
             breaker.reset_if_config_changed(now);
         }
+        for retry in self.retries.values() {
+            retry.create_missing_budget();
+        }
+        admission::create_missing_state(&self.admission, now);
     }
 
     fn tick_period_ms(&self) -> u32 {
@@ -244,7 +250,7 @@ impl RootContext for FilterRoot {
             self.admissions.borrow_mut().worker = admission::store_worker_id(&plugin_name);
         }
         let runtime = Runtime::new(policy, &plugin_name);
-        runtime.reset_changed_breakers(abi::now_ms().unwrap_or(0));
+        runtime.prepare_shared_state(abi::now_ms().unwrap_or(0));
         if let Err(e) = abi::set_tick_period_ms(runtime.tick_period_ms()) {
             log::warn!(
                 "tick unavailable (host status {}): retries and automatic transitions stop",

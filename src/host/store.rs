@@ -56,6 +56,19 @@ pub fn budget_key(plugin_name: &str, instance: &str) -> String {
 /// A shared-data value as read, with its CAS token (None: no such key).
 pub type Stored = Option<(Vec<u8>, u32)>;
 
+/// Stores `initial` under `key` unless the key exists. Called on configuration, which Envoy
+/// runs on the main thread before any worker gets the new policy: proxy-wasm has no
+/// create-if-absent, and the CAS loop's first write to a missing key is unconditional, so two
+/// workers creating one key under load would each overwrite the other's first update (seen:
+/// 5 of 4 rate-limiter permits handed out in a burst across workers). True: created here.
+pub fn create_if_missing(key: &str, initial: &[u8]) -> Result<bool, StoreError> {
+    if abi::get_shared_data(key)?.is_some() {
+        return Ok(false);
+    }
+    abi::set_shared_data(key, initial, 0)?;
+    Ok(true)
+}
+
 /// The CAS loop. `op` sees the stored bytes (None: no such key) and returns the bytes to
 /// store (None: nothing changed) and a result; it runs once per attempt on fresh bytes.
 pub(super) fn cas_update<R>(
