@@ -63,15 +63,16 @@ pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
 pub fn uuid_v4(mut bytes: [u8; 16]) -> String {
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let mut out = String::with_capacity(36);
+    let mut out = Vec::with_capacity(36);
     for (i, b) in bytes.iter().enumerate() {
         if matches!(i, 4 | 6 | 8 | 10) {
-            out.push('-');
+            out.push(b'-');
         }
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 15)]));
+        out.push(HEX[usize::from(b >> 4)]);
+        out.push(HEX[usize::from(b & 15)]);
     }
-    out
+    // Hex digits and dashes: ASCII.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -83,12 +84,38 @@ pub fn rfc3339_millis(unix_ms: u64) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    // Written digit by digit: `format!` costs more than the rest of a record's stamp.
+    fn digits(out: &mut Vec<u8>, value: u64, width: u32) {
+        for place in (0..width).rev() {
+            out.push(b'0' + (value / 10u64.pow(place) % 10) as u8);
+        }
+    }
+    let mut out = Vec::with_capacity(24);
+    if (0..=9999).contains(&y) {
+        digits(&mut out, y as u64, 4);
+    } else {
+        // Outside RFC 3339's four-digit years (a clock far off): as `{y:04}` writes it.
+        return format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+            rem / 3600,
+            (rem % 3600) / 60,
+            rem % 60
+        );
+    }
+    out.push(b'-');
+    digits(&mut out, u64::from(m), 2);
+    out.push(b'-');
+    digits(&mut out, u64::from(d), 2);
+    out.push(b'T');
+    digits(&mut out, rem / 3600, 2);
+    out.push(b':');
+    digits(&mut out, (rem % 3600) / 60, 2);
+    out.push(b':');
+    digits(&mut out, rem % 60, 2);
+    out.push(b'.');
+    digits(&mut out, millis, 3);
+    out.push(b'Z');
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
@@ -224,6 +251,20 @@ mod tests {
     #[test]
     fn timestamps_are_rfc3339_utc_with_milliseconds() {
         assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
+        // Digit by digit as `format!` would write it, across centuries and past year 9999.
+        for ms in (0..400u64).map(|i| i * 790_560_003_079 + i * 7) {
+            let secs = ms / 1000;
+            let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+            let rem = secs % 86_400;
+            let expected = format!(
+                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+                rem / 3600,
+                (rem % 3600) / 60,
+                rem % 60,
+                ms % 1000
+            );
+            assert_eq!(rfc3339_millis(ms), expected);
+        }
         assert_eq!(rfc3339_millis(951_782_400_123), "2000-02-29T00:00:00.123Z");
         assert_eq!(
             rfc3339_millis(1_714_566_896_789),

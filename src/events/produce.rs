@@ -298,6 +298,20 @@ enum Data {
     Null,
 }
 
+/// Where in the request a record's field is (`records[2].value`), for error messages: written
+/// only when one is, not for every record stamped.
+#[derive(Clone, Copy)]
+struct At<'a> {
+    record: usize,
+    field: &'a str,
+}
+
+impl std::fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "records[{}]{}", self.record, self.field)
+    }
+}
+
 struct RecordContext<'a> {
     input: &'a StampInput<'a>,
     topic: &'a TopicConfig,
@@ -329,7 +343,7 @@ impl RecordContext<'_> {
         random: &mut RandomSource<'_>,
         stats: &mut StampStats,
     ) -> Result<Value, Rejection> {
-        let at = |field: &str| format!("records[{i}]{field}");
+        let at = |field| At { record: i, field };
         let Value::Object(mut record) = record else {
             return Err(shape(format!("{}: must be an object", at(""))));
         };
@@ -341,9 +355,9 @@ impl RecordContext<'_> {
                 )));
             }
         }
-        let mut headers = decode_headers(record.remove("headers"), &at(".headers"))?;
-        let data = self.decode_value(record.remove("value"), &at(".value"))?;
-        self.check_key(record.get("key"), &at(".key"))?;
+        let mut headers = decode_headers(record.remove("headers"), at(".headers"))?;
+        let data = self.decode_value(record.remove("value"), at(".value"))?;
+        self.check_key(record.get("key"), at(".key"))?;
 
         // The partition key reads the payload only when configured and the record has no key.
         let wants_data =
@@ -397,7 +411,7 @@ impl RecordContext<'_> {
         Ok(Value::Object(record))
     }
 
-    fn decode_value(&self, value: Option<Value>, at: &str) -> Result<Data, Rejection> {
+    fn decode_value(&self, value: Option<Value>, at: At<'_>) -> Result<Data, Rejection> {
         match (self.format, value) {
             (_, None | Some(Value::Null)) => Ok(Data::Null),
             (Format::Json, Some(v)) => Ok(Data::Json(v)),
@@ -414,7 +428,7 @@ impl RecordContext<'_> {
         }
     }
 
-    fn check_key(&self, key: Option<&Value>, at: &str) -> Result<(), Rejection> {
+    fn check_key(&self, key: Option<&Value>, at: At<'_>) -> Result<(), Rejection> {
         match (self.format, key) {
             (_, None | Some(Value::Null)) | (Format::Json, _) => Ok(()),
             (Format::Text, Some(Value::String(_))) => Ok(()),
@@ -690,7 +704,7 @@ fn is_prior_event(m: &Map<String, Value>, structured: bool) -> bool {
     }
 }
 
-fn decode_headers(headers: Option<Value>, at: &str) -> Result<Vec<(String, Vec<u8>)>, Rejection> {
+fn decode_headers(headers: Option<Value>, at: At<'_>) -> Result<Vec<(String, Vec<u8>)>, Rejection> {
     let list = match headers {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Array(list)) => list,

@@ -137,15 +137,11 @@ pub fn request_headers(events: Option<&Events>, cluster: &str, end_of_stream: bo
     if !events.config.is_bridge(cluster) {
         return HeadersStep::NotOurs;
     }
-    let Ok(headers) = abi::get_header_map(abi::MAP_REQUEST_HEADERS) else {
+    // Raw: nothing decoded or allocated per header, only the few values read below.
+    let Ok(headers) = abi::get_header_map_raw(abi::MAP_REQUEST_HEADERS) else {
         return HeadersStep::NotOurs;
     };
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
+    let header = |name: &str| headers.get(name);
     let Some(target) = events::produce_target(
         header(":method").unwrap_or(""),
         header(":path").unwrap_or(""),
