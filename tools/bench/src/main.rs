@@ -23,7 +23,8 @@
 //! For each: requests/s, p50/p99 latency (wrk --latency) and Envoy CPU µs per request
 //! (utime+stime of the Envoy process from /proc, before/after, over the requests). Rows run in
 //! interleaved rounds (odd rounds reversed) so a noisy neighbour hits every row alike; the
-//! figures add the rounds up. A table on stdout, the same figures in target/bench/results.json.
+//! figures add the rounds up, and the goal ratios are also printed per round (their spread is
+//! the machine's noise). A table on stdout, the same figures in target/bench/results.json.
 //!
 //! `bench --help` for options. Needs `make wasm` (the filter), `wrk` (`make deps-bench`) and the
 //! kafka-bridge tool (`make bench` builds it).
@@ -1182,6 +1183,53 @@ fn report(
         };
         line(&mut table, format!("{name:<20} {value:>6.3}   {verdict}"));
     }
+    // The same goal ratios per round (each round runs every row once, back to back): how much
+    // of a verdict the machine's noise could flip. The verdicts above use all rounds together.
+    let round = |id: &str, i: usize| {
+        let run = rows.iter().find(|r| r.id == id)?.runs.get(i)?;
+        let rps = (run.seconds > 0.0).then(|| run.requests as f64 / run.seconds)?;
+        let cpu = run
+            .cpu_us
+            .filter(|_| run.requests > 0)
+            .map(|c| c as f64 / run.requests as f64);
+        Some((rps, cpu))
+    };
+    let per_round: Vec<(&str, Vec<f64>)> = vec![
+        (
+            "(c-a)/(n-a)",
+            (0..o.rounds)
+                .filter_map(|i| {
+                    let (c, n, a) = (round("c", i)?.1?, round("n", i)?.1?, round("a", i)?.1?);
+                    (n > a).then(|| (c - a) / (n - a))
+                })
+                .collect(),
+        ),
+        (
+            "c/a",
+            (0..o.rounds)
+                .filter_map(|i| Some(round("c", i)?.0 / round("a", i)?.0))
+                .collect(),
+        ),
+        (
+            "ev-f/ev-a",
+            (0..o.rounds)
+                .filter_map(|i| Some(round("ev-f", i)?.0 / round("ev-a", i)?.0))
+                .collect(),
+        ),
+    ];
+    for (name, values) in &per_round {
+        if values.len() > 1 {
+            let list: Vec<String> = values.iter().map(|v| format!("{v:.3}")).collect();
+            line(
+                &mut table,
+                format!(
+                    "per round {name:<12} {} (median {:.3})",
+                    list.join(", "),
+                    median(values.clone())
+                ),
+            );
+        }
+    }
     let cpu_delta = |id: &str| cpu(id).zip(cpu("a")).map(|(x, a)| x - a);
     for id in ["n", "b", "c", "c0", "c5", "d", "c-cb", "c-retry", "c-alt"] {
         if let Some(d) = cpu_delta(id) {
@@ -1280,6 +1328,7 @@ fn report(
         "wasm": {"path": wasm.display().to_string(), "bytes": wasm_bytes},
         "rows": rows_json,
         "ratios": ratios,
+        "ratios_per_round": per_round.iter().map(|(name, values)| (name.to_string(), json!(values))).collect::<serde_json::Map<String, Value>>(),
         "upstream_requests": {"ok": ok.requests(), "flaky": flaky.requests()},
         "envoy_stats": stats,
         "events": events,
