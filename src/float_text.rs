@@ -5,16 +5,19 @@
 //! The text is what `Display` writes — positional, never an exponent, `-0`, `NaN`, `inf` —
 //! with the fewest significant digits that read back as the same float, the nearest of them.
 //! For each length the nearest decimal is found exactly (a small big-integer comparison) and
-//! kept if it parses back to the float (the parser is linked anyway).
+//! kept if it parses back to the float.
+
+use crate::bignum::Big;
+use crate::float_parse::{parse_f32, parse_f64};
 
 /// `format!("{x}")` for an `f64`.
 pub fn f64_text(x: f64) -> String {
-    text(x, |s| s.parse::<f64>() == Ok(x))
+    text(x, |s| parse_f64(s) == Some(x))
 }
 
 /// `format!("{x}")` for an `f32` (its own shortest digits: `0.1f32` is `0.1`).
 pub fn f32_text(x: f32) -> String {
-    text(f64::from(x), |s| s.parse::<f32>() == Ok(x))
+    text(f64::from(x), |s| parse_f32(s) == Some(x))
 }
 
 fn text(x: f64, reads_back: impl Fn(&str) -> bool) -> String {
@@ -87,106 +90,6 @@ fn nearest(mantissa: u64, exp2: i32, shift: i32, estimate: f64) -> u64 {
         d + 1
     } else {
         d
-    }
-}
-
-/// Just enough of an unsigned big integer for [`nearest`] (little-endian 32-bit limbs).
-#[derive(Clone, PartialEq, Eq)]
-struct Big(Vec<u32>);
-
-impl Big {
-    fn from(x: u64) -> Big {
-        let mut big = Big(vec![x as u32, (x >> 32) as u32]);
-        big.trim();
-        big
-    }
-
-    fn trim(&mut self) {
-        while self.0.last() == Some(&0) {
-            self.0.pop();
-        }
-    }
-
-    fn mul_small(&mut self, m: u32) {
-        let mut carry = 0u64;
-        for limb in &mut self.0 {
-            let product = u64::from(*limb) * u64::from(m) + carry;
-            *limb = product as u32;
-            carry = product >> 32;
-        }
-        if carry > 0 {
-            self.0.push(carry as u32);
-        }
-    }
-
-    fn mul_pow10(&mut self, mut k: u32) {
-        while k > 0 {
-            let step = k.min(9);
-            self.mul_small(10u32.pow(step));
-            k -= step;
-        }
-    }
-
-    fn shl(&mut self, bits: u32) {
-        let (limbs, bits) = ((bits / 32) as usize, bits % 32);
-        if bits > 0 {
-            let mut carry = 0u32;
-            for limb in &mut self.0 {
-                let next = *limb >> (32 - bits);
-                *limb = (*limb << bits) | carry;
-                carry = next;
-            }
-            if carry > 0 {
-                self.0.push(carry);
-            }
-        }
-        if limbs > 0 && !self.0.is_empty() {
-            self.0.splice(0..0, std::iter::repeat_n(0, limbs));
-        }
-    }
-
-    /// self × d.
-    fn times(&self, d: u64) -> Big {
-        let mut low = self.clone();
-        low.mul_small(d as u32);
-        let mut high = self.clone();
-        high.mul_small((d >> 32) as u32);
-        high.shl(32);
-        low.add(&high);
-        low.trim();
-        low
-    }
-
-    fn add(&mut self, other: &Big) {
-        if self.0.len() < other.0.len() {
-            self.0.resize(other.0.len(), 0);
-        }
-        let mut carry = 0u64;
-        for (i, limb) in self.0.iter_mut().enumerate() {
-            let sum = u64::from(*limb) + u64::from(other.0.get(i).copied().unwrap_or(0)) + carry;
-            *limb = sum as u32;
-            carry = sum >> 32;
-        }
-        if carry > 0 {
-            self.0.push(carry as u32);
-        }
-    }
-}
-
-impl PartialOrd for Big {
-    fn partial_cmp(&self, other: &Big) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Big {
-    fn cmp(&self, other: &Big) -> std::cmp::Ordering {
-        let (mut a, mut b) = (self.clone(), other.clone());
-        a.trim();
-        b.trim();
-        a.0.len()
-            .cmp(&b.0.len())
-            .then_with(|| a.0.iter().rev().cmp(b.0.iter().rev()))
     }
 }
 

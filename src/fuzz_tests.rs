@@ -252,6 +252,115 @@ fn json_round_trips_and_damaged_text_errors_inside_the_input() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The float parser.
+
+/// Decimal text near floats' rounding boundaries: random digits and exponents, f64 and f32
+/// ties written out exactly and just off them, long digit strings, and near-syntax.
+fn gen_float_text(rng: &mut Rng) -> String {
+    let mut text = match rng.below(6) {
+        0 => {
+            let digits = |rng: &mut Rng, max: usize| -> String {
+                let run = *rng.pick(&['0', '9', '5', 'x']);
+                (0..rng.below(max + 1))
+                    .map(|_| match run {
+                        'x' => char::from(b'0' + rng.below(10) as u8),
+                        _ if rng.chance(8) => char::from(b'0' + rng.below(10) as u8),
+                        c => c,
+                    })
+                    .collect()
+            };
+            let long = if rng.chance(20) { 900 } else { 25 };
+            let int = digits(rng, long);
+            let frac = digits(rng, long);
+            let mut text = int;
+            if rng.chance(2) || text.is_empty() {
+                text.push('.');
+                text.push_str(&frac);
+            }
+            if rng.chance(2) {
+                let exp = match rng.below(3) {
+                    0 => rng.below(50) as i64 - 25,
+                    1 => rng.below(800) as i64 - 400,
+                    _ => rng.below(100) as i64 - 50,
+                };
+                let marker: &&str = rng.pick(&["e", "E", "e+"]);
+                text.push_str(marker);
+                text.push_str(&exp.to_string());
+            }
+            text
+        }
+        1 => {
+            // (2m + 1) × 2^(shift - 1): halfway between two f64 integers.
+            let m = (rng.next() >> 11) | 1 << 52;
+            (u128::from(2 * m + 1) << rng.below(75)).to_string()
+        }
+        2 => {
+            // (2m + 1) × 2^-j = (2m + 1) × 5^j / 10^j: halfway between two f64 fractions.
+            let m = (rng.next() >> 11) | 1 << 52;
+            let j = rng.below(32) as u32;
+            let n = (u128::from(2 * m + 1) * 5u128.pow(j)).to_string();
+            format!("{n}e-{j}")
+        }
+        3 => {
+            // Halfway between two f32s (exact in f64), all its digits.
+            let bits = (rng.next() as u32) % 0x7f7f_ffff;
+            let (low, high) = (f32::from_bits(bits), f32::from_bits(bits + 1));
+            let mid = (f64::from(low) + f64::from(high)) / 2.0;
+            format!("{mid:.160e}")
+        }
+        4 => {
+            let x = f64::from_bits(rng.next() >> 1);
+            let x = if x.is_finite() { x } else { 1.0 };
+            format!("{x:.*e}", rng.below(20))
+        }
+        _ => {
+            let alphabet = b"0123456789..eE+-infatyINF";
+            (0..rng.below(8))
+                .map(|_| char::from(*rng.pick(alphabet)))
+                .collect()
+        }
+    };
+    // Just off the text's value: a digit more, or one digit less.
+    if rng.chance(3) {
+        let mantissa_end = text.find(['e', 'E']).unwrap_or(text.len());
+        if rng.chance(2) {
+            let digit = if rng.chance(2) { "1" } else { "9" };
+            let extra = if text[..mantissa_end].contains('.') {
+                format!("{}{digit}", "0".repeat(rng.below(30)))
+            } else {
+                format!(".{}{digit}", "0".repeat(rng.below(30)))
+            };
+            text.insert_str(mantissa_end, &extra);
+        } else if mantissa_end > 1 {
+            text.remove(mantissa_end - 1);
+        }
+    }
+    if rng.chance(4) {
+        text.insert(0, *rng.pick(&['-', '+']));
+    }
+    text
+}
+
+/// The parser reads what std reads, as the same f64 and the same f32, bit for bit.
+#[test]
+fn float_parser_matches_std_bit_for_bit() {
+    check("float_parse", |rng| {
+        let text = gen_float_text(rng);
+        let ours = crate::float_parse::parse_f64(&text).map(f64::to_bits);
+        let std = text.parse::<f64>().ok().map(f64::to_bits);
+        if ours != std {
+            return Err(format!("f64 {text:?}: {ours:x?}, std {std:x?}"));
+        }
+        let ours = crate::float_parse::parse_f32(&text).map(f32::to_bits);
+        let std = text.parse::<f32>().ok().map(f32::to_bits);
+        if ours != std {
+            return Err(format!("f32 {text:?}: {ours:x?}, std {std:x?}"));
+        }
+        Ok(())
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
 // The policy parser.
 
 fn check_policy_text(text: &str) -> Result<(), String> {

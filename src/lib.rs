@@ -3,11 +3,13 @@
 //! Everything outside `host` is the pure core: no proxy-wasm imports, time and randomness are
 //! parameters. `host` is the thin proxy-wasm layer and only exists on `wasm32-wasip1`.
 
+mod bignum;
 pub mod breaker;
 pub mod bulkhead;
 pub mod duration;
 pub mod events;
 pub mod fallback;
+pub mod float_parse;
 pub mod float_text;
 pub mod headers;
 pub mod interval;

@@ -61,7 +61,7 @@ impl Number {
     }
 
     pub fn as_f64(&self) -> Option<f64> {
-        self.text.parse().ok()
+        crate::float_parse::parse_f64(&self.text)
     }
 
     pub fn is_f64(&self) -> bool {

@@ -355,7 +355,9 @@ impl<'a> Parser<'a> {
         // Only the grammar's bytes were consumed: ASCII.
         let text = std::str::from_utf8(&self.input[start..self.at]).unwrap_or("0");
         // Out of f64's range reads as infinity: refused, as serde_json does.
-        if (exponent || text.len() > 300) && !text.parse::<f64>().is_ok_and(f64::is_finite) {
+        if (exponent || text.len() > 300)
+            && !crate::float_parse::parse_f64(text).is_some_and(f64::is_finite)
+        {
             return Err(self.error_at(start, "number out of range"));
         }
         Ok(Value::Number(Number::from_checked(text)))

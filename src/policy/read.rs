@@ -392,7 +392,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 pub(super) fn as_number(value: &Value) -> Option<f64> {
     let parsed = match value {
         Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse::<f64>().ok(),
+        Value::String(s) => crate::float_parse::parse_f64(s.trim()),
         _ => None,
     };
     parsed.filter(|x| x.is_finite())
