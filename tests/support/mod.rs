@@ -134,7 +134,17 @@ pub fn wasm_oci_build(wasm: &Path, out: &Path, extra: &[&str]) -> Result<String,
 /// The Envoy command every test, the demo and the bench run: `config`, two workers (as a
 /// sidecar on two cores), several Envoys side by side (no hot restart, a dynamic base id).
 pub fn envoy_command(config: &Path) -> std::process::Command {
-    let mut command = std::process::Command::new(envoy_bin());
+    // ENVOY_WRAPPER: a command Envoy runs under (the bench's `--instructions` sets valgrind).
+    let wrapper = std::env::var("ENVOY_WRAPPER").unwrap_or_default();
+    let mut words = wrapper.split_whitespace();
+    let mut command = match words.next() {
+        Some(program) => {
+            let mut command = std::process::Command::new(program);
+            command.args(words).arg(envoy_bin());
+            command
+        }
+        None => std::process::Command::new(envoy_bin()),
+    };
     command.arg("-c").arg(config).args([
         "--concurrency",
         "2",

@@ -69,16 +69,21 @@ struct Options {
     validate_only: bool,
     /// The latency rows' fixed rate as a fraction of row a's throughput.
     latency_load: f64,
+    /// Count instructions (valgrind callgrind) instead of timing: see [`instructions`].
+    instructions: bool,
 }
 
 const USAGE: &str = "usage: bench [--duration SECS] [--warmup SECS] [--rounds N] [--threads N]
              [--connections N] [--rows a,b,c,c0,c5,d,e,f] [--profile] [--alt-wasm FILE]
-             [--out FILE] [--validate-only] [--latency-load FRACTION]
+             [--out FILE] [--validate-only] [--latency-load FRACTION] [--instructions]
 defaults: --duration 6 --warmup 1 --rounds 2 --threads 2 --connections 32
           --latency-load 0.3 --out target/bench/results.json
 rows: u a n b c c0 c5 d e f ev-b ev-a ev-f lat-a lat-n lat-c (lat-* need row a; lat-n row n)
 --profile adds rows c-cb (breaker only) and c-retry (retry only) to split row c's cost
 --alt-wasm adds row c-alt: row c with another build of the filter, side by side
+--instructions: each row's Envoy under valgrind callgrind, user-space instructions per request
+        (Envoy, its allocator, the Wasm JIT; all threads) over 1000 requests on one connection:
+        repeatable to ~1 % however busy the machine is, unlike the timings (default rows a,n,c,c0,d)
 --validate-only runs envoy --mode validate on envoy/bench/*.yaml and the bench's policies";
 
 impl Options {
@@ -95,6 +100,7 @@ impl Options {
             alt_wasm: None,
             validate_only: false,
             latency_load: 0.3,
+            instructions: false,
         };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -112,6 +118,7 @@ impl Options {
                 "--rows" => o.rows = Some(value()?.split(',').map(str::to_string).collect()),
                 "--out" => o.out = PathBuf::from(value()?),
                 "--profile" => o.profile = true,
+                "--instructions" => o.instructions = true,
                 "--validate-only" => o.validate_only = true,
                 "--alt-wasm" => o.alt_wasm = Some(PathBuf::from(value()?)),
                 "--latency-load" => {
@@ -416,7 +423,8 @@ fn h2load_fixed_rate(port: u16, host: &str, rate: f64, seconds: u64) -> Result<L
         .args(["--h1", "-t", "1", "-c", &LATENCY_CLIENTS.to_string()])
         .args(["--rps", &format!("{per_client:.0}")])
         .args(["-D", &seconds.to_string(), "--warm-up-time", "1"])
-        .args(["-H", &format!("host: {host}")])
+        // `:authority`: h2load would send `-H host:` as a second Host header.
+        .args(["-H", &format!(":authority: {host}")])
         .arg(format!("--log-file={}", log.display()))
         .arg(format!("http://127.0.0.1:{port}/"))
         .stdin(Stdio::null())
@@ -636,7 +644,15 @@ fn main() {
 }
 
 fn run() -> Result<()> {
-    let o = Options::parse()?;
+    let mut o = Options::parse()?;
+    let counts = if o.instructions {
+        if o.rows.is_none() {
+            o.rows = Some(INSTRUCTION_ROWS.iter().map(|r| r.to_string()).collect());
+        }
+        Some(InstructionCounts::prepare()?)
+    } else {
+        None
+    };
     let wasm = filter_wasm();
     let wasm_bytes = std::fs::metadata(&wasm)
         .map_err(|e| {
@@ -908,6 +924,14 @@ fn run() -> Result<()> {
     }
     let startup_s = started.elapsed().as_secs_f64();
 
+    if let Some(counts) = &counts {
+        let pid_of = |r: &Row| {
+            r.envoy
+                .and_then(|e| envoys.get(e))
+                .and_then(|(_, e)| e.pid())
+        };
+        return counts.run(&o, &rows, pid_of, wasm_bytes);
+    }
     eprintln!(
         "bench: {} rows x {} rounds of {} s (+{} s warm-up), wrk -t{} -c{}; Envoy --concurrency 2",
         rows.len(),
@@ -1338,6 +1362,200 @@ fn report(
         })).collect::<Vec<_>>(),
     });
     (results, table)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Instructions (`--instructions`)
+
+/// The rows `--instructions` measures unless `--rows` names others.
+const INSTRUCTION_ROWS: [&str; 5] = ["a", "n", "c", "c0", "d"];
+
+/// Requests per row counted, after as many again to warm up (the JIT, the connection).
+const COUNTED_REQUESTS: u32 = 1000;
+
+/// Instruction counts: every row's Envoy runs under valgrind's callgrind with collection off;
+/// for each row the bench turns it on, sends [`COUNTED_REQUESTS`] requests on one connection
+/// (h2load), turns it off and reads the dump. Instructions do not depend on what else the
+/// machine runs, so the issue-13 ratios come out the same run after run; the filter's tick
+/// and the other worker's idle loop are counted too (about 1.5 k instructions per request).
+struct InstructionCounts {
+    dir: TempDir,
+}
+
+impl InstructionCounts {
+    /// Makes every Envoy started from now on run under callgrind (the harness's
+    /// ENVOY_WRAPPER), dumping into a directory of its own.
+    fn prepare() -> Result<Self> {
+        for tool in ["valgrind", "callgrind_control", "h2load"] {
+            let found = Command::new(tool)
+                .arg("--help")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok();
+            if !found {
+                return Err(format!("--instructions needs {tool} (make deps-bench)"));
+            }
+        }
+        let dir = TempDir::new("bench-callgrind").map_err(|e| format!("temp dir: {e}"))?;
+        let wrapper = format!(
+            "valgrind --tool=callgrind --smc-check=all-non-file --instr-atstart=no \
+             --callgrind-out-file={}/%p.out",
+            dir.path().display()
+        );
+        // Set before any Envoy (or other thread) starts.
+        std::env::set_var("ENVOY_WRAPPER", wrapper);
+        Ok(InstructionCounts { dir })
+    }
+
+    fn run(
+        &self,
+        o: &Options,
+        rows: &[Row],
+        pid_of: impl Fn(&Row) -> Option<u32>,
+        wasm_bytes: u64,
+    ) -> Result<()> {
+        let mut counted: BTreeMap<&str, f64> = BTreeMap::new();
+        for r in rows {
+            let Some(pid) = pid_of(r) else { continue };
+            let per_request = self.count(r, pid)?;
+            eprintln!(
+                "  row {:<7} {:>9.0} instructions/request",
+                r.id, per_request
+            );
+            counted.insert(r.id, per_request);
+        }
+        let mut table = String::new();
+        table.push_str(&format!(
+            "\n{:<8} {:<58} {:>14}\n",
+            "row", "", "instr/request"
+        ));
+        for r in rows {
+            if let Some(n) = counted.get(r.id) {
+                table.push_str(&format!("{:<8} {:<58} {:>14.0}\n", r.id, r.what, n));
+            }
+        }
+        let get = |id: &str| counted.get(id).copied();
+        let extra = |id: &str| get(id).zip(get("a")).map(|(x, a)| x - a);
+        let ratio =
+            |x: Option<f64>, y: Option<f64>| x.zip(y).filter(|(_, y)| *y > 0.0).map(|(x, y)| x / y);
+        table.push('\n');
+        let extra_c_n = ratio(extra("c"), extra("n"));
+        if let Some(r) = extra_c_n {
+            let verdict = if r <= 2.0 { "met" } else { "MISSED" };
+            table.push_str(&format!(
+                "instr extra (c-a)/(n-a) {r:>7.3}   target <= 2.0: {verdict}\n"
+            ));
+        }
+        for id in ["n", "c", "c0", "c5", "d", "c-alt"] {
+            if let Some(d) = extra(id) {
+                table.push_str(&format!("instr/req {id} - a      {d:>+9.0}\n"));
+            }
+        }
+        table.push_str(&format!("filter .wasm           {wasm_bytes} bytes\n"));
+        print!("{table}");
+        let results = json!({
+            "mode": "instructions (valgrind callgrind, user space, all Envoy threads)",
+            "requests_per_row": COUNTED_REQUESTS,
+            "instructions_per_request": counted,
+            "extra_c_over_extra_n": extra_c_n,
+            "wasm_bytes": wasm_bytes,
+        });
+        if let Some(parent) = o.out.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
+        std::fs::write(
+            &o.out,
+            serde_json::to_string_pretty(&results).unwrap_or_default(),
+        )
+        .map_err(|e| format!("{}: {e}", o.out.display()))?;
+        println!("\nresults: {}", o.out.display());
+        Ok(())
+    }
+
+    /// Instructions per request of row `r`, whose Envoy (under callgrind) is process `pid`.
+    fn count(&self, r: &Row, pid: u32) -> Result<f64> {
+        let url = format!("http://127.0.0.1:{}{}", r.port, r.path);
+        // h2load sends `-H host:` as a second Host header; `:authority` replaces its own.
+        let host = format!(":authority: {}", r.host);
+        let load = |n: u32| {
+            let out = Command::new("h2load")
+                .args(["--h1", "-c", "1", "-n", &n.to_string(), "-H", &host, &url])
+                .output()
+                .map_err(|e| format!("h2load: {e}"))?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            let done = text
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("requests: "))
+                .and_then(|l| l.split(',').find_map(|p| p.trim().strip_suffix(" done")))
+                .and_then(|n| n.trim().parse::<u32>().ok());
+            match done {
+                Some(d) if d == n => Ok(()),
+                _ => Err(format!(
+                    "row {}: h2load did not complete {n} requests:\n{text}",
+                    r.id
+                )),
+            }
+        };
+        let control = |args: &[&str]| {
+            let status = Command::new("callgrind_control")
+                .args(args)
+                .arg(pid.to_string())
+                .stdout(Stdio::null())
+                .status()
+                .map_err(|e| format!("callgrind_control: {e}"))?;
+            if status.success() {
+                Ok(())
+            } else {
+                Err(format!("callgrind_control {args:?} {pid}: {status}"))
+            }
+        };
+        load(COUNTED_REQUESTS)?;
+        // Rows c and c0 share an Envoy: wait for a dump newer than any before this row's.
+        let before = self.latest_dump(pid).map_or(0, |(n, _)| n);
+        control(&["-z"])?;
+        control(&["-i", "on"])?;
+        load(COUNTED_REQUESTS)?;
+        control(&["-i", "off"])?;
+        control(&["-d", r.id])?;
+        // The dump is written by Envoy's process asynchronously: wait for its totals line.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let total = self
+                .latest_dump(pid)
+                .filter(|(n, _)| *n > before)
+                .and_then(|(_, path)| total_of(&path));
+            if let Some(total) = total {
+                return Ok(total as f64 / f64::from(COUNTED_REQUESTS));
+            }
+            if Instant::now() > deadline {
+                return Err(format!("row {}: no callgrind dump for process {pid}", r.id));
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Process `pid`'s newest dump (`<pid>.out.<n>`): its number and path.
+    fn latest_dump(&self, pid: u32) -> Option<(u32, PathBuf)> {
+        let prefix = format!("{pid}.out.");
+        std::fs::read_dir(self.dir.path())
+            .ok()?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().to_string();
+                let n: u32 = name.strip_prefix(&prefix)?.parse().ok()?;
+                Some((n, e.path()))
+            })
+            .max_by_key(|(n, _)| *n)
+    }
+}
+
+/// A callgrind dump's `totals:` (None until the dump is written whole).
+fn total_of(path: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("totals:"))
+        .and_then(|t| t.trim().parse().ok())
 }
 
 #[cfg(test)]
