@@ -83,7 +83,8 @@ rows: u a n b c c0 c5 d e f ev-b ev-a ev-f lat-a lat-n lat-c (lat-* need row a; 
 --alt-wasm adds row c-alt: row c with another build of the filter, side by side
 --instructions: each row's Envoy under valgrind callgrind, user-space instructions per request
         (Envoy, its allocator, the Wasm JIT; all threads) over 1000 requests on one connection:
-        repeatable to ~1 % however busy the machine is, unlike the timings (default rows a,n,c,c0,d)
+        repeatable to 2-3 % however busy the machine is, unlike the timings (default rows
+        a,n,c,c0,d; ev-a and ev-f POST their record)
 --validate-only runs envoy --mode validate on envoy/bench/*.yaml and the bench's policies";
 
 impl Options {
@@ -512,6 +513,10 @@ impl EventsStack {
             "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/vnd.kafka.json.v2+json\"\nwrk.body = '{body}'\n"
         );
         std::fs::write(&script, lua).map_err(|e| format!("{}: {e}", script.display()))?;
+        // The same body for h2load (`--instructions`), beside the script.
+        let body_path = script.with_extension("json");
+        std::fs::write(&body_path, body.to_string())
+            .map_err(|e| format!("{}: {e}", body_path.display()))?;
         Ok(EventsStack {
             _bridge: bridge,
             _broker: broker,
@@ -1478,9 +1483,21 @@ impl InstructionCounts {
         let url = format!("http://127.0.0.1:{}{}", r.port, r.path);
         // h2load sends `-H host:` as a second Host header; `:authority` replaces its own.
         let host = format!(":authority: {}", r.host);
+        // The events rows POST their record (the wrk script's body, beside it as JSON).
+        let post: Vec<String> = match &r.script {
+            Some(script) => vec![
+                "-d".into(),
+                script.with_extension("json").display().to_string(),
+                "-H".into(),
+                "content-type: application/vnd.kafka.json.v2+json".into(),
+            ],
+            None => Vec::new(),
+        };
         let load = |n: u32| {
             let out = Command::new("h2load")
-                .args(["--h1", "-c", "1", "-n", &n.to_string(), "-H", &host, &url])
+                .args(["--h1", "-c", "1", "-n", &n.to_string(), "-H", &host])
+                .args(&post)
+                .arg(&url)
                 .output()
                 .map_err(|e| format!("h2load: {e}"))?;
             let text = String::from_utf8_lossy(&out.stdout);
