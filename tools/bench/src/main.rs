@@ -577,6 +577,11 @@ impl Row {
     }
 }
 
+/// x / y, when both are known and y is positive.
+fn ratio(x: Option<f64>, y: Option<f64>) -> Option<f64> {
+    x.zip(y).filter(|(_, y)| *y > 0.0).map(|(x, y)| x / y)
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
         return 0.0;
@@ -1129,8 +1134,6 @@ fn report(
             ),
         );
     }
-    let ratio =
-        |x: Option<f64>, y: Option<f64>| x.zip(y).filter(|(_, y)| *y > 0.0).map(|(x, y)| x / y);
     let rps = |id: &str| get(id).map(|s| s.rps);
     let cpu = |id: &str| get(id).and_then(|s| s.cpu_us_per_request);
     // (name, value, target description, met?)
@@ -1259,9 +1262,8 @@ fn report(
             );
         }
     }
-    let cpu_delta = |id: &str| cpu(id).zip(cpu("a")).map(|(x, a)| x - a);
     for id in ["n", "b", "c", "c0", "c5", "d", "c-cb", "c-retry", "c-alt"] {
-        if let Some(d) = cpu_delta(id) {
+        if let Some(d) = extra(id) {
             line(&mut table, format!("cpu/req {id} - a       {d:>+6.1} us"));
         }
     }
@@ -1442,8 +1444,6 @@ impl InstructionCounts {
         }
         let get = |id: &str| counted.get(id).copied();
         let extra = |id: &str| get(id).zip(get("a")).map(|(x, a)| x - a);
-        let ratio =
-            |x: Option<f64>, y: Option<f64>| x.zip(y).filter(|(_, y)| *y > 0.0).map(|(x, y)| x / y);
         table.push('\n');
         let extra_c_n = ratio(extra("c"), extra("n"));
         if let Some(r) = extra_c_n {
