@@ -559,3 +559,75 @@ fn shortcuts_of_a_full_window_of_successes_keep_the_exact_window_across_workers(
     );
     envoy.filter_crashes().unwrap();
 }
+
+/// Two kept-alive connections, one on each Envoy worker: (worker 0's, worker 1's).
+fn connection_per_worker(envoy: &Envoy) -> (Connection, Connection) {
+    let mut on: [Option<Connection>; 2] = [None, None];
+    for _ in 0..50 {
+        let before = connections_per_worker(envoy);
+        let connection = Connection::open(envoy.port()).unwrap();
+        // The worker's count moves once it accepted the connection.
+        let worker = (0..100).find_map(|_| {
+            let after = connections_per_worker(envoy);
+            let moved = (0..2).find(|&w| after[w] > before[w]);
+            if moved.is_none() {
+                thread::sleep(Duration::from_millis(10));
+            }
+            moved
+        });
+        if let Some(w) = worker {
+            if on[w].is_none() {
+                on[w] = Some(connection);
+            }
+        }
+        if on.iter().all(Option::is_some) {
+            let [first, second] = on;
+            return (first.unwrap(), second.unwrap());
+        }
+    }
+    panic!(
+        "50 connections, not both workers: {on:?}",
+        on = on.map(|c| c.is_some())
+    );
+}
+
+/// Issue 13's write count: a worker skips the shared-data read while the breaker's write
+/// count has not moved since its last read. Calls one at a time, alternating between the two
+/// workers on kept-alive connections: both workers permit and record from what they last read
+/// while the window is full of successes; the failures that follow open the circuit on the
+/// exact call (the 5th failure, on worker 0), and the very next call, on worker 1, which last
+/// read the state CLOSED, is refused without reaching the upstream. So are later calls on both.
+#[test]
+fn a_worker_sees_the_other_workers_transition_on_its_next_call() {
+    let services = Services::start().unwrap();
+    let mut policy = breaker_policy();
+    set_path(
+        &mut policy,
+        &format!("{CB}.order-service"),
+        json!({"sliding-window-size": 10, "minimum-number-of-calls": 10, "failure-rate-threshold": 50, "wait-duration-in-open-state": "60s"}),
+    );
+    let envoy = Envoy::start(&services, &policy).unwrap();
+    let (mut first, mut second) = connection_per_worker(&envoy);
+    services.order.set_default(Action::status(200));
+    for n in 1..=12 {
+        let worker = if n % 2 == 1 { &mut first } else { &mut second };
+        assert_eq!(worker.get(ORDER, "/o").unwrap().status, 200, "success {n}");
+    }
+    assert_eq!(calls(&envoy, "order-service", "successful", 12), 12);
+    services.order.set_default(Action::status(500));
+    for n in 1..=5 {
+        let worker = if n % 2 == 1 { &mut first } else { &mut second };
+        assert_eq!(worker.get(ORDER, "/o").unwrap().status, 500, "failure {n}");
+    }
+    assert_eq!(
+        second.get(ORDER, "/o").unwrap().status,
+        503,
+        "worker 1's next call after worker 0 opened the circuit"
+    );
+    assert_eq!(first.get(ORDER, "/o").unwrap().status, 503);
+    assert_eq!(second.get(ORDER, "/o").unwrap().status, 503);
+    assert_eq!(services.order.count(), 17, "opened after exactly 17 calls");
+    assert!(state_is(&envoy, "order-service", "open"));
+    assert_eq!(calls(&envoy, "order-service", "failed", 5), 5);
+    envoy.filter_crashes().unwrap();
+}

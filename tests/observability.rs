@@ -207,7 +207,7 @@ fn demo_traffic(services: &Services, envoy: &Envoy) {
 fn filter_series(envoy: &Envoy) -> BTreeMap<String, f64> {
     let text = envoy.admin_get("/stats/prometheus").unwrap();
     text.lines()
-        .filter(|l| l.starts_with("resilience4j_") || l.starts_with("sidecar_events_"))
+        .filter(|l| l.starts_with("resilience4j_") || l.starts_with("sidecar_"))
         .filter_map(|l| {
             let (series, value) = l.rsplit_once(' ')?;
             let (name, labels) = match series.split_once('{') {

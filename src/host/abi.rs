@@ -62,6 +62,7 @@ extern "C" {
     ) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
     fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
+    fn proxy_get_metric(metric_id: u32, return_value: *mut u64) -> u32;
 }
 
 fn check(status: u32) -> Result<(), HostError> {
@@ -212,6 +213,14 @@ pub fn increment_metric(id: u32, offset: i64) -> Result<(), HostError> {
 pub fn record_metric(id: u32, value: u64) -> Result<(), HostError> {
     // SAFETY: plain values.
     check(unsafe { proxy_record_metric(id, value) })
+}
+
+/// A metric's value, read from Envoy's stat (shared by every worker) without allocating.
+pub fn get_metric(id: u32) -> Result<u64, HostError> {
+    let mut value: u64 = 0;
+    // SAFETY: the pointer is valid for the call.
+    check(unsafe { proxy_get_metric(id, &mut value) })?;
+    Ok(value)
 }
 
 #[link(wasm_import_module = "env")]

@@ -3,6 +3,8 @@
 //! in it; this handle holds what a worker needs for that — the config, the shared-data key,
 //! the instance's metrics and fallback — and turns each update into logs and metrics.
 
+use std::cell::Cell;
+
 use crate::breaker::{
     config_fingerprint, CircuitBreaker, Permission, RecordedKind, Snapshot, State, Transition,
 };
@@ -10,8 +12,8 @@ use crate::fallback::{self, LocalResponse};
 use crate::outcome::{classify, CallResult, Outcome};
 use crate::policy::{BreakerConfig, Fallback};
 
-use super::metrics::BreakerMetrics;
-use super::store::{self, StoreError};
+use super::metrics::{self, BreakerMetrics};
+use super::store::{self, StoreError, WriteCount};
 
 /// A handle on one instance's breaker in shared data.
 pub struct SharedBreaker {
@@ -21,8 +23,23 @@ pub struct SharedBreaker {
     /// on each decode and encode of the request path.
     fingerprint: u64,
     key: String,
+    /// The stored breaker's write count: while it reads as at `peeked`, the stored bytes are
+    /// the ones peeked, and the request path needs no shared-data read.
+    writes: WriteCount,
+    peeked: Cell<Option<Peeked>>,
     metrics: BreakerMetrics,
     fallback: Option<Fallback>,
+}
+
+/// What this worker last learnt from the stored bytes without decoding them, and the write
+/// count read just before it read them.
+#[derive(Clone, Copy)]
+struct Peeked {
+    writes: u64,
+    /// `CircuitBreaker::stored_permits_unchanged`.
+    permits: bool,
+    /// `CircuitBreaker::stored_unchanged_by_fast_success`.
+    unchanged_by_fast_success: bool,
 }
 
 pub enum Acquired {
@@ -47,31 +64,49 @@ impl SharedBreaker {
             instance: instance.to_string(),
             fingerprint: config_fingerprint(&config),
             key: store::breaker_key(plugin_name, instance),
+            writes: WriteCount::define(metrics::stat_name(
+                metrics::CB_STATE_WRITES,
+                &[(metrics::NAME, instance)],
+            )),
+            peeked: Cell::new(None),
             metrics: BreakerMetrics::define(instance, &config),
             config,
             fallback,
         }
     }
 
-    /// The breaker's permission for a call. Always asks the shared state (never a worker's
-    /// copy of it): calls one at a time see every transition another worker made, as
-    /// resilience4j's single breaker would. In the states that permit without a change
-    /// (CLOSED, DISABLED, METRICS_ONLY) the answer is read from the stored header alone: one
-    /// shared-data read, no decode, no CAS.
+    /// The breaker's permission for a call. Always asks the shared state as it is now (never a
+    /// worker's copy of an older one): calls one at a time see every transition another worker
+    /// made, as resilience4j's single breaker would. In the states that permit without a
+    /// change (CLOSED, DISABLED, METRICS_ONLY) the answer is read from the stored header
+    /// alone: no decode, no CAS, and no shared-data read while the write count says the
+    /// header is the one this worker last peeked.
     pub fn acquire(&self, now: u64) -> Acquired {
         let config = &self.config;
+        let writes = self.writes.current();
+        if self.fresh_peek(writes).is_some_and(|p| p.permits) {
+            return Acquired::Permitted;
+        }
         let read = store::read_breaker(&self.key).ok();
         if let Some(Some((bytes, _))) = &read {
-            if CircuitBreaker::stored_permits_unchanged(bytes, self.fingerprint) {
+            if self.peek(bytes, writes).permits {
                 return Acquired::Permitted;
             }
         }
-        match store::update_breaker(&self.key, config, self.fingerprint, now, read, |cb| {
-            let (permission, transition) =
-                cb.try_acquire_permission(config, now, super::abi::random01);
-            let snapshot = transition.as_ref().map(|_| cb.snapshot(config, now));
-            (permission, transition, snapshot)
-        }) {
+        match store::update_breaker(
+            &self.key,
+            &self.writes,
+            config,
+            self.fingerprint,
+            now,
+            read,
+            |cb| {
+                let (permission, transition) =
+                    cb.try_acquire_permission(config, now, super::abi::random01);
+                let snapshot = transition.as_ref().map(|_| cb.snapshot(config, now));
+                (permission, transition, snapshot)
+            },
+        ) {
             Ok((permission, transition, snapshot)) => {
                 if let Some(snapshot) = snapshot {
                     self.after_update(transition, &snapshot);
@@ -101,28 +136,46 @@ impl SharedBreaker {
         let config = &self.config;
         let outcome = classify(&config.record, &config.ignore, result);
         // A fast success into a CLOSED window that holds only fast successes changes nothing
-        // (the core's `stored_unchanged_by_fast_success`): one read, no decode, no CAS. Any
-        // other result goes through the CAS, so no result that counts is ever lost or late.
+        // (the core's `stored_unchanged_by_fast_success`): no decode, no CAS, and no read while
+        // the write count is the peek's. Any other result goes through the CAS, so no result
+        // that counts is ever lost or late.
         let mut read = None;
         if outcome == Outcome::Success && duration_ms <= config.slow_call_duration_threshold_ms {
-            read = store::read_breaker(&self.key).ok();
-            if let Some(Some((bytes, _))) = &read {
-                if CircuitBreaker::stored_unchanged_by_fast_success(bytes, config, self.fingerprint)
-                {
-                    self.metrics
-                        .count_call(RecordedKind::Successful, duration_ms);
-                    return;
+            let writes = self.writes.current();
+            let unchanged = match self.fresh_peek(writes) {
+                Some(peeked) => peeked.unchanged_by_fast_success,
+                None => {
+                    read = store::read_breaker(&self.key).ok();
+                    match &read {
+                        Some(Some((bytes, _))) => {
+                            self.peek(bytes, writes).unchanged_by_fast_success
+                        }
+                        _ => false,
+                    }
                 }
+            };
+            if unchanged {
+                self.metrics
+                    .count_call(RecordedKind::Successful, duration_ms);
+                return;
             }
         }
         // Gauges follow on transitions here and on the tick otherwise: publishing them on
         // every call costs more host calls than the call's own bookkeeping.
-        match store::update_breaker(&self.key, config, self.fingerprint, now, read, |cb| {
-            let (kind, transition) =
-                cb.on_result(config, now, outcome, duration_ms, super::abi::random01);
-            let snapshot = transition.as_ref().map(|_| cb.snapshot(config, now));
-            (kind, transition, snapshot)
-        }) {
+        match store::update_breaker(
+            &self.key,
+            &self.writes,
+            config,
+            self.fingerprint,
+            now,
+            read,
+            |cb| {
+                let (kind, transition) =
+                    cb.on_result(config, now, outcome, duration_ms, super::abi::random01);
+                let snapshot = transition.as_ref().map(|_| cb.snapshot(config, now));
+                (kind, transition, snapshot)
+            },
+        ) {
             Ok((kind, transition, snapshot)) => {
                 self.metrics.count_call(kind, duration_ms);
                 if let Some(snapshot) = snapshot {
@@ -141,11 +194,15 @@ impl SharedBreaker {
     /// replay it was for could not be sent).
     pub fn release(&self, now: u64) {
         let config = &self.config;
-        if let Err(e) =
-            store::update_breaker(&self.key, config, self.fingerprint, now, None, |cb| {
-                cb.release_permission(config)
-            })
-        {
+        if let Err(e) = store::update_breaker(
+            &self.key,
+            &self.writes,
+            config,
+            self.fingerprint,
+            now,
+            None,
+            |cb| cb.release_permission(config),
+        ) {
             self.report_store_error(e);
         }
     }
@@ -153,12 +210,20 @@ impl SharedBreaker {
     /// Scheduled transitions, and the gauges.
     pub fn tick(&self, now: u64) {
         let config = &self.config;
-        match store::update_breaker(&self.key, config, self.fingerprint, now, None, |cb| {
-            (
-                cb.on_tick(config, now, super::abi::random01),
-                cb.snapshot(config, now),
-            )
-        }) {
+        match store::update_breaker(
+            &self.key,
+            &self.writes,
+            config,
+            self.fingerprint,
+            now,
+            None,
+            |cb| {
+                (
+                    cb.on_tick(config, now, super::abi::random01),
+                    cb.snapshot(config, now),
+                )
+            },
+        ) {
             Ok((transition, snapshot)) => self.after_update(transition, &snapshot),
             Err(e) => self.report_store_error(e),
         }
@@ -168,7 +233,7 @@ impl SharedBreaker {
     /// (a change to another instance must not reset this one), else starts it afresh; then
     /// publishes the gauges.
     pub fn reset_if_config_changed(&self, now: u64) {
-        match store::ensure_breaker(&self.key, &self.config, now) {
+        match store::ensure_breaker(&self.key, &self.writes, &self.config, now) {
             Ok(true) => log::info!(
                 "circuit breaker '{}': starts fresh ({})",
                 self.instance,
@@ -191,6 +256,26 @@ impl SharedBreaker {
             state.as_str(),
             retry_after_ms,
         )
+    }
+
+    /// The last peek, if the stored bytes are still the ones it read (`writes`: the count now).
+    fn fresh_peek(&self, writes: Option<u64>) -> Option<Peeked> {
+        self.peeked.get().filter(|p| Some(p.writes) == writes)
+    }
+
+    /// Peeks at stored bytes read after the write count `writes`, and keeps what it learnt.
+    fn peek(&self, bytes: &[u8], writes: Option<u64>) -> Peeked {
+        let peeked = Peeked {
+            writes: writes.unwrap_or(0),
+            permits: CircuitBreaker::stored_permits_unchanged(bytes, self.fingerprint),
+            unchanged_by_fast_success: CircuitBreaker::stored_unchanged_by_fast_success(
+                bytes,
+                &self.config,
+                self.fingerprint,
+            ),
+        };
+        self.peeked.set(writes.is_some().then_some(peeked));
+        peeked
     }
 
     fn after_update(&self, transition: Option<Transition>, snapshot: &Snapshot) {

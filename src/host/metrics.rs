@@ -58,6 +58,9 @@ pub const CB_SLOW_RATE: &str = "resilience4j_circuitbreaker_slow_call_rate";
 pub const CB_MAX_BUFFERED: &str = "resilience4j_circuitbreaker_max_buffered_calls";
 /// The sidecar's own: state transitions.
 pub const CB_TRANSITIONS: &str = "resilience4j_circuitbreaker_transitions_total";
+/// The sidecar's own: writes to the breaker's shared state, ever (`store::WriteCount`; a gauge,
+/// which Envoy's counter resets leave alone).
+pub const CB_STATE_WRITES: &str = "sidecar_circuitbreaker_shared_state_writes";
 
 // Retry (`RetryMetricNames`), then the sidecar's own.
 // TimeLimiter (`TimeLimiterMetricNames`).

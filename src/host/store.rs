@@ -10,7 +10,8 @@ use crate::breaker::{CircuitBreaker, DecodeError};
 use crate::policy::{BreakerConfig, BudgetConfig};
 use crate::retry::budget::RetryBudget;
 
-use super::abi::{self, HostError, SetOutcome};
+use super::abi::{self, HostError, SetOutcome, METRIC_GAUGE};
+use super::metrics;
 
 /// Beyond this many lost CAS races in one update we stop and fail open: a request must not
 /// spin. Two workers per Envoy rarely collide more than a few times.
@@ -53,6 +54,43 @@ pub fn budget_key(plugin_name: &str, instance: &str) -> String {
     format!("{plugin_name}/rb/{instance}")
 }
 
+/// How many times a key's value has been written, in an Envoy gauge every worker shares. A
+/// worker that read the value while the count was N knows the value unchanged while the count
+/// still reads N: a check that costs a metric read instead of a copy of the value. Each writer
+/// counts its write right after it, before its response leaves, so calls one at a time see
+/// every write another worker made; only a call that overlaps a write can miss it, as a call
+/// racing another thread's transition in resilience4j's breaker does.
+pub struct WriteCount {
+    /// None: no gauge (refused, or a stat Envoy's stats matcher drops): every check reads.
+    id: Option<u32>,
+}
+
+impl WriteCount {
+    /// `name`: the gauge's stat name, one per key (across plugins sharing a name it only
+    /// counts more writes).
+    pub fn define(name: String) -> Self {
+        let id = metrics::define(METRIC_GAUGE, name).filter(|&id| {
+            // A stat the stats matcher rejects is a null stat that always reads 0: it would
+            // never show a write. One count of our own tells (it also only adds a write).
+            abi::increment_metric(id, 1).is_ok() && abi::get_metric(id).is_ok_and(|n| n > 0)
+        });
+        WriteCount { id }
+    }
+
+    /// The count now (None: unknown, so nothing read before can be trusted).
+    pub fn current(&self) -> Option<u64> {
+        abi::get_metric(self.id?).ok()
+    }
+
+    fn count_one(&self) {
+        if let Some(id) = self.id {
+            if abi::increment_metric(id, 1).is_err() {
+                log::warn!("shared state write count not incremented: workers re-read");
+            }
+        }
+    }
+}
+
 /// A shared-data value as read, with its CAS token (None: no such key).
 pub type Stored = Option<(Vec<u8>, u32)>;
 
@@ -75,13 +113,15 @@ pub(super) fn cas_update<R>(
     key: &str,
     op: impl FnMut(Option<&[u8]>) -> Result<(Option<Vec<u8>>, R), StoreError>,
 ) -> Result<R, StoreError> {
-    cas_update_from(key, None, op)
+    cas_update_from(key, None, None, op)
 }
 
 /// The CAS loop whose first attempt may use a value the caller has just read (`first`), so
 /// a peek followed by an update costs one read, not two; a lost race re-reads as always.
+/// `writes`: the key's write count, counted after each write.
 fn cas_update_from<R>(
     key: &str,
+    writes: Option<&WriteCount>,
     mut first: Option<Stored>,
     mut op: impl FnMut(Option<&[u8]>) -> Result<(Option<Vec<u8>>, R), StoreError>,
 ) -> Result<R, StoreError> {
@@ -102,7 +142,12 @@ fn cas_update_from<R>(
             return Ok(result);
         }
         match abi::set_shared_data(key, &bytes, cas)? {
-            SetOutcome::Written => return Ok(result),
+            SetOutcome::Written => {
+                if let Some(writes) = writes {
+                    writes.count_one();
+                }
+                return Ok(result);
+            }
             SetOutcome::CasMismatch => continue,
         }
     }
@@ -122,13 +167,14 @@ pub fn read_breaker(key: &str) -> Result<Stored, StoreError> {
 /// just read with [`read_breaker`], used for the first attempt (None: read it here).
 pub fn update_breaker<R>(
     key: &str,
+    writes: &WriteCount,
     config: &BreakerConfig,
     fingerprint: u64,
     now_ms: u64,
     read: Option<Stored>,
     mut op: impl FnMut(&mut CircuitBreaker) -> R,
 ) -> Result<R, StoreError> {
-    cas_update_from(key, read, |stored| {
+    cas_update_from(key, Some(writes), read, |stored| {
         let mut breaker =
             match stored.map(|b| CircuitBreaker::decode_pinned(b, config, fingerprint)) {
                 Some(Ok(breaker)) => breaker,
@@ -144,8 +190,13 @@ pub fn update_breaker<R>(
 
 /// On (re)configuration: keep the stored breaker when it was built for this very config
 /// (a change to another instance must not reset it), else start it fresh. True: reset.
-pub fn ensure_breaker(key: &str, config: &BreakerConfig, now_ms: u64) -> Result<bool, StoreError> {
-    cas_update(key, |stored| {
+pub fn ensure_breaker(
+    key: &str,
+    writes: &WriteCount,
+    config: &BreakerConfig,
+    now_ms: u64,
+) -> Result<bool, StoreError> {
+    cas_update_from(key, Some(writes), None, |stored| {
         match stored.map(|b| CircuitBreaker::decode(b, config)) {
             Some(Ok(_)) => Ok((None, false)),
             _ => Ok((

@@ -92,32 +92,69 @@ pub fn request_with_timeout(
     stream.write_all(body).map_err(context)?;
     stream.flush().map_err(context)?;
 
-    let mut reader = BufReader::new(stream);
-    let status_line = read_line(&mut reader).map_err(context)?.ok_or_else(|| {
-        context(io::Error::new(
+    read_response(&mut BufReader::new(stream), method, true).map_err(context)
+}
+
+/// One response from `reader` (`method`: the request's, for HEAD's empty body). `until_eof`: a
+/// body framed by neither length nor chunks runs to the end of the connection.
+fn read_response(
+    reader: &mut BufReader<TcpStream>,
+    method: &str,
+    until_eof: bool,
+) -> io::Result<Response> {
+    let status_line = read_line(reader)?.ok_or_else(|| {
+        io::Error::new(
             io::ErrorKind::UnexpectedEof,
             "connection closed before a response",
-        ))
+        )
     })?;
     let status = status_line
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse::<u16>().ok())
         .ok_or_else(|| {
-            context(io::Error::new(
+            io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("bad status line {status_line:?}"),
-            ))
+            )
         })?;
-    let headers = read_headers(&mut reader).map_err(context)?;
+    let headers = read_headers(reader)?;
     let body = if method == "HEAD" || status == 204 || status == 304 {
         Vec::new()
     } else {
-        read_body(&mut reader, &headers, true).map_err(context)?
+        read_body(reader, &headers, until_eof)?
     };
     Ok(Response {
         status,
         headers,
         body,
     })
+}
+
+/// One kept-alive connection to 127.0.0.1:`port`: its requests all reach the Envoy worker
+/// that accepted it (tests that need each worker by name).
+pub struct Connection {
+    reader: BufReader<TcpStream>,
+}
+
+impl Connection {
+    pub fn open(port: u16) -> io::Result<Connection> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let stream = TcpStream::connect_timeout(&addr, CLIENT_TIMEOUT)?;
+        stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
+        stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
+        Ok(Connection {
+            reader: BufReader::new(stream),
+        })
+    }
+
+    /// `GET` on this connection; the response must frame its body (the harness's upstreams and
+    /// Envoy's local replies do).
+    pub fn get(&mut self, authority: &str, path: &str) -> io::Result<Response> {
+        let head = format!("GET {path} HTTP/1.1\r\nhost: {authority}\r\n\r\n");
+        let stream = self.reader.get_mut();
+        stream.write_all(head.as_bytes())?;
+        stream.flush()?;
+        read_response(&mut self.reader, "GET", false)
+    }
 }
