@@ -1,8 +1,7 @@
-//! The only file that talks to the proxy-wasm ABI directly for calls on the request path.
-//! The SDK's `hostcalls` panic on statuses they do not expect (e.g. BadArgument when a
-//! property is not available in this phase), and a panic kills the worker's VM. Here every
-//! status becomes a `Result`; the one call that still goes through the SDK,
-//! [`dispatch_http_call`], says why it cannot panic.
+//! Every host call the filter makes (the callbacks the host makes are in `dispatch`). Every
+//! status becomes a `Result`: the proxy-wasm SDK's `hostcalls`, which this replaces, panicked on
+//! statuses they did not expect (e.g. BadArgument when a property is not available in this
+//! phase), and a panic kills the worker's VM.
 
 use std::cell::Cell;
 use std::ptr::{null, null_mut};
@@ -436,32 +435,106 @@ fn deserialize_map(bytes: &[u8]) -> Vec<(String, String)> {
     pairs
 }
 
-/// Sends an HTTP request to an Envoy cluster. The answer arrives in the `on_http_call_response`
-/// of the context the call was made from (the root's from the tick, a stream's from its own
-/// callback): the SDK's dispatcher routes it, and it knows only the callouts the SDK sent
-/// (registering one is private to the SDK; an unknown token makes the dispatcher panic), so
-/// this call goes through the SDK. The SDK panics on a status other than Ok, BadArgument and
-/// InternalFailure; Envoy's `proxy_http_call` returns no other for arguments from Rust slices
-/// (its only other one, InvalidMemoryAccess, needs pointers outside the VM's memory).
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_http_call(
+        upstream_data: *const u8,
+        upstream_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        trailers_data: *const u8,
+        trailers_size: usize,
+        timeout_ms: u32,
+        return_token: *mut u32,
+    ) -> u32;
+    fn proxy_log(level: u32, message_data: *const u8, message_size: usize) -> u32;
+}
+
+/// Sends a request to `cluster` (a callout); its answer comes to `proxy_on_http_call_response`
+/// of the context whose callback made this call (the root's from the tick, a stream's from its
+/// own callback). Ok: the callout's token.
 pub fn dispatch_http_call(
     cluster: &str,
     headers: &[(String, String)],
     body: &[u8],
     timeout_ms: u64,
 ) -> Result<u32, HostError> {
-    let headers: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let body = if body.is_empty() { None } else { Some(body) };
-    proxy_wasm::hostcalls::dispatch_http_call(
-        cluster,
-        headers,
-        body,
-        vec![],
-        std::time::Duration::from_millis(timeout_ms),
-    )
-    .map_err(|status| HostError(status as u32))
+    let headers = serialize_map(headers);
+    let trailers = serialize_map(&[]);
+    let mut token: u32 = 0;
+    // SAFETY: the pointers are valid for the call.
+    check(unsafe {
+        proxy_http_call(
+            cluster.as_ptr(),
+            cluster.len(),
+            headers.as_ptr(),
+            headers.len(),
+            body.as_ptr(),
+            body.len(),
+            trailers.as_ptr(),
+            trailers.len(),
+            u32::try_from(timeout_ms).unwrap_or(u32::MAX),
+            &mut token,
+        )
+    })?;
+    super::dispatch::register_callout(token);
+    Ok(token)
+}
+
+/// proxy-wasm's header map encoding: the pair count, each name's and value's length (u32 LE),
+/// then each name and value followed by a NUL.
+fn serialize_map(pairs: &[(String, String)]) -> Vec<u8> {
+    let size = 4 + pairs.iter().map(|(n, v)| n.len() + v.len() + 10).sum::<usize>();
+    let mut bytes = Vec::with_capacity(size);
+    let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
+    bytes.extend_from_slice(&len(pairs.len()));
+    for (name, value) in pairs {
+        bytes.extend_from_slice(&len(name.len()));
+        bytes.extend_from_slice(&len(value.len()));
+    }
+    for (name, value) in pairs {
+        bytes.extend_from_slice(name.as_bytes());
+        bytes.push(0);
+        bytes.extend_from_slice(value.as_bytes());
+        bytes.push(0);
+    }
+    bytes
+}
+
+/// The `log` crate's records go to Envoy's log (info and above), and so does a panic's message
+/// (then the VM aborts).
+struct HostLogger;
+
+impl log::Log for HostLogger {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            // proxy-wasm's levels: trace 0, debug 1, info 2, warn 3, error 4.
+            let level = 5 - record.level() as u32;
+            write_log(level, &record.args().to_string());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+fn write_log(level: u32, message: &str) {
+    // SAFETY: the pointer is valid for the call. A log that fails has nowhere to go.
+    let _ = unsafe { proxy_log(level, message.as_ptr(), message.len()) };
+}
+
+static LOGGER: HostLogger = HostLogger;
+
+pub fn install_logger() {
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(log::LevelFilter::Info);
+        std::panic::set_hook(Box::new(|panic| write_log(5, &panic.to_string())));
+    }
 }
 
 #[link(wasm_import_module = "env")]

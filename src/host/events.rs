@@ -11,7 +11,7 @@
 use crate::sorted_map::SortedMap;
 use std::cell::RefCell;
 
-use proxy_wasm::types::Action;
+use super::dispatch::Action;
 
 use crate::events::{self, EventsConfig, RejectReason, Rejection, StampInput, StampStats};
 

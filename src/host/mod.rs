@@ -10,12 +10,14 @@
 //! - `timelimiter`: one time limiter instance — each attempt's timeout, the timeout answer;
 //! - `grpc`: gRPC calls judged by their grpc-status (trailers, or a trailers-only response);
 //! - `events`: stamping of records produced through a Kafka bridge;
+//! - `dispatch`: the module's entry points, routed to the root or the stream they name;
 //! - `abi`, `store`, `metrics`: host calls, shared data, Envoy stats.
 
 mod abi;
 mod admission;
 mod boot;
 mod breaker;
+mod dispatch;
 mod events;
 mod grpc;
 mod metrics;
@@ -26,8 +28,3 @@ mod stat_names;
 mod store;
 mod stream;
 mod timelimiter;
-
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
-    proxy_wasm::set_root_context(|_| Box::new(root::FilterRoot::default()));
-}}

@@ -18,7 +18,7 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use proxy_wasm::types::Action;
+use super::dispatch::Action;
 
 use crate::fallback::{LocalResponse, Refusal};
 use crate::headers::RawHeaders;

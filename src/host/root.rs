@@ -5,9 +5,6 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::ContextType;
-
 use crate::policy::Policy;
 use crate::sorted_map::SortedMap;
 
@@ -181,14 +178,9 @@ pub struct FilterRoot {
     last_breaker_tick_ms: u64,
 }
 
-impl Context for FilterRoot {
-    fn on_http_call_response(
-        &mut self,
-        token: u32,
-        num_headers: usize,
-        body_size: usize,
-        _trailers: usize,
-    ) {
+impl FilterRoot {
+    /// The answer to a replay the tick dispatched.
+    pub fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize) {
         if let Some(runtime) = self.runtime.clone() {
             retry::on_replay_answer(
                 &runtime,
@@ -200,10 +192,8 @@ impl Context for FilterRoot {
             );
         }
     }
-}
 
-impl RootContext for FilterRoot {
-    fn on_configure(&mut self, _size: usize) -> bool {
+    pub fn on_configure(&mut self, _size: usize) -> bool {
         let plugin_name = plugin_name();
         let config = match read_config() {
             Ok(config) => config,
@@ -263,7 +253,7 @@ impl RootContext for FilterRoot {
 
     /// Runs on every worker and the main thread. Retries are per worker; breaker
     /// housekeeping is shared, so whichever root gets there first does it.
-    fn on_tick(&mut self) {
+    pub fn on_tick(&mut self) {
         let Some(runtime) = self.runtime.clone() else {
             return;
         };
@@ -282,16 +272,12 @@ impl RootContext for FilterRoot {
         admission::on_tick(&self.admissions, &self.calls, Some(&runtime), now);
     }
 
-    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Stream::new(
+    pub fn create_http_context(&self, context_id: u32) -> Stream {
+        Stream::new(
             context_id,
             self.runtime.clone(),
             self.calls.clone(),
             self.admissions.clone(),
-        )))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+        )
     }
 }

@@ -6,9 +6,6 @@
 use std::cell::RefMut;
 use std::rc::Rc;
 
-use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::Action;
-
 use crate::outcome::{
     call_result_from_envoy, call_result_from_flag_bits, delay_injected, fault_injected,
     is_grpc_content_type, CallResult,
@@ -17,6 +14,7 @@ use crate::retry::sequence::Sequence;
 
 use super::abi;
 use super::admission::{self, Admit, SharedAdmissions};
+use super::dispatch::Action;
 use super::breaker::Acquired;
 use super::events::{self, BodyStep, HeadersStep, Publish};
 use super::grpc;
@@ -90,15 +88,10 @@ impl Stream {
     }
 }
 
-impl Context for Stream {
+/// The callbacks of one request (`dispatch` routes them here).
+impl Stream {
     /// A replay this stream dispatched itself (a wait of 0) answers here.
-    fn on_http_call_response(
-        &mut self,
-        token: u32,
-        num_headers: usize,
-        body_size: usize,
-        _trailers: usize,
-    ) {
+    pub fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize) {
         if let Some(runtime) = self.runtime.clone() {
             retry::on_replay_answer(
                 &runtime,
@@ -110,10 +103,8 @@ impl Context for Stream {
             );
         }
     }
-}
 
-impl HttpContext for Stream {
-    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+    pub fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let Some(runtime) = self.runtime.clone() else {
             return Action::Continue;
         };
@@ -135,7 +126,7 @@ impl HttpContext for Stream {
         }
     }
 
-    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+    pub fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if let Some(publish) = &self.publish {
             let events = self.runtime.as_ref().and_then(|r| r.events.as_ref());
             match events::request_body(events, publish, body_size, end_of_stream) {
@@ -153,14 +144,14 @@ impl HttpContext for Stream {
         Action::Continue
     }
 
-    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+    pub fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
         if let Some(mut replay) = self.replay() {
             replay.keep_chunk(Ok(None), true);
         }
         Action::Continue
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+    pub fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let Some(runtime) = self.runtime.clone() else {
             return Action::Continue;
         };
@@ -217,19 +208,19 @@ impl HttpContext for Stream {
         action
     }
 
-    fn on_http_response_body(&mut self, _body_size: usize, end_of_stream: bool) -> Action {
+    pub fn on_http_response_body(&mut self, _body_size: usize, end_of_stream: bool) -> Action {
         if end_of_stream {
             self.response_ended(false);
         }
         Action::Continue
     }
 
-    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+    pub fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
         self.response_ended(true);
         Action::Continue
     }
 
-    fn on_log(&mut self) {
+    pub fn on_log(&mut self) {
         // Most streams end with nothing left to do here: no clock read for them.
         let clock = abi::CallbackClock::default();
         if let (Some(pending), Some(runtime)) = (self.pending.take(), &self.runtime) {
