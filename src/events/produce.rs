@@ -261,7 +261,9 @@ pub fn stamp(
     }
     // Written straight into a buffer sized for the stamped body (~150 bytes more a record).
     let mut text = String::with_capacity(body.len() + 256 * out.len());
-    crate::json::write_value(&json!({"records": Value::Array(out)}), &mut text);
+    // Back into the request's own (now empty) top object; `json!` would clone the whole tree.
+    top.insert("records".to_string(), Value::Array(out));
+    crate::json::write_value(&Value::Object(top), &mut text);
     let body = text.into_bytes();
     // The limit holds for what is forwarded: stamping adds ~150 bytes a record, and a body
     // over Envoy's buffer limit would get Envoy's plain 413 after the records were counted.
