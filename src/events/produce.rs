@@ -222,7 +222,14 @@ pub fn stamp(
         return Err(too_large(body.len(), input.config.max_body_bytes));
     }
     let format = format_of(input.content_type)?;
-    let parsed: Value = crate::json::from_slice(body).map_err(|e| {
+    // A record's object or array value that is already compact is copied into its envelope,
+    // not parsed and written again; one with an `id` may be a prior event, read as a tree.
+    let keep = json::Keep {
+        depth: 3,
+        key: "value",
+        unless_member: "id",
+    };
+    let parsed: Value = json::from_slice_keeping(body, keep).map_err(|e| {
         Rejection::new(
             RejectReason::InvalidJson,
             format!("body is not valid JSON: {e}"),
@@ -605,7 +612,7 @@ impl RecordContext<'_> {
                 base64_decode(s).and_then(|b| crate::json::from_slice(&b).ok())
             }
             Some(Value::String(s)) if self.format != Format::Json => crate::json::from_str(s).ok(),
-            Some(v) => Some(v.clone()),
+            Some(v) => Some(tree(v)),
             None => event
                 .get("data_base64")
                 .and_then(Value::as_str)
@@ -687,10 +694,18 @@ impl RecordContext<'_> {
 /// The record value read as JSON, for envelope detection and partition keys.
 fn data_as_json(data: &Data) -> Option<Value> {
     match data {
-        Data::Json(v) => Some(v.clone()),
+        Data::Json(v) => Some(tree(v)),
         Data::Text(s) => crate::json::from_str(s).ok(),
         Data::Bytes(b) => crate::json::from_slice(b).ok(),
         Data::Null => None,
+    }
+}
+
+/// A value as a tree, a kept payload ([`Value::Raw`]) read, for a JSON pointer into it.
+fn tree(v: &Value) -> Value {
+    match v {
+        Value::Raw(text) => json::from_str(text).unwrap_or_else(|_| v.clone()),
+        other => other.clone(),
     }
 }
 

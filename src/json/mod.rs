@@ -19,7 +19,7 @@ use crate::sorted_map::SortedMap;
 use std::fmt;
 
 pub use number::Number;
-pub use parse::{from_slice, from_str, Error, MAX_DEPTH};
+pub use parse::{from_slice, from_slice_keeping, from_str, Error, Keep, MAX_DEPTH};
 pub use write::{escape_into, write_value};
 
 /// The length of `bytes`' leading run that a JSON string holds as is: up to the first `"`, `\`
@@ -64,6 +64,9 @@ pub enum Value {
     String(String),
     Array(Vec<Value>),
     Object(Map),
+    /// An object or array kept as its text, which is what [`write_value`] writes for its tree.
+    /// Only [`from_slice_keeping`] makes one, for a payload passed on unread.
+    Raw(String),
 }
 
 static NULL: Value = Value::Null;
