@@ -329,11 +329,8 @@ struct RecordContext<'a> {
 }
 
 impl RecordContext<'_> {
-    fn event_type(&self) -> String {
-        self.topic
-            .event_type
-            .clone()
-            .unwrap_or_else(|| self.input.topic.to_string())
+    fn event_type(&self) -> &str {
+        self.topic.event_type.as_deref().unwrap_or(self.input.topic)
     }
 
     fn new_id(&self, random: &mut RandomSource<'_>) -> Result<String, Rejection> {
@@ -391,10 +388,7 @@ impl RecordContext<'_> {
                         b"application/cloudevents+json".to_vec(),
                     );
                 }
-                (
-                    self.encode_value(Data::Json(Value::Object(event))),
-                    data_json,
-                )
+                (self.encode_value(Data::Json(event)), data_json)
             }
         };
         record.insert("value".into(), value);
@@ -512,7 +506,7 @@ impl RecordContext<'_> {
         stats: &mut StampStats,
         i: usize,
         wants_data: bool,
-    ) -> Result<(Map<String, Value>, Option<Value>), Rejection> {
+    ) -> Result<(Value, Option<Value>), Rejection> {
         let structured = self.topic.mode == Mode::CloudEventsStructured;
         let (id_key, time_key) = if structured {
             ("id", "time")
@@ -559,42 +553,19 @@ impl RecordContext<'_> {
                 prior
             }
             None => {
-                let mut event = Map::new();
-                event.insert(id_key.into(), Value::String(self.new_id(random)?));
-                event.insert(
-                    time_key.into(),
-                    Value::String(rfc3339_millis(self.input.now_ms)),
-                );
-                let ct = self.data_content_type(headers);
-                match (data, structured) {
-                    (Data::Bytes(b), true) => {
-                        event.insert("data_base64".into(), Value::String(base64_encode(&b)));
-                        event.insert("datacontenttype".into(), ct.into());
-                    }
-                    (Data::Bytes(b), false) => {
-                        event.insert("data".into(), Value::String(base64_encode(&b)));
-                        event.insert("datacontenttype".into(), ct.into());
-                        event.insert("dataencoding".into(), "base64".into());
-                    }
-                    (Data::Text(s), _) => {
-                        event.insert("data".into(), Value::String(s));
-                        event.insert("datacontenttype".into(), ct.into());
-                    }
-                    (Data::Json(v), _) => {
-                        event.insert("data".into(), v);
-                        if structured {
-                            event.insert("datacontenttype".into(), ct.into());
-                        }
-                    }
-                    (Data::Null, _) => {
-                        event.insert("data".into(), Value::Null);
-                    }
-                }
-                event
+                // Written straight out: no map, no key strings, the payload copied once.
+                let data_json = if wants_data {
+                    data_as_json(&data)
+                } else {
+                    None
+                };
+                let id = self.new_id(random)?;
+                let event = self.new_event(data, &id, headers, structured);
+                return Ok((Value::Raw(event), data_json));
             }
         };
         event.insert("source".into(), Value::String(source.to_string()));
-        event.insert("type".into(), Value::String(self.event_type()));
+        event.insert("type".into(), Value::String(self.event_type().to_string()));
         if structured {
             event.insert("specversion".into(), "1.0".into());
         } else {
@@ -605,7 +576,7 @@ impl RecordContext<'_> {
         }
         // The partition key reads the event's data (the producer's own payload).
         if !wants_data {
-            return Ok((event, None));
+            return Ok((Value::Object(event), None));
         }
         let data_json = match event.get("data") {
             Some(Value::String(s)) if event.get("dataencoding").is_some() => {
@@ -619,7 +590,75 @@ impl RecordContext<'_> {
                 .and_then(base64_decode)
                 .and_then(|b| crate::json::from_slice(&b).ok()),
         };
-        Ok((event, data_json))
+        Ok((Value::Object(event), data_json))
+    }
+
+    /// A new event's text, exactly as `write_value` writes the map: members in key order
+    /// (`data` < `data_base64` < `datacontenttype` < `dataencoding` < `id` < `source` <
+    /// `specversion` < `time` < `timestamp` < `traceparent` < `type` < `version`).
+    fn new_event(
+        &self,
+        data: Data,
+        id: &str,
+        headers: &[(String, Vec<u8>)],
+        structured: bool,
+    ) -> String {
+        let ct = self.data_content_type(headers);
+        let size = match &data {
+            Data::Json(Value::Raw(text)) | Data::Text(text) => text.len(),
+            Data::Bytes(b) => b.len() / 3 * 4 + 4,
+            _ => 0,
+        };
+        let mut out = String::with_capacity(256 + size);
+        let member = |out: &mut String, key: &str| {
+            out.push(if out.is_empty() { '{' } else { ',' });
+            out.push('"');
+            out.push_str(key);
+            out.push_str("\":");
+        };
+        let (ct, encoding) = match data {
+            Data::Bytes(b) => {
+                member(&mut out, if structured { "data_base64" } else { "data" });
+                json::escape_into(&base64_encode(&b), &mut out);
+                (Some(ct), (!structured).then_some("base64"))
+            }
+            Data::Text(text) => {
+                member(&mut out, "data");
+                json::escape_into(&text, &mut out);
+                (Some(ct), None)
+            }
+            Data::Json(v) => {
+                member(&mut out, "data");
+                json::write_value(&v, &mut out);
+                (structured.then_some(ct), None)
+            }
+            Data::Null => {
+                member(&mut out, "data");
+                out.push_str("null");
+                (None, None)
+            }
+        };
+        let time = rfc3339_millis(self.input.now_ms);
+        let tail = [
+            ("datacontenttype", ct),
+            ("dataencoding", encoding),
+            ("id", Some(id)),
+            ("source", Some(self.input.source)),
+            ("specversion", structured.then_some("1.0")),
+            ("time", structured.then_some(time.as_str())),
+            ("timestamp", (!structured).then_some(time.as_str())),
+            ("traceparent", self.traceparent),
+            ("type", Some(self.event_type())),
+            ("version", (!structured).then_some("1.0")),
+        ];
+        for (key, value) in tail {
+            if let Some(value) = value {
+                member(&mut out, key);
+                json::escape_into(value, &mut out);
+            }
+        }
+        out.push('}');
+        out
     }
 
     /// CloudEvents binary: the value stays; the attributes become `ce_*` record headers.
@@ -657,7 +696,7 @@ impl RecordContext<'_> {
         headers.push(("ce_specversion".into(), b"1.0".to_vec()));
         headers.push(("ce_id".into(), id.into_bytes()));
         headers.push(("ce_source".into(), self.input.source.as_bytes().to_vec()));
-        headers.push(("ce_type".into(), self.event_type().into_bytes()));
+        headers.push(("ce_type".into(), self.event_type().as_bytes().to_vec()));
         headers.push(("ce_time".into(), time.into_bytes()));
         let has_content_type = headers
             .iter()
