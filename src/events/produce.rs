@@ -489,7 +489,10 @@ impl RecordContext<'_> {
                     .iter()
                     .find(|(k, _)| k.eq_ignore_ascii_case("content-type"));
                 match said.map(|(_, v)| String::from_utf8_lossy(v).into_owned()) {
-                    Some(ct) if ct.contains("json") => "application/json",
+                    // Bytes, not `str::contains`: keeps core's substring searcher out of the `.wasm`.
+                    Some(ct) if ct.as_bytes().windows(4).any(|w| w == b"json") => {
+                        "application/json"
+                    }
                     Some(ct) if ct.starts_with("text/") => "text/plain",
                     _ => "application/octet-stream",
                 }

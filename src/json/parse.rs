@@ -360,36 +360,11 @@ impl<'a> Parser<'a> {
     /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`, kept as text.
     fn number(&mut self) -> Result<Value, Error> {
         let start = self.at;
-        if self.peek() == Some(b'-') {
-            self.at += 1;
-        }
-        match self.peek() {
-            Some(b'0') => self.at += 1,
-            Some(b'1'..=b'9') => self.digits(),
-            None => return Err(self.error("EOF while parsing a value")),
-            Some(_) => return Err(self.error("invalid number")),
-        }
-        let mut exponent = false;
-        if self.peek() == Some(b'.') {
-            self.at += 1;
-            if !matches!(self.peek(), Some(b'0'..=b'9')) {
-                return Err(self.error("invalid number"));
-            }
-            self.digits();
-        }
-        if let Some(b'e' | b'E') = self.peek() {
-            exponent = true;
-            self.at += 1;
-            if let Some(b'+' | b'-') = self.peek() {
-                self.at += 1;
-            }
-            if !matches!(self.peek(), Some(b'0'..=b'9')) {
-                return Err(self.error("invalid number"));
-            }
-            self.digits();
-        }
-        // Only the grammar's bytes were consumed: ASCII.
-        let text = std::str::from_utf8(&self.input[start..self.at]).unwrap_or("0");
+        let (end, exponent) =
+            number_end(self.input, start).map_err(|(at, message)| self.error_at(at, message))?;
+        self.at = end;
+        // Only the grammar's bytes: ASCII.
+        let text = self.text.get(start..end).unwrap_or("0");
         // Out of f64's range reads as infinity: refused, as serde_json does.
         if (exponent || text.len() > 300)
             && !crate::float_parse::parse_f64(text).is_some_and(f64::is_finite)
@@ -421,12 +396,6 @@ impl<'a> Parser<'a> {
         self.at = end;
         Some(Value::Raw(text.to_string()))
     }
-
-    fn digits(&mut self) {
-        while let Some(b'0'..=b'9') = self.peek() {
-            self.at += 1;
-        }
-    }
 }
 
 /// The end of the value at `at` when its text is exactly what `write_value` writes for it: no
@@ -449,7 +418,13 @@ fn compact_end(input: &[u8], at: usize, depth: usize, unless: Option<&[u8]>) -> 
             let end = at + word.len();
             return (input.get(at..end) == Some(word)).then_some(end);
         }
-        _ => return compact_number_end(input, at),
+        // Numbers with an exponent or over 300 bytes are range-checked by the parser.
+        _ => {
+            return match number_end(input, at) {
+                Ok((end, false)) if end - at <= 300 => Some(end),
+                _ => None,
+            }
+        }
     };
     if depth >= MAX_DEPTH {
         return None;
@@ -508,10 +483,12 @@ fn compact_string_end(input: &[u8], at: usize) -> Option<usize> {
     }
 }
 
-/// `-? (0 | [1-9][0-9]*) (. [0-9]+)?`, at most 300 bytes.
-fn compact_number_end(input: &[u8], at: usize) -> Option<usize> {
+/// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?` at `at`: where it ends and whether it
+/// has an exponent, or where and why it is no number.
+fn number_end(input: &[u8], at: usize) -> Result<(usize, bool), (usize, &'static str)> {
+    let digit = |i: usize| input.get(i).is_some_and(u8::is_ascii_digit);
     let digits = |mut i: usize| {
-        while input.get(i).is_some_and(u8::is_ascii_digit) {
+        while digit(i) {
             i += 1;
         }
         i
@@ -520,19 +497,28 @@ fn compact_number_end(input: &[u8], at: usize) -> Option<usize> {
     if input.get(i) == Some(&b'-') {
         i += 1;
     }
-    i = match *input.get(i)? {
-        b'0' => i + 1,
-        b'1'..=b'9' => digits(i + 1),
-        _ => return None,
+    i = match input.get(i) {
+        Some(b'0') => i + 1,
+        Some(b'1'..=b'9') => digits(i + 1),
+        None => return Err((i, "EOF while parsing a value")),
+        Some(_) => return Err((i, "invalid number")),
     };
     if input.get(i) == Some(&b'.') {
-        if !input.get(i + 1).is_some_and(u8::is_ascii_digit) {
-            return None;
+        if !digit(i + 1) {
+            return Err((i + 1, "invalid number"));
         }
         i = digits(i + 1);
     }
-    if matches!(input.get(i), Some(b'e' | b'E')) || i - at > 300 {
-        return None;
+    let exponent = matches!(input.get(i), Some(b'e' | b'E'));
+    if exponent {
+        i += 1;
+        if matches!(input.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if !digit(i) {
+            return Err((i, "invalid number"));
+        }
+        i = digits(i);
     }
-    Some(i)
+    Ok((i, exponent))
 }

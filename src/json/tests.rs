@@ -302,3 +302,22 @@ fn a_payload_written_otherwise_is_parsed_and_written_as_ever() {
     assert!(matches!(kept(&deep(MAX_DEPTH - 3)), Some(Value::Raw(_))));
     assert_eq!(kept(&deep(MAX_DEPTH - 2)), None);
 }
+
+#[test]
+fn pointer_tokens_unescape_as_two_replaces_would() {
+    let pieces = ["~", "0", "1", "~0", "~1", "a", "/", "é"];
+    let mut tokens = vec![String::new()];
+    for _ in 0..4 {
+        tokens = tokens
+            .iter()
+            .flat_map(|t| pieces.iter().map(move |p| format!("{t}{p}")))
+            .collect();
+        for t in &tokens {
+            assert_eq!(
+                super::unescape_token(t),
+                t.replace("~1", "/").replace("~0", "~"),
+                "{t}"
+            );
+        }
+    }
+}
