@@ -159,9 +159,10 @@ impl Rejection {
     /// The bridge's own error shape, so clients handle both alike:
     /// `{"error_code": 400, "message": "..."}`.
     pub fn body(&self) -> Vec<u8> {
-        json!({"error_code": self.status(), "message": self.message})
-            .to_string()
-            .into_bytes()
+        let mut body = format!("{{\"error_code\":{},\"message\":", self.status());
+        json::escape_into(&self.message, &mut body);
+        body.push('}');
+        body.into_bytes()
     }
 }
 
@@ -407,7 +408,13 @@ impl RecordContext<'_> {
         if !headers.is_empty() {
             let list = headers
                 .into_iter()
-                .map(|(k, v)| json!({"key": k, "value": base64_encode(&v)}))
+                .map(|(k, v)| {
+                    let value = Value::String(base64_encode(&v));
+                    Value::Object(Map::from_pairs(vec![
+                        ("key".into(), Value::String(k)),
+                        ("value".into(), value),
+                    ]))
+                })
                 .collect();
             record.insert("headers".into(), Value::Array(list));
         }
@@ -422,13 +429,16 @@ impl RecordContext<'_> {
             (Format::Binary, Some(Value::String(s))) => base64_decode(&s)
                 .map(Data::Bytes)
                 .ok_or_else(|| shape(format!("{at}: not base64, as {BINARY_V2} requires"))),
-            (Format::Text, Some(_)) => Err(shape(format!(
-                "{at}: must be a string, as {TEXT_V2} requires"
-            ))),
-            (Format::Binary, Some(_)) => Err(shape(format!(
-                "{at}: must be a base64 string, as {BINARY_V2} requires"
-            ))),
+            (_, Some(_)) => Err(self.not_of_format(at)),
         }
+    }
+
+    /// A key or value that is not the string the format says it must be.
+    fn not_of_format(&self, at: At<'_>) -> Rejection {
+        shape(match self.format {
+            Format::Text => format!("{at}: must be a string, as {TEXT_V2} requires"),
+            _ => format!("{at}: must be a base64 string, as {BINARY_V2} requires"),
+        })
     }
 
     fn check_key(&self, key: Option<&Value>, at: At<'_>) -> Result<(), Rejection> {
@@ -436,12 +446,7 @@ impl RecordContext<'_> {
             (_, None | Some(Value::Null)) | (Format::Json, _) => Ok(()),
             (Format::Text, Some(Value::String(_))) => Ok(()),
             (Format::Binary, Some(Value::String(s))) if base64_decode(s).is_some() => Ok(()),
-            (Format::Text, Some(_)) => Err(shape(format!(
-                "{at}: must be a string, as {TEXT_V2} requires"
-            ))),
-            (Format::Binary, Some(_)) => Err(shape(format!(
-                "{at}: must be a base64 string, as {BINARY_V2} requires"
-            ))),
+            (_, Some(_)) => Err(self.not_of_format(at)),
         }
     }
 
