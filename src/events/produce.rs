@@ -224,11 +224,12 @@ pub fn stamp(
     }
     let format = format_of(input.content_type)?;
     // A record's object or array value that is already compact is copied into its envelope,
-    // not parsed and written again; one with an `id` may be a prior event, read as a tree.
+    // not parsed and written again; one with an `id` and a `data` or `specversion` may be a
+    // prior event (`is_prior_event`), read as a tree.
     let keep = json::Keep {
         depth: 3,
         key: "value",
-        unless_member: "id",
+        unless_members: &[&["id"], &["data", "specversion"]],
     };
     let parsed: Value = json::from_slice_keeping(body, keep).map_err(|e| {
         Rejection::new(

@@ -63,8 +63,9 @@ pub struct Keep<'k> {
     /// How deep the object holding `key` is: 1 for the document's own members.
     pub depth: usize,
     pub key: &'k str,
-    /// An object with a member of this name is parsed after all, for the caller to look at.
-    pub unless_member: &'k str,
+    /// An object with a member from each of these groups of names is parsed after all, for
+    /// the caller to look at (at most 32 groups).
+    pub unless_members: &'k [&'k [&'k str]],
 }
 
 /// As [`from_slice`], but the object or array that is `keep.key`'s value (in an object at
@@ -385,12 +386,7 @@ impl<'a> Parser<'a> {
         if !matches!(self.peek(), Some(b'{' | b'[')) {
             return None;
         }
-        let end = compact_end(
-            self.input,
-            start,
-            self.depth,
-            Some(keep.unless_member.as_bytes()),
-        )?;
+        let end = compact_end(self.input, start, self.depth, Some(keep.unless_members))?;
         // Starts and ends at ASCII brackets: char boundaries.
         let text = self.text.get(start..end)?;
         self.at = end;
@@ -403,7 +399,7 @@ impl<'a> Parser<'a> {
 /// escapes them, numbers without exponent (the parser range-checks those). None for anything
 /// else, valid or not: the parser then reads it, and reports any error as it always did.
 /// `depth` counts as the parser's does, so nothing nests deeper than it accepts.
-fn compact_end(input: &[u8], at: usize, depth: usize, unless: Option<&[u8]>) -> Option<usize> {
+fn compact_end(input: &[u8], at: usize, depth: usize, unless: Option<&[&[&str]]>) -> Option<usize> {
     let open = *input.get(at)?;
     let close = match open {
         b'{' => b'}',
@@ -434,12 +430,20 @@ fn compact_end(input: &[u8], at: usize, depth: usize, unless: Option<&[u8]>) -> 
         return Some(at + 1);
     }
     let mut last_key: Option<&[u8]> = None;
+    // The `unless` groups that have a member here, one bit each.
+    let mut matched = 0u32;
+    let groups = unless.unwrap_or_default();
     loop {
         if open == b'{' {
             let end = compact_string_end(input, at)?;
             let key = input.get(at + 1..end - 1)?;
-            if key.contains(&b'\\') || last_key.is_some_and(|k| k >= key) || unless == Some(key) {
+            if key.contains(&b'\\') || last_key.is_some_and(|k| k >= key) {
                 return None;
+            }
+            for (g, group) in groups.iter().take(32).enumerate() {
+                if group.iter().any(|name| name.as_bytes() == key) {
+                    matched |= 1 << g;
+                }
             }
             last_key = Some(key);
             if input.get(end) != Some(&b':') {
@@ -450,7 +454,10 @@ fn compact_end(input: &[u8], at: usize, depth: usize, unless: Option<&[u8]>) -> 
         at = compact_end(input, at, depth + 1, None)?;
         match input.get(at) {
             Some(&b',') => at += 1,
-            Some(&c) if c == close => return Some(at + 1),
+            Some(&c) if c == close => {
+                let all = !groups.is_empty() && matched.count_ones() as usize == groups.len();
+                return (!all).then_some(at + 1);
+            }
             _ => return None,
         }
     }

@@ -221,7 +221,7 @@ fn the_word_at_a_time_scan_finds_the_first_special_byte() {
 const KEEP: Keep<'static> = Keep {
     depth: 3,
     key: "v",
-    unless_member: "id",
+    unless_members: &[&["id"], &["data", "specversion"]],
 };
 
 /// `{"a": [{"v": <payload>}]}` read with and without keeping: the same text written, the
@@ -275,9 +275,21 @@ fn a_payload_written_otherwise_is_parsed_and_written_as_ever() {
             "{payload}: {v:?}"
         );
     }
-    // Scalars are values as ever; an `id` further down does not matter.
+    // Scalars are values as ever; the `unless` members count at the top only, all of them.
     assert_eq!(kept(r#""s""#), Some(Value::from("s")));
-    assert!(matches!(kept(r#"{"a":{"id":1}}"#), Some(Value::Raw(_))));
+    assert!(matches!(
+        kept(r#"{"a":{"data":1,"id":1}}"#),
+        Some(Value::Raw(_))
+    ));
+    assert!(matches!(
+        kept(r#"{"id":"o-1","total":1}"#),
+        Some(Value::Raw(_))
+    ));
+    assert!(matches!(kept(r#"{"data":1,"x":2}"#), Some(Value::Raw(_))));
+    assert!(matches!(
+        kept(r#"{"id":1,"specversion":2}"#),
+        Some(Value::Object(_))
+    ));
     // Invalid text: the parser's error, at the same place.
     for payload in [
         "[1,]",
