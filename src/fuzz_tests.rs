@@ -251,6 +251,42 @@ fn json_round_trips_and_damaged_text_errors_inside_the_input() {
     });
 }
 
+/// A record value kept as text (`from_slice_keeping`, the events stamp) is written as the parsed
+/// one is, byte for byte, and damaged text gets the parser's own error.
+#[test]
+fn kept_payloads_write_as_parsed_ones() {
+    let keep = json::Keep {
+        depth: 3,
+        key: "value",
+        unless_members: &[&["id"], &["data", "specversion"]],
+    };
+    check("json_keep", |rng| {
+        let mut text = gen_value(rng, 5, RECORD_KEYS).to_json().into_bytes();
+        match rng.below(3) {
+            0 => text = damaged(rng, &String::from_utf8_lossy(&text)),
+            1 => {
+                for _ in 0..=rng.below(3) {
+                    let at = rng.below(text.len() + 1);
+                    text.insert(at, *rng.pick(b" \n\t"));
+                }
+            }
+            _ => {}
+        }
+        let mut body = br#"{"records":[{"key":1,"value":"#.to_vec();
+        body.extend_from_slice(&text);
+        body.extend_from_slice(b"}]}");
+        let show = || String::from_utf8_lossy(&body).into_owned();
+        match (
+            json::from_slice_keeping(&body, keep),
+            json::from_slice(&body),
+        ) {
+            (Ok(k), Ok(p)) if k.to_json() == p.to_json() => Ok(()),
+            (Err(k), Err(p)) if k == p => Ok(()),
+            (k, p) => Err(format!("{}: kept {k:?}, parsed {p:?}", show())),
+        }
+    });
+}
+
 // ---------------------------------------------------------------------------------------------
 // The float parser.
 

@@ -159,9 +159,10 @@ impl Rejection {
     /// The bridge's own error shape, so clients handle both alike:
     /// `{"error_code": 400, "message": "..."}`.
     pub fn body(&self) -> Vec<u8> {
-        json!({"error_code": self.status(), "message": self.message})
-            .to_string()
-            .into_bytes()
+        let mut body = format!("{{\"error_code\":{},\"message\":", self.status());
+        json::escape_into(&self.message, &mut body);
+        body.push('}');
+        body.into_bytes()
     }
 }
 
@@ -222,7 +223,15 @@ pub fn stamp(
         return Err(too_large(body.len(), input.config.max_body_bytes));
     }
     let format = format_of(input.content_type)?;
-    let parsed: Value = crate::json::from_slice(body).map_err(|e| {
+    // A record's object or array value that is already compact is copied into its envelope,
+    // not parsed and written again; one with an `id` and a `data` or `specversion` may be a
+    // prior event (`is_prior_event`), read as a tree.
+    let keep = json::Keep {
+        depth: 3,
+        key: "value",
+        unless_members: &[&["id"], &["data", "specversion"]],
+    };
+    let parsed: Value = json::from_slice_keeping(body, keep).map_err(|e| {
         Rejection::new(
             RejectReason::InvalidJson,
             format!("body is not valid JSON: {e}"),
@@ -261,7 +270,9 @@ pub fn stamp(
     }
     // Written straight into a buffer sized for the stamped body (~150 bytes more a record).
     let mut text = String::with_capacity(body.len() + 256 * out.len());
-    crate::json::write_value(&json!({"records": Value::Array(out)}), &mut text);
+    // Back into the request's own (now empty) top object; `json!` would clone the whole tree.
+    top.insert("records".to_string(), Value::Array(out));
+    crate::json::write_value(&Value::Object(top), &mut text);
     let body = text.into_bytes();
     // The limit holds for what is forwarded: stamping adds ~150 bytes a record, and a body
     // over Envoy's buffer limit would get Envoy's plain 413 after the records were counted.
@@ -320,11 +331,8 @@ struct RecordContext<'a> {
 }
 
 impl RecordContext<'_> {
-    fn event_type(&self) -> String {
-        self.topic
-            .event_type
-            .clone()
-            .unwrap_or_else(|| self.input.topic.to_string())
+    fn event_type(&self) -> &str {
+        self.topic.event_type.as_deref().unwrap_or(self.input.topic)
     }
 
     fn new_id(&self, random: &mut RandomSource<'_>) -> Result<String, Rejection> {
@@ -382,10 +390,7 @@ impl RecordContext<'_> {
                         b"application/cloudevents+json".to_vec(),
                     );
                 }
-                (
-                    self.encode_value(Data::Json(Value::Object(event))),
-                    data_json,
-                )
+                (self.encode_value(Data::Json(event)), data_json)
             }
         };
         record.insert("value".into(), value);
@@ -404,7 +409,13 @@ impl RecordContext<'_> {
         if !headers.is_empty() {
             let list = headers
                 .into_iter()
-                .map(|(k, v)| json!({"key": k, "value": base64_encode(&v)}))
+                .map(|(k, v)| {
+                    let value = Value::String(base64_encode(&v));
+                    Value::Object(Map::from_pairs(vec![
+                        ("key".into(), Value::String(k)),
+                        ("value".into(), value),
+                    ]))
+                })
                 .collect();
             record.insert("headers".into(), Value::Array(list));
         }
@@ -419,13 +430,16 @@ impl RecordContext<'_> {
             (Format::Binary, Some(Value::String(s))) => base64_decode(&s)
                 .map(Data::Bytes)
                 .ok_or_else(|| shape(format!("{at}: not base64, as {BINARY_V2} requires"))),
-            (Format::Text, Some(_)) => Err(shape(format!(
-                "{at}: must be a string, as {TEXT_V2} requires"
-            ))),
-            (Format::Binary, Some(_)) => Err(shape(format!(
-                "{at}: must be a base64 string, as {BINARY_V2} requires"
-            ))),
+            (_, Some(_)) => Err(self.not_of_format(at)),
         }
+    }
+
+    /// A key or value that is not the string the format says it must be.
+    fn not_of_format(&self, at: At<'_>) -> Rejection {
+        shape(match self.format {
+            Format::Text => format!("{at}: must be a string, as {TEXT_V2} requires"),
+            _ => format!("{at}: must be a base64 string, as {BINARY_V2} requires"),
+        })
     }
 
     fn check_key(&self, key: Option<&Value>, at: At<'_>) -> Result<(), Rejection> {
@@ -433,12 +447,7 @@ impl RecordContext<'_> {
             (_, None | Some(Value::Null)) | (Format::Json, _) => Ok(()),
             (Format::Text, Some(Value::String(_))) => Ok(()),
             (Format::Binary, Some(Value::String(s))) if base64_decode(s).is_some() => Ok(()),
-            (Format::Text, Some(_)) => Err(shape(format!(
-                "{at}: must be a string, as {TEXT_V2} requires"
-            ))),
-            (Format::Binary, Some(_)) => Err(shape(format!(
-                "{at}: must be a base64 string, as {BINARY_V2} requires"
-            ))),
+            (_, Some(_)) => Err(self.not_of_format(at)),
         }
     }
 
@@ -486,7 +495,10 @@ impl RecordContext<'_> {
                     .iter()
                     .find(|(k, _)| k.eq_ignore_ascii_case("content-type"));
                 match said.map(|(_, v)| String::from_utf8_lossy(v).into_owned()) {
-                    Some(ct) if ct.contains("json") => "application/json",
+                    // Bytes, not `str::contains`: keeps core's substring searcher out of the `.wasm`.
+                    Some(ct) if ct.as_bytes().windows(4).any(|w| w == b"json") => {
+                        "application/json"
+                    }
                     Some(ct) if ct.starts_with("text/") => "text/plain",
                     _ => "application/octet-stream",
                 }
@@ -503,7 +515,7 @@ impl RecordContext<'_> {
         stats: &mut StampStats,
         i: usize,
         wants_data: bool,
-    ) -> Result<(Map<String, Value>, Option<Value>), Rejection> {
+    ) -> Result<(Value, Option<Value>), Rejection> {
         let structured = self.topic.mode == Mode::CloudEventsStructured;
         let (id_key, time_key) = if structured {
             ("id", "time")
@@ -550,42 +562,19 @@ impl RecordContext<'_> {
                 prior
             }
             None => {
-                let mut event = Map::new();
-                event.insert(id_key.into(), Value::String(self.new_id(random)?));
-                event.insert(
-                    time_key.into(),
-                    Value::String(rfc3339_millis(self.input.now_ms)),
-                );
-                let ct = self.data_content_type(headers);
-                match (data, structured) {
-                    (Data::Bytes(b), true) => {
-                        event.insert("data_base64".into(), Value::String(base64_encode(&b)));
-                        event.insert("datacontenttype".into(), ct.into());
-                    }
-                    (Data::Bytes(b), false) => {
-                        event.insert("data".into(), Value::String(base64_encode(&b)));
-                        event.insert("datacontenttype".into(), ct.into());
-                        event.insert("dataencoding".into(), "base64".into());
-                    }
-                    (Data::Text(s), _) => {
-                        event.insert("data".into(), Value::String(s));
-                        event.insert("datacontenttype".into(), ct.into());
-                    }
-                    (Data::Json(v), _) => {
-                        event.insert("data".into(), v);
-                        if structured {
-                            event.insert("datacontenttype".into(), ct.into());
-                        }
-                    }
-                    (Data::Null, _) => {
-                        event.insert("data".into(), Value::Null);
-                    }
-                }
-                event
+                // Written straight out: no map, no key strings, the payload copied once.
+                let data_json = if wants_data {
+                    data_as_json(&data)
+                } else {
+                    None
+                };
+                let id = self.new_id(random)?;
+                let event = self.new_event(data, &id, headers, structured);
+                return Ok((Value::Raw(event), data_json));
             }
         };
         event.insert("source".into(), Value::String(source.to_string()));
-        event.insert("type".into(), Value::String(self.event_type()));
+        event.insert("type".into(), Value::String(self.event_type().to_string()));
         if structured {
             event.insert("specversion".into(), "1.0".into());
         } else {
@@ -596,21 +585,89 @@ impl RecordContext<'_> {
         }
         // The partition key reads the event's data (the producer's own payload).
         if !wants_data {
-            return Ok((event, None));
+            return Ok((Value::Object(event), None));
         }
         let data_json = match event.get("data") {
             Some(Value::String(s)) if event.get("dataencoding").is_some() => {
                 base64_decode(s).and_then(|b| crate::json::from_slice(&b).ok())
             }
             Some(Value::String(s)) if self.format != Format::Json => crate::json::from_str(s).ok(),
-            Some(v) => Some(v.clone()),
+            Some(v) => Some(tree(v)),
             None => event
                 .get("data_base64")
                 .and_then(Value::as_str)
                 .and_then(base64_decode)
                 .and_then(|b| crate::json::from_slice(&b).ok()),
         };
-        Ok((event, data_json))
+        Ok((Value::Object(event), data_json))
+    }
+
+    /// A new event's text, exactly as `write_value` writes the map: members in key order
+    /// (`data` < `data_base64` < `datacontenttype` < `dataencoding` < `id` < `source` <
+    /// `specversion` < `time` < `timestamp` < `traceparent` < `type` < `version`).
+    fn new_event(
+        &self,
+        data: Data,
+        id: &str,
+        headers: &[(String, Vec<u8>)],
+        structured: bool,
+    ) -> String {
+        let ct = self.data_content_type(headers);
+        let size = match &data {
+            Data::Json(Value::Raw(text)) | Data::Text(text) => text.len(),
+            Data::Bytes(b) => b.len() / 3 * 4 + 4,
+            _ => 0,
+        };
+        let mut out = String::with_capacity(256 + size);
+        let member = |out: &mut String, key: &str| {
+            out.push(if out.is_empty() { '{' } else { ',' });
+            out.push('"');
+            out.push_str(key);
+            out.push_str("\":");
+        };
+        let (ct, encoding) = match data {
+            Data::Bytes(b) => {
+                member(&mut out, if structured { "data_base64" } else { "data" });
+                json::escape_into(&base64_encode(&b), &mut out);
+                (Some(ct), (!structured).then_some("base64"))
+            }
+            Data::Text(text) => {
+                member(&mut out, "data");
+                json::escape_into(&text, &mut out);
+                (Some(ct), None)
+            }
+            Data::Json(v) => {
+                member(&mut out, "data");
+                json::write_value(&v, &mut out);
+                (structured.then_some(ct), None)
+            }
+            Data::Null => {
+                member(&mut out, "data");
+                out.push_str("null");
+                (None, None)
+            }
+        };
+        let time = rfc3339_millis(self.input.now_ms);
+        let tail = [
+            ("datacontenttype", ct),
+            ("dataencoding", encoding),
+            ("id", Some(id)),
+            ("source", Some(self.input.source)),
+            ("specversion", structured.then_some("1.0")),
+            ("time", structured.then_some(time.as_str())),
+            ("timestamp", (!structured).then_some(time.as_str())),
+            ("traceparent", self.traceparent),
+            ("type", Some(self.event_type())),
+            ("version", (!structured).then_some("1.0")),
+        ];
+        for (key, value) in tail {
+            if let Some(value) = value {
+                member(&mut out, key);
+                json::escape_into(value, &mut out);
+            }
+        }
+        out.push('}');
+        out
     }
 
     /// CloudEvents binary: the value stays; the attributes become `ce_*` record headers.
@@ -648,7 +705,7 @@ impl RecordContext<'_> {
         headers.push(("ce_specversion".into(), b"1.0".to_vec()));
         headers.push(("ce_id".into(), id.into_bytes()));
         headers.push(("ce_source".into(), self.input.source.as_bytes().to_vec()));
-        headers.push(("ce_type".into(), self.event_type().into_bytes()));
+        headers.push(("ce_type".into(), self.event_type().as_bytes().to_vec()));
         headers.push(("ce_time".into(), time.into_bytes()));
         let has_content_type = headers
             .iter()
@@ -685,10 +742,18 @@ impl RecordContext<'_> {
 /// The record value read as JSON, for envelope detection and partition keys.
 fn data_as_json(data: &Data) -> Option<Value> {
     match data {
-        Data::Json(v) => Some(v.clone()),
+        Data::Json(v) => Some(tree(v)),
         Data::Text(s) => crate::json::from_str(s).ok(),
         Data::Bytes(b) => crate::json::from_slice(b).ok(),
         Data::Null => None,
+    }
+}
+
+/// A value as a tree, a kept payload ([`Value::Raw`]) read, for a JSON pointer into it.
+fn tree(v: &Value) -> Value {
+    match v {
+        Value::Raw(text) => json::from_str(text).unwrap_or_else(|_| v.clone()),
+        other => other.clone(),
     }
 }
 

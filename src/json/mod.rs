@@ -19,7 +19,7 @@ use crate::sorted_map::SortedMap;
 use std::fmt;
 
 pub use number::Number;
-pub use parse::{from_slice, from_str, Error, MAX_DEPTH};
+pub use parse::{from_slice, from_slice_keeping, from_str, Error, Keep, MAX_DEPTH};
 pub use write::{escape_into, write_value};
 
 /// The length of `bytes`' leading run that a JSON string holds as is: up to the first `"`, `\`
@@ -64,6 +64,9 @@ pub enum Value {
     String(String),
     Array(Vec<Value>),
     Object(Map),
+    /// An object or array kept as its text, which is what [`write_value`] writes for its tree.
+    /// Only [`from_slice_keeping`] makes one, for a payload passed on unread.
+    Raw(String),
 }
 
 static NULL: Value = Value::Null;
@@ -157,7 +160,7 @@ impl Value {
         let rest = pointer.strip_prefix('/')?;
         let mut at = self;
         for token in rest.split('/') {
-            let token = token.replace("~1", "/").replace("~0", "~");
+            let token = unescape_token(token);
             at = match at {
                 Value::Object(m) => m.get(&token)?,
                 Value::Array(a) => {
@@ -181,6 +184,27 @@ impl Value {
         write_value(self, &mut out);
         out
     }
+}
+
+/// RFC 6901's `~1` then `~0`, as two `replace`s would: by hand, which keeps core's substring
+/// searcher out of the `.wasm`.
+fn unescape_token(token: &str) -> String {
+    let mut out = String::with_capacity(token.len());
+    let mut chars = token.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, chars.peek()) {
+            ('~', Some('1')) => {
+                out.push('/');
+                chars.next();
+            }
+            ('~', Some('0')) => {
+                out.push('~');
+                chars.next();
+            }
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 /// `Display` is the compact JSON text, so `value.to_string()` writes JSON.

@@ -46,51 +46,84 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 pub fn from_str(text: &str) -> Result<Value, Error> {
-    Parser::new(text.as_bytes()).document()
+    Parser::new(text, None).document()
 }
 
 /// Bytes that must be UTF-8 JSON.
 pub fn from_slice(bytes: &[u8]) -> Result<Value, Error> {
-    if let Err(e) = std::str::from_utf8(bytes) {
-        return Err(Parser::new(bytes).error_at(e.valid_up_to(), "invalid UTF-8"));
+    match std::str::from_utf8(bytes) {
+        Ok(text) => from_str(text),
+        Err(e) => Err(error_at(bytes, e.valid_up_to(), "invalid UTF-8")),
     }
-    Parser::new(bytes).document()
+}
+
+/// Where [`from_slice_keeping`] keeps a value as its text.
+#[derive(Debug, Clone, Copy)]
+pub struct Keep<'k> {
+    /// How deep the object holding `key` is: 1 for the document's own members.
+    pub depth: usize,
+    pub key: &'k str,
+    /// An object with a member from each of these groups of names is parsed after all, for
+    /// the caller to look at (at most 32 groups).
+    pub unless_members: &'k [&'k [&'k str]],
+}
+
+/// As [`from_slice`], but the object or array that is `keep.key`'s value (in an object at
+/// `keep.depth`) becomes [`Value::Raw`] when its text is already what [`write_value`] would
+/// write for its tree: a payload that is only passed on is checked and copied, not built into
+/// a tree and written again. Any other text there, valid or not, is parsed as usual.
+///
+/// [`write_value`]: super::write_value
+pub fn from_slice_keeping(bytes: &[u8], keep: Keep<'_>) -> Result<Value, Error> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Parser::new(text, Some(keep)).document(),
+        Err(e) => Err(error_at(bytes, e.valid_up_to(), "invalid UTF-8")),
+    }
+}
+
+fn error_at(input: &[u8], offset: usize, message: &'static str) -> Error {
+    let offset = offset.min(input.len());
+    let before = &input[..offset];
+    let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |p| p + 1);
+    // Columns count characters, the offending one included (1-based).
+    let column = 1 + input[line_start..offset]
+        .iter()
+        .filter(|&&b| b & 0xC0 != 0x80)
+        .count();
+    Error {
+        message,
+        offset,
+        line,
+        column,
+    }
 }
 
 struct Parser<'a> {
+    /// UTF-8 (checked by the callers): `text`'s bytes.
     input: &'a [u8],
+    text: &'a str,
     at: usize,
     depth: usize,
+    keep: Option<Keep<'a>>,
 }
 
 impl<'a> Parser<'a> {
-    fn new(input: &'a [u8]) -> Self {
+    fn new(text: &'a str, keep: Option<Keep<'a>>) -> Self {
         Parser {
-            input,
+            input: text.as_bytes(),
+            text,
             at: 0,
             depth: 0,
+            keep,
         }
     }
 
     fn error_at(&self, offset: usize, message: &'static str) -> Error {
-        let offset = offset.min(self.input.len());
-        let before = &self.input[..offset];
-        let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
-        let line_start = before
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(0, |p| p + 1);
-        // Columns count characters, the offending one included (1-based).
-        let column = 1 + self.input[line_start..offset]
-            .iter()
-            .filter(|&&b| b & 0xC0 != 0x80)
-            .count();
-        Error {
-            message,
-            offset,
-            line,
-            column,
-        }
+        error_at(self.input, offset, message)
     }
 
     fn error(&self, message: &'static str) -> Error {
@@ -199,7 +232,10 @@ impl<'a> Parser<'a> {
                 None => return Err(self.error("EOF while parsing an object")),
                 Some(_) => return Err(self.error("expected `:`")),
             }
-            let value = self.value()?;
+            let value = match self.kept(&key) {
+                Some(raw) => raw,
+                None => self.value()?,
+            };
             members.push((key, value));
             self.skip_whitespace();
             match self.peek() {
@@ -233,10 +269,11 @@ impl<'a> Parser<'a> {
                         self.error_at(start + e.valid_up_to(), "invalid UTF-8")
                     };
                     if out.is_empty() {
-                        // No escapes: one copy.
-                        return std::str::from_utf8(plain)
-                            .map(str::to_string)
-                            .map_err(invalid);
+                        // No escapes: one copy. Runs start and end beside ASCII bytes.
+                        return match self.text.get(start..start + run) {
+                            Some(text) => Ok(text.to_string()),
+                            None => Err(self.error_at(start, "invalid UTF-8")),
+                        };
                     }
                     out.extend_from_slice(plain);
                     return String::from_utf8(out).map_err(|e| invalid(e.utf8_error()));
@@ -324,36 +361,11 @@ impl<'a> Parser<'a> {
     /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`, kept as text.
     fn number(&mut self) -> Result<Value, Error> {
         let start = self.at;
-        if self.peek() == Some(b'-') {
-            self.at += 1;
-        }
-        match self.peek() {
-            Some(b'0') => self.at += 1,
-            Some(b'1'..=b'9') => self.digits(),
-            None => return Err(self.error("EOF while parsing a value")),
-            Some(_) => return Err(self.error("invalid number")),
-        }
-        let mut exponent = false;
-        if self.peek() == Some(b'.') {
-            self.at += 1;
-            if !matches!(self.peek(), Some(b'0'..=b'9')) {
-                return Err(self.error("invalid number"));
-            }
-            self.digits();
-        }
-        if let Some(b'e' | b'E') = self.peek() {
-            exponent = true;
-            self.at += 1;
-            if let Some(b'+' | b'-') = self.peek() {
-                self.at += 1;
-            }
-            if !matches!(self.peek(), Some(b'0'..=b'9')) {
-                return Err(self.error("invalid number"));
-            }
-            self.digits();
-        }
-        // Only the grammar's bytes were consumed: ASCII.
-        let text = std::str::from_utf8(&self.input[start..self.at]).unwrap_or("0");
+        let (end, exponent) =
+            number_end(self.input, start).map_err(|(at, message)| self.error_at(at, message))?;
+        self.at = end;
+        // Only the grammar's bytes: ASCII.
+        let text = self.text.get(start..end).unwrap_or("0");
         // Out of f64's range reads as infinity: refused, as serde_json does.
         if (exponent || text.len() > 300)
             && !crate::float_parse::parse_f64(text).is_some_and(f64::is_finite)
@@ -363,9 +375,157 @@ impl<'a> Parser<'a> {
         Ok(Value::Number(Number::from_checked(text)))
     }
 
-    fn digits(&mut self) {
-        while let Some(b'0'..=b'9') = self.peek() {
-            self.at += 1;
+    /// `key`'s value as [`Value::Raw`] when [`Keep`] says so and its text is compact.
+    fn kept(&mut self, key: &str) -> Option<Value> {
+        let keep = self.keep?;
+        if self.depth != keep.depth || key != keep.key {
+            return None;
+        }
+        self.skip_whitespace();
+        let start = self.at;
+        if !matches!(self.peek(), Some(b'{' | b'[')) {
+            return None;
+        }
+        let end = compact_end(self.input, start, self.depth, Some(keep.unless_members))?;
+        // Starts and ends at ASCII brackets: char boundaries.
+        let text = self.text.get(start..end)?;
+        self.at = end;
+        Some(Value::Raw(text.to_string()))
+    }
+}
+
+/// The end of the value at `at` when its text is exactly what `write_value` writes for it: no
+/// whitespace, object keys without escapes, unique and sorted, strings escaped as the writer
+/// escapes them, numbers without exponent (the parser range-checks those). None for anything
+/// else, valid or not: the parser then reads it, and reports any error as it always did.
+/// `depth` counts as the parser's does, so nothing nests deeper than it accepts.
+fn compact_end(input: &[u8], at: usize, depth: usize, unless: Option<&[&[&str]]>) -> Option<usize> {
+    let open = *input.get(at)?;
+    let close = match open {
+        b'{' => b'}',
+        b'[' => b']',
+        b'"' => return compact_string_end(input, at),
+        b't' | b'f' | b'n' => {
+            let word: &[u8] = match open {
+                b't' => b"true",
+                b'f' => b"false",
+                _ => b"null",
+            };
+            let end = at + word.len();
+            return (input.get(at..end) == Some(word)).then_some(end);
+        }
+        // Numbers with an exponent or over 300 bytes are range-checked by the parser.
+        _ => {
+            return match number_end(input, at) {
+                Ok((end, false)) if end - at <= 300 => Some(end),
+                _ => None,
+            }
+        }
+    };
+    if depth >= MAX_DEPTH {
+        return None;
+    }
+    let mut at = at + 1;
+    if input.get(at) == Some(&close) {
+        return Some(at + 1);
+    }
+    let mut last_key: Option<&[u8]> = None;
+    // The `unless` groups that have a member here, one bit each.
+    let mut matched = 0u32;
+    let groups = unless.unwrap_or_default();
+    loop {
+        if open == b'{' {
+            let end = compact_string_end(input, at)?;
+            let key = input.get(at + 1..end - 1)?;
+            if key.contains(&b'\\') || last_key.is_some_and(|k| k >= key) {
+                return None;
+            }
+            for (g, group) in groups.iter().take(32).enumerate() {
+                if group.iter().any(|name| name.as_bytes() == key) {
+                    matched |= 1 << g;
+                }
+            }
+            last_key = Some(key);
+            if input.get(end) != Some(&b':') {
+                return None;
+            }
+            at = end + 1;
+        }
+        at = compact_end(input, at, depth + 1, None)?;
+        match input.get(at) {
+            Some(&b',') => at += 1,
+            Some(&c) if c == close => {
+                let all = !groups.is_empty() && matched.count_ones() as usize == groups.len();
+                return (!all).then_some(at + 1);
+            }
+            _ => return None,
         }
     }
+}
+
+/// At `"`: the end of a string whose escapes are the writer's (`\"`, `\\`, `\n`, `\r`, `\t`,
+/// `\b`, `\f`, `\u00xx` for the other control characters).
+fn compact_string_end(input: &[u8], at: usize) -> Option<usize> {
+    if input.get(at) != Some(&b'"') {
+        return None;
+    }
+    let mut at = at + 1;
+    loop {
+        at += super::plain_run(input.get(at..)?);
+        match *input.get(at)? {
+            b'"' => return Some(at + 1),
+            b'\\' => {
+                at += match *input.get(at + 1)? {
+                    b'"' | b'\\' | b'n' | b'r' | b't' | b'b' | b'f' => 2,
+                    b'u' => match *input.get(at + 2..at + 6)? {
+                        [b'0', b'0', b'0', b'8' | b'9' | b'a' | b'c' | b'd'] => return None,
+                        [b'0', b'0', b'0' | b'1', b'0'..=b'9' | b'a'..=b'f'] => 6,
+                        _ => return None,
+                    },
+                    _ => return None,
+                };
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?` at `at`: where it ends and whether it
+/// has an exponent, or where and why it is no number.
+fn number_end(input: &[u8], at: usize) -> Result<(usize, bool), (usize, &'static str)> {
+    let digit = |i: usize| input.get(i).is_some_and(u8::is_ascii_digit);
+    let digits = |mut i: usize| {
+        while digit(i) {
+            i += 1;
+        }
+        i
+    };
+    let mut i = at;
+    if input.get(i) == Some(&b'-') {
+        i += 1;
+    }
+    i = match input.get(i) {
+        Some(b'0') => i + 1,
+        Some(b'1'..=b'9') => digits(i + 1),
+        None => return Err((i, "EOF while parsing a value")),
+        Some(_) => return Err((i, "invalid number")),
+    };
+    if input.get(i) == Some(&b'.') {
+        if !digit(i + 1) {
+            return Err((i + 1, "invalid number"));
+        }
+        i = digits(i + 1);
+    }
+    let exponent = matches!(input.get(i), Some(b'e' | b'E'));
+    if exponent {
+        i += 1;
+        if matches!(input.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if !digit(i) {
+            return Err((i, "invalid number"));
+        }
+        i = digits(i);
+    }
+    Ok((i, exponent))
 }

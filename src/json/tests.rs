@@ -217,3 +217,119 @@ fn the_word_at_a_time_scan_finds_the_first_special_byte() {
         assert_eq!(super::plain_run(&vec![0xe9; len]), len);
     }
 }
+
+const KEEP: Keep<'static> = Keep {
+    depth: 3,
+    key: "v",
+    unless_members: &[&["id"], &["data", "specversion"]],
+};
+
+/// `{"a": [{"v": <payload>}]}` read with and without keeping: the same text written, the
+/// same error.
+fn kept(payload: &str) -> Option<Value> {
+    let body = format!(r#"{{"a": [{{"v": {payload}}}]}}"#);
+    let keeping = from_slice_keeping(body.as_bytes(), KEEP);
+    let parsing = from_slice(body.as_bytes());
+    match (&keeping, &parsing) {
+        (Ok(k), Ok(p)) => assert_eq!(k.to_string(), p.to_string(), "{payload}"),
+        (Err(k), Err(p)) => assert_eq!(k, p, "{payload}"),
+        _ => panic!("{payload}: {keeping:?} vs {parsing:?}"),
+    }
+    keeping.ok().map(|v| v["a"][0]["v"].clone())
+}
+
+#[test]
+fn a_compact_payload_is_kept_as_its_text() {
+    for payload in [
+        r#"{"a":1,"b":[true,false,null,-0.5,"x\"\\\n\r\t\b\f\u0001\u001f/é"],"c":{}}"#,
+        "[]",
+        "{}",
+        r#"[{"b":1,"c":2},[[]],"",0,-12,1.50]"#,
+    ] {
+        assert_eq!(kept(payload), Some(Value::Raw(payload.to_string())));
+    }
+}
+
+#[test]
+fn a_payload_written_otherwise_is_parsed_and_written_as_ever() {
+    for payload in [
+        r#"{"b":1,"a":2}"#,
+        r#"{"a":1,"a":2}"#,
+        r#"{ "a":1}"#,
+        r#"[1 ,2]"#,
+        "[1,2\n]",
+        r#"["\/"]"#,
+        r#"["\u0041"]"#,
+        r#"["\u001F"]"#,
+        r#"["\u000a"]"#,
+        r#"["\ud83d\ude00"]"#,
+        r#"{"\u0061":1}"#,
+        r#"[1e5]"#,
+        r#"[1E-5]"#,
+        r#"["\u007f"]"#,
+        r#"{"x":1,"id":"e-1","data":{}}"#,
+    ] {
+        let v = kept(payload);
+        assert!(
+            v.as_ref().is_some_and(|v| !matches!(v, Value::Raw(_))),
+            "{payload}: {v:?}"
+        );
+    }
+    // Scalars are values as ever; the `unless` members count at the top only, all of them.
+    assert_eq!(kept(r#""s""#), Some(Value::from("s")));
+    assert!(matches!(
+        kept(r#"{"a":{"data":1,"id":1}}"#),
+        Some(Value::Raw(_))
+    ));
+    assert!(matches!(
+        kept(r#"{"id":"o-1","total":1}"#),
+        Some(Value::Raw(_))
+    ));
+    assert!(matches!(kept(r#"{"data":1,"x":2}"#), Some(Value::Raw(_))));
+    assert!(matches!(
+        kept(r#"{"id":1,"specversion":2}"#),
+        Some(Value::Object(_))
+    ));
+    // Invalid text: the parser's error, at the same place.
+    for payload in [
+        "[1,]",
+        "{\"a\":}",
+        "[01]",
+        "[1.]",
+        "[-]",
+        "[tru]",
+        "[\"\u{1}\"]",
+        "[\"\\x\"]",
+        "[1e999]",
+        "{\"a\":1",
+        "[",
+        "[\"\\u00",
+        "{1:2}",
+        "[]]",
+    ] {
+        assert_eq!(kept(payload), None, "{payload}");
+    }
+    // Nesting: the parser's limit holds for kept text too.
+    let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+    assert!(matches!(kept(&deep(MAX_DEPTH - 3)), Some(Value::Raw(_))));
+    assert_eq!(kept(&deep(MAX_DEPTH - 2)), None);
+}
+
+#[test]
+fn pointer_tokens_unescape_as_two_replaces_would() {
+    let pieces = ["~", "0", "1", "~0", "~1", "a", "/", "é"];
+    let mut tokens = vec![String::new()];
+    for _ in 0..4 {
+        tokens = tokens
+            .iter()
+            .flat_map(|t| pieces.iter().map(move |p| format!("{t}{p}")))
+            .collect();
+        for t in &tokens {
+            assert_eq!(
+                super::unescape_token(t),
+                t.replace("~1", "/").replace("~0", "~"),
+                "{t}"
+            );
+        }
+    }
+}

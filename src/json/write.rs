@@ -11,6 +11,7 @@ pub fn write_value(value: &Value, out: &mut String) {
         Value::Bool(false) => out.push_str("false"),
         Value::Number(n) => out.push_str(n.as_str()),
         Value::String(s) => escape_into(s, out),
+        Value::Raw(text) => out.push_str(text),
         Value::Array(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {

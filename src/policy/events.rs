@@ -60,6 +60,7 @@ fn kind(value: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
+        Value::Raw(_) => "JSON text",
     }
 }
 
