@@ -251,8 +251,8 @@ fn json_round_trips_and_damaged_text_errors_inside_the_input() {
     });
 }
 
-/// A record value kept as text (`from_slice_keeping`, the events stamp) is written as the parsed
-/// one is, byte for byte, and damaged text gets the parser's own error.
+/// A record value kept as text (`from_slice_keeping`, the events stamp) reads as the parsed one
+/// (its members in the producer's order), and damaged text gets the parser's own error.
 #[test]
 fn kept_payloads_write_as_parsed_ones() {
     let keep = json::Keep {
@@ -280,7 +280,11 @@ fn kept_payloads_write_as_parsed_ones() {
             json::from_slice_keeping(&body, keep),
             json::from_slice(&body),
         ) {
-            (Ok(k), Ok(p)) if k.to_json() == p.to_json() => Ok(()),
+            (Ok(k), Ok(p))
+                if json::from_str(&k.to_json()).map(|tree| tree.to_json()) == Ok(p.to_json()) =>
+            {
+                Ok(())
+            }
             (Err(k), Err(p)) if k == p => Ok(()),
             (k, p) => Err(format!("{}: kept {k:?}, parsed {p:?}", show())),
         }

@@ -394,9 +394,10 @@ impl<'a> Parser<'a> {
     }
 }
 
-/// The end of the value at `at` when its text is exactly what `write_value` writes for it: no
-/// whitespace, object keys without escapes, unique and sorted, strings escaped as the writer
-/// escapes them, numbers without exponent (the parser range-checks those). None for anything
+/// The end of the value at `at` when its text is what `write_value` writes for its tree but for
+/// the order of object members: no whitespace, object keys without escapes and unique, strings
+/// escaped as the writer escapes them, numbers without exponent (the parser range-checks those).
+/// Members stay in the producer's order: a compact payload passes on byte for byte. None for anything
 /// else, valid or not: the parser then reads it, and reports any error as it always did.
 /// `depth` counts as the parser's does, so nothing nests deeper than it accepts.
 fn compact_end(input: &[u8], at: usize, depth: usize, unless: Option<&[&[&str]]>) -> Option<usize> {
@@ -429,7 +430,12 @@ fn compact_end(input: &[u8], at: usize, depth: usize, unless: Option<&[&[&str]]>
     if input.get(at) == Some(&close) {
         return Some(at + 1);
     }
-    let mut last_key: Option<&[u8]> = None;
+    // Keys must be unique (the parser keeps a repeated key's last value): checked against the
+    // first `SEEN` keys, or by their ascending order beyond them.
+    const SEEN: usize = 32;
+    let mut seen: [&[u8]; SEEN] = [&[]; SEEN];
+    let mut count = 0usize;
+    let mut ascending = true;
     // The `unless` groups that have a member here, one bit each.
     let mut matched = 0u32;
     let groups = unless.unwrap_or_default();
@@ -437,15 +443,34 @@ fn compact_end(input: &[u8], at: usize, depth: usize, unless: Option<&[&[&str]]>
         if open == b'{' {
             let end = compact_string_end(input, at)?;
             let key = input.get(at + 1..end - 1)?;
-            if key.contains(&b'\\') || last_key.is_some_and(|k| k >= key) {
+            if key.contains(&b'\\') {
                 return None;
             }
+            let last = count.checked_sub(1).and_then(|i| seen.get(i.min(SEEN - 1)));
+            if ascending && last.is_some_and(|last| *last >= key) {
+                ascending = false;
+            }
+            let unique = if ascending {
+                true
+            } else if count < SEEN {
+                !seen[..count].contains(&key)
+            } else {
+                false
+            };
+            if !unique {
+                return None;
+            }
+            if let Some(slot) = seen.get_mut(count.min(SEEN - 1)) {
+                if count < SEEN || ascending {
+                    *slot = key;
+                }
+            }
+            count += 1;
             for (g, group) in groups.iter().take(32).enumerate() {
                 if group.iter().any(|name| name.as_bytes() == key) {
                     matched |= 1 << g;
                 }
             }
-            last_key = Some(key);
             if input.get(end) != Some(&b':') {
                 return None;
             }

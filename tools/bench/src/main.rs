@@ -506,16 +506,19 @@ impl EventsStack {
         let bridge_port = bridge.port;
         let dir = TempDir::new("sidecar-bench-events").map_err(|e| format!("temp dir: {e}"))?;
         let script = dir.path().join("produce.lua");
-        // One record of ~1 KB: an order with padding.
+        // One record of ~1 KB: an order with padding, its members in the order a producer
+        // declares them (JSON.stringify's; `json!` would sort them).
         let pad = "x".repeat(EVENT_RECORD_BYTES.saturating_sub(60));
-        let body = json!({"records": [{"value": {"orderId": "o-1001", "customerId": "c-7", "note": pad}}]});
+        let body = format!(
+            r#"{{"records":[{{"value":{{"orderId":"o-1001","customerId":"c-7","note":"{pad}"}}}}]}}"#
+        );
         let lua = format!(
             "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/vnd.kafka.json.v2+json\"\nwrk.body = '{body}'\n"
         );
         std::fs::write(&script, lua).map_err(|e| format!("{}: {e}", script.display()))?;
         // The same body for h2load (`--instructions`), beside the script.
         let body_path = script.with_extension("json");
-        std::fs::write(&body_path, body.to_string())
+        std::fs::write(&body_path, &body)
             .map_err(|e| format!("{}: {e}", body_path.display()))?;
         Ok(EventsStack {
             _bridge: bridge,
