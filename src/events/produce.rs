@@ -400,8 +400,8 @@ impl RecordContext<'_> {
         ) {
             if let Some(key) = data_json
                 .as_ref()
-                .and_then(|d| d.pointer(pointer))
-                .and_then(|k| self.encode_key(k))
+                .and_then(|d| pointed(d, pointer))
+                .and_then(|k| self.encode_key(&k))
             {
                 record.insert("key".into(), key);
             }
@@ -592,7 +592,7 @@ impl RecordContext<'_> {
                 base64_decode(s).and_then(|b| crate::json::from_slice(&b).ok())
             }
             Some(Value::String(s)) if self.format != Format::Json => crate::json::from_str(s).ok(),
-            Some(v) => Some(tree(v)),
+            Some(v) => Some(v.clone()),
             None => event
                 .get("data_base64")
                 .and_then(Value::as_str)
@@ -742,18 +742,19 @@ impl RecordContext<'_> {
 /// The record value read as JSON, for envelope detection and partition keys.
 fn data_as_json(data: &Data) -> Option<Value> {
     match data {
-        Data::Json(v) => Some(tree(v)),
+        Data::Json(v) => Some(v.clone()),
         Data::Text(s) => crate::json::from_str(s).ok(),
         Data::Bytes(b) => crate::json::from_slice(b).ok(),
         Data::Null => None,
     }
 }
 
-/// A value as a tree, a kept payload ([`Value::Raw`]) read, for a JSON pointer into it.
-fn tree(v: &Value) -> Value {
-    match v {
-        Value::Raw(text) => json::from_str(text).unwrap_or_else(|_| v.clone()),
-        other => other.clone(),
+/// The value at a JSON pointer into the data; a kept payload ([`Value::Raw`]) is scanned to
+/// it, not read whole.
+fn pointed(data: &Value, pointer: &str) -> Option<Value> {
+    match data {
+        Value::Raw(text) => json::raw_pointer(text, pointer),
+        tree => tree.pointer(pointer).cloned(),
     }
 }
 

@@ -486,7 +486,10 @@ pub fn dispatch_http_call(
 /// proxy-wasm's header map encoding: the pair count, each name's and value's length (u32 LE),
 /// then each name and value followed by a NUL.
 fn serialize_map(pairs: &[(String, String)]) -> Vec<u8> {
-    let size = 4 + pairs.iter().map(|(n, v)| n.len() + v.len() + 10).sum::<usize>();
+    let size = 4 + pairs
+        .iter()
+        .map(|(n, v)| n.len() + v.len() + 10)
+        .sum::<usize>();
     let mut bytes = Vec::with_capacity(size);
     let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
     bytes.extend_from_slice(&len(pairs.len()));

@@ -124,7 +124,10 @@ pub extern "C" fn proxy_on_vm_start(_root_context_id: u32, _vm_configuration_siz
 
 #[no_mangle]
 pub extern "C" fn proxy_on_configure(root_context_id: u32, configuration_size: usize) -> bool {
-    with_root(root_context_id, |root| root.on_configure(configuration_size)).unwrap_or(false)
+    with_root(root_context_id, |root| {
+        root.on_configure(configuration_size)
+    })
+    .unwrap_or(false)
 }
 
 #[no_mangle]
@@ -149,7 +152,9 @@ pub extern "C" fn proxy_on_request_body(
     body_size: usize,
     end_of_stream: bool,
 ) -> u32 {
-    stream_action(context_id, |s| s.on_http_request_body(body_size, end_of_stream))
+    stream_action(context_id, |s| {
+        s.on_http_request_body(body_size, end_of_stream)
+    })
 }
 
 #[no_mangle]
@@ -174,7 +179,9 @@ pub extern "C" fn proxy_on_response_body(
     body_size: usize,
     end_of_stream: bool,
 ) -> u32 {
-    stream_action(context_id, |s| s.on_http_response_body(body_size, end_of_stream))
+    stream_action(context_id, |s| {
+        s.on_http_response_body(body_size, end_of_stream)
+    })
 }
 
 #[no_mangle]

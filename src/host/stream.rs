@@ -14,8 +14,8 @@ use crate::retry::sequence::Sequence;
 
 use super::abi;
 use super::admission::{self, Admit, SharedAdmissions};
-use super::dispatch::Action;
 use super::breaker::Acquired;
+use super::dispatch::Action;
 use super::events::{self, BodyStep, HeadersStep, Publish};
 use super::grpc;
 use super::replay::Replay;

@@ -19,7 +19,7 @@ use crate::sorted_map::SortedMap;
 use std::fmt;
 
 pub use number::Number;
-pub use parse::{from_slice, from_slice_keeping, from_str, Error, Keep, MAX_DEPTH};
+pub use parse::{from_slice, from_slice_keeping, from_str, raw_pointer, Error, Keep, MAX_DEPTH};
 pub use write::{escape_into, write_value};
 
 /// The length of `bytes`' leading run that a JSON string holds as is: up to the first `"`, `\`

@@ -394,6 +394,63 @@ impl<'a> Parser<'a> {
     }
 }
 
+/// The value at a JSON pointer into text [`from_slice_keeping`] kept ([`Value::Raw`]): the
+/// members and elements before it are skipped by scanning, and only the value itself is read.
+/// None: no such value (or not kept text).
+pub fn raw_pointer(text: &str, pointer: &str) -> Option<Value> {
+    let input = text.as_bytes();
+    let mut at = 0;
+    if !pointer.is_empty() {
+        for token in pointer.strip_prefix('/')?.split('/') {
+            let token = super::unescape_token(token);
+            at = match input.get(at)? {
+                b'{' => member_start(input, at, token.as_bytes())?,
+                b'[' if token.len() > 1 && token.starts_with('0') => return None,
+                b'[' => element_start(input, at, token.parse::<usize>().ok()?)?,
+                _ => return None,
+            };
+        }
+    }
+    let end = compact_end(input, at, 0, None)?;
+    from_slice(input.get(at..end)?).ok()
+}
+
+/// At `{` of kept text: where the value of member `key` starts (kept keys have no escapes and
+/// are unique, so their bytes are the key and the first match is the only one).
+fn member_start(input: &[u8], at: usize, key: &[u8]) -> Option<usize> {
+    let mut at = at + 1;
+    if input.get(at) == Some(&b'}') {
+        return None;
+    }
+    loop {
+        let end = compact_string_end(input, at)?;
+        if input.get(at + 1..end - 1)? == key {
+            return Some(end + 1);
+        }
+        at = compact_end(input, end + 1, 0, None)?;
+        if input.get(at) != Some(&b',') {
+            return None;
+        }
+        at += 1;
+    }
+}
+
+/// At `[` of kept text: where element `index` starts.
+fn element_start(input: &[u8], at: usize, index: usize) -> Option<usize> {
+    let mut at = at + 1;
+    if input.get(at) == Some(&b']') {
+        return None;
+    }
+    for _ in 0..index {
+        at = compact_end(input, at, 0, None)?;
+        if input.get(at) != Some(&b',') {
+            return None;
+        }
+        at += 1;
+    }
+    Some(at)
+}
+
 /// The end of the value at `at` when its text is what `write_value` writes for its tree but for
 /// the order of object members: no whitespace, object keys without escapes and unique, strings
 /// escaped as the writer escapes them, numbers without exponent (the parser range-checks those).

@@ -340,3 +340,37 @@ fn pointer_tokens_unescape_as_two_replaces_would() {
         }
     }
 }
+
+#[test]
+fn a_pointer_into_kept_text_finds_what_it_finds_in_the_tree() {
+    let text = r#"{"z":{"a/b":[10,{"m~n":"x","":null}],"k":"v"},"orderId":"o-1","list":[[],[1,2,3]],"n":1.50}"#;
+    let tree = from_str(text).unwrap();
+    for pointer in [
+        "",
+        "/z",
+        "/z/k",
+        "/z/a~1b",
+        "/z/a~1b/0",
+        "/z/a~1b/1",
+        "/z/a~1b/1/m~0n",
+        "/z/a~1b/1/",
+        "/orderId",
+        "/list/1/2",
+        "/list/0",
+        "/list/0/0",
+        "/list/01",
+        "/list/2",
+        "/list/-1",
+        "/n",
+        "/missing",
+        "/orderId/0",
+        "orderId",
+        "/z/a~1b/+1",
+    ] {
+        assert_eq!(
+            raw_pointer(text, pointer),
+            tree.pointer(pointer).cloned(),
+            "{pointer}"
+        );
+    }
+}

@@ -518,8 +518,7 @@ impl EventsStack {
         std::fs::write(&script, lua).map_err(|e| format!("{}: {e}", script.display()))?;
         // The same body for h2load (`--instructions`), beside the script.
         let body_path = script.with_extension("json");
-        std::fs::write(&body_path, &body)
-            .map_err(|e| format!("{}: {e}", body_path.display()))?;
+        std::fs::write(&body_path, &body).map_err(|e| format!("{}: {e}", body_path.display()))?;
         Ok(EventsStack {
             _bridge: bridge,
             _broker: broker,
