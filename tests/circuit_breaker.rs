@@ -631,3 +631,52 @@ fn a_worker_sees_the_other_workers_transition_on_its_next_call() {
     assert_eq!(calls(&envoy, "order-service", "failed", 5), 5);
     envoy.filter_crashes().unwrap();
 }
+
+/// A refusal is decided from what a worker last learnt while the write count stands (issue 13):
+/// OPEN refuses up to its end, then the next call on either worker goes on as a HALF_OPEN
+/// trial. Calls one at a time, alternating between the workers on kept-alive connections: both
+/// workers refuse from what they learnt, the wait ends, exactly the two permitted trials reach
+/// the upstream (one per worker), they fail and re-open the circuit, and the next calls on
+/// both workers are refused again.
+#[test]
+fn refusals_across_workers_end_with_the_open_wait_and_admit_exactly_the_trials() {
+    let services = Services::start().unwrap();
+    let mut policy = breaker_policy();
+    set_path(
+        &mut policy,
+        &format!("{CB}.order-service"),
+        json!({"sliding-window-size": 2, "minimum-number-of-calls": 2, "failure-rate-threshold": 50,
+               "wait-duration-in-open-state": "1500ms", "permitted-number-of-calls-in-half-open-state": 2}),
+    );
+    let envoy = Envoy::start(&services, &policy).unwrap();
+    let (mut first, mut second) = connection_per_worker(&envoy);
+    services.order.set_default(Action::status(500));
+    assert_eq!(first.get(ORDER, "/o").unwrap().status, 500);
+    assert_eq!(second.get(ORDER, "/o").unwrap().status, 500);
+    let opened = std::time::Instant::now();
+    for n in 1..=3 {
+        assert_eq!(first.get(ORDER, "/o").unwrap().status, 503, "worker 0, {n}");
+        assert_eq!(
+            second.get(ORDER, "/o").unwrap().status,
+            503,
+            "worker 1, {n}"
+        );
+    }
+    assert!(
+        opened.elapsed() < Duration::from_millis(1200),
+        "the refusals came within the open wait: {:?}",
+        opened.elapsed()
+    );
+    assert_eq!(services.order.count(), 2);
+    thread::sleep(Duration::from_millis(1700).saturating_sub(opened.elapsed()));
+    assert_eq!(first.get(ORDER, "/o").unwrap().status, 500, "trial 1");
+    assert_eq!(second.get(ORDER, "/o").unwrap().status, 500, "trial 2");
+    assert_eq!(first.get(ORDER, "/o").unwrap().status, 503, "re-opened");
+    assert_eq!(second.get(ORDER, "/o").unwrap().status, 503, "re-opened");
+    assert_eq!(services.order.count(), 4, "exactly the two trials");
+    assert_eq!(
+        transitions(&envoy, "order-service", "half_open", "open", 1),
+        1
+    );
+    envoy.filter_crashes().unwrap();
+}

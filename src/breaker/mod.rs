@@ -578,6 +578,17 @@ impl CircuitBreaker {
         codec::decode(bytes, config, fingerprint)
     }
 
+    /// Until when [`CircuitBreaker::try_acquire_permission`] refuses every call and changes
+    /// nothing, as long as the state is not changed otherwise: OPEN up to and including its
+    /// `until_ms` (`Some(until_ms)`), FORCED_OPEN for good (`None`). Not refusing: None.
+    pub fn refuses_until(&self) -> Option<(State, Option<u64>)> {
+        match &self.inner {
+            Inner::Open { until_ms, .. } => Some((State::Open, Some(*until_ms))),
+            Inner::ForcedOpen => Some((State::ForcedOpen, None)),
+            _ => None,
+        }
+    }
+
     /// Whether [`CircuitBreaker::try_acquire_permission`] on these stored bytes would permit the
     /// call and change nothing (CLOSED, DISABLED, METRICS_ONLY), read from the header without
     /// decoding the window. False also when the bytes are not this config's: decode then.

@@ -1855,3 +1855,40 @@ fn a_fast_success_changes_nothing_only_in_a_full_window_of_fast_successes() {
         fp
     ));
 }
+
+/// `refuses_until` promises what `try_acquire_permission` does: OPEN refuses, unchanged, up to
+/// and including its end (the next instant turns it HALF_OPEN), FORCED_OPEN always; the other
+/// states make no promise.
+#[test]
+fn refuses_until_is_what_permission_answers_without_a_change() {
+    let c = count_based(4, 2, 1);
+    let cb = opened(&c, T0);
+    let until = T0 + c.wait_duration_in_open_state_ms;
+    assert_eq!(cb.refuses_until(), Some((State::Open, Some(until))));
+    for now in [T0, until - 1, until] {
+        let mut copy = cb.clone();
+        assert_eq!(
+            copy.try_acquire_permission(&c, now, mid_random),
+            (not_permitted(State::Open, Some((until - now).max(1))), None)
+        );
+        assert_eq!(copy, cb, "unchanged at {now}");
+    }
+    let mut after = cb.clone();
+    assert_eq!(
+        after.try_acquire_permission(&c, until + 1, mid_random).1,
+        t(State::Open, State::HalfOpen)
+    );
+
+    let forced = BreakerConfig {
+        initial_state: InitialState::ForcedOpen,
+        ..count_based(2, 2, 1)
+    };
+    let cb = CircuitBreaker::new(&forced, T0, mid_random);
+    assert_eq!(cb.refuses_until(), Some((State::ForcedOpen, None)));
+
+    assert_eq!(
+        CircuitBreaker::new(&c, T0, mid_random).refuses_until(),
+        None
+    );
+    assert_eq!(half_open(&c, T0).refuses_until(), None);
+}

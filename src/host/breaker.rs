@@ -40,6 +40,8 @@ struct Peeked {
     permits: bool,
     /// `CircuitBreaker::stored_unchanged_by_fast_success`.
     unchanged_by_fast_success: bool,
+    /// `CircuitBreaker::refuses_until`, learnt when a call was refused.
+    refuses: Option<(State, Option<u64>)>,
 }
 
 pub enum Acquired {
@@ -80,12 +82,24 @@ impl SharedBreaker {
     /// made, as resilience4j's single breaker would. In the states that permit without a
     /// change (CLOSED, DISABLED, METRICS_ONLY) the answer is read from the stored header
     /// alone: no decode, no CAS, and no shared-data read while the write count says the
-    /// header is the one this worker last peeked.
+    /// header is the one this worker last peeked. So is a refusal while the stored state
+    /// refuses unchanged (OPEN before its end, FORCED_OPEN): the fallback path of an outage.
     pub fn acquire(&self, now: u64) -> Acquired {
         let config = &self.config;
         let writes = self.writes.current();
-        if self.fresh_peek(writes).is_some_and(|p| p.permits) {
-            return Acquired::Permitted;
+        if let Some(peeked) = self.fresh_peek(writes) {
+            if peeked.permits {
+                return Acquired::Permitted;
+            }
+            if let Some((state, until)) = peeked.refuses {
+                if until.is_none_or(|until| now <= until) {
+                    self.metrics.count_not_permitted();
+                    return Acquired::NotPermitted {
+                        state,
+                        retry_after_ms: until.map(|until| until.saturating_sub(now).max(1)),
+                    };
+                }
+            }
         }
         let read = store::read_breaker(&self.key).ok();
         if let Some(Some((bytes, _))) = &read {
@@ -104,12 +118,16 @@ impl SharedBreaker {
                 let (permission, transition) =
                     cb.try_acquire_permission(config, now, super::abi::random01);
                 let snapshot = transition.as_ref().map(|_| cb.snapshot(config, now));
-                (permission, transition, snapshot)
+                let refuses = cb.refuses_until();
+                (permission, transition, snapshot, refuses)
             },
         ) {
-            Ok((permission, transition, snapshot)) => {
+            Ok((permission, transition, snapshot, refuses)) => {
                 if let Some(snapshot) = snapshot {
                     self.after_update(transition, &snapshot);
+                } else if let Some(peeked) = self.fresh_peek(writes) {
+                    // Unchanged: what refused this call refuses the next ones alike.
+                    self.peeked.set(Some(Peeked { refuses, ..peeked }));
                 }
                 match permission {
                     Permission::Permitted => Acquired::Permitted,
@@ -273,6 +291,7 @@ impl SharedBreaker {
                 &self.config,
                 self.fingerprint,
             ),
+            refuses: None,
         };
         self.peeked.set(writes.is_some().then_some(peeked));
         peeked

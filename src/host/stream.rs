@@ -290,28 +290,11 @@ impl Stream {
         let Some(instance) = runtime.instance_for_cluster(&cluster) else {
             return Action::Continue;
         };
-        // One read of the request headers, kept as the host serialized them: its names tell
-        // what to strip, and a replay decodes it only if it goes out.
-        let headers = abi::get_header_map_raw(abi::MAP_REQUEST_HEADERS).unwrap_or_default();
-        for (name, _) in headers.iter() {
-            if let Some(name) = std::str::from_utf8(name)
-                .ok()
-                .filter(|n| is_client_router_header(n))
-            {
-                let _ = abi::remove_header(abi::MAP_REQUEST_HEADERS, name);
-            }
-        }
-        if let Some(limiter) = runtime.time_limiters.get(&*instance) {
-            limiter.bound_first_attempt();
-        }
-        self.grpc_request = headers
-            .get("content-type")
-            .is_some_and(|v| is_grpc_content_type(v.as_bytes()));
-        let Ok(now) = abi::now_ms() else {
-            return Action::Continue;
-        };
+        // The permission first: a refused call (the fallback path of an outage) needs none of
+        // the request headers, the costliest read here.
+        let now = abi::now_ms().ok();
         let mut permission_held = false;
-        if let Some(breaker) = runtime.breakers.get(&*instance) {
+        if let (Some(now), Some(breaker)) = (now, runtime.breakers.get(&*instance)) {
             match breaker.acquire(now) {
                 Acquired::Permitted => permission_held = true,
                 Acquired::NotPermitted {
@@ -338,6 +321,26 @@ impl Stream {
                 Acquired::Unknown => {}
             }
         }
+        // One read of the request headers, kept as the host serialized them: its names tell
+        // what to strip, and a replay decodes it only if it goes out.
+        let headers = abi::get_header_map_raw(abi::MAP_REQUEST_HEADERS).unwrap_or_default();
+        for (name, _) in headers.iter() {
+            if let Some(name) = std::str::from_utf8(name)
+                .ok()
+                .filter(|n| is_client_router_header(n))
+            {
+                let _ = abi::remove_header(abi::MAP_REQUEST_HEADERS, name);
+            }
+        }
+        if let Some(limiter) = runtime.time_limiters.get(&*instance) {
+            limiter.bound_first_attempt();
+        }
+        self.grpc_request = headers
+            .get("content-type")
+            .is_some_and(|v| is_grpc_content_type(v.as_bytes()));
+        let Some(now) = now else {
+            return Action::Continue;
+        };
         let replay = runtime
             .retries
             .get(&*instance)
