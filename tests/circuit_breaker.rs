@@ -599,6 +599,49 @@ fn connection_per_worker(envoy: &Envoy) -> (Connection, Connection) {
 /// read the state CLOSED, is refused without reaching the upstream. So are later calls on both.
 #[test]
 fn a_worker_sees_the_other_workers_transition_on_its_next_call() {
+    let envoy = transition_seen_on_the_next_call(&EnvoyOptions::default());
+    assert!(
+        envoy.metric(
+            "sidecar_circuitbreaker_shared_state_writes",
+            &[("name", "order-service")]
+        ) > 0,
+        "the write count is in use"
+    );
+}
+
+/// The same where a stats matcher drops the write count's gauge (a mesh's proxyStatsMatcher
+/// could): the filter sees at configuration that the gauge does not count, and reads the
+/// shared state on every call instead.
+#[test]
+fn without_the_write_count_gauge_every_call_reads_the_shared_state() {
+    let template = TempDir::new("no-write-count").unwrap();
+    let ours = std::fs::read_to_string(bootstrap_template()).unwrap();
+    let bootstrap = ours.replacen(
+        "stats_config:\n",
+        "stats_config:\n  stats_matcher:\n    exclusion_list:\n      patterns:\n      - suffix: sidecar_circuitbreaker_shared_state_writes\n",
+        1,
+    );
+    assert_ne!(bootstrap, ours);
+    let path = template.path().join("bootstrap.yaml");
+    std::fs::write(&path, bootstrap).unwrap();
+    let envoy = transition_seen_on_the_next_call(&EnvoyOptions {
+        template: path,
+        ..EnvoyOptions::default()
+    });
+    assert!(
+        !envoy
+            .stats()
+            .unwrap()
+            .keys()
+            .any(|k| k.contains("shared_state_writes")),
+        "the stats matcher dropped the gauge"
+    );
+}
+
+/// Calls one at a time, alternating between the two workers on kept-alive connections: 12
+/// successes, then failures until the circuit opens on the 5th (worker 0's); worker 1's next
+/// call, though it last saw the state CLOSED, is refused without reaching the upstream.
+fn transition_seen_on_the_next_call(options: &EnvoyOptions) -> Envoy {
     let services = Services::start().unwrap();
     let mut policy = breaker_policy();
     set_path(
@@ -606,7 +649,7 @@ fn a_worker_sees_the_other_workers_transition_on_its_next_call() {
         &format!("{CB}.order-service"),
         json!({"sliding-window-size": 10, "minimum-number-of-calls": 10, "failure-rate-threshold": 50, "wait-duration-in-open-state": "60s"}),
     );
-    let envoy = Envoy::start(&services, &policy).unwrap();
+    let envoy = Envoy::start_with(&services, &policy, options).unwrap();
     let (mut first, mut second) = connection_per_worker(&envoy);
     services.order.set_default(Action::status(200));
     for n in 1..=12 {
@@ -630,6 +673,7 @@ fn a_worker_sees_the_other_workers_transition_on_its_next_call() {
     assert!(state_is(&envoy, "order-service", "open"));
     assert_eq!(calls(&envoy, "order-service", "failed", 5), 5);
     envoy.filter_crashes().unwrap();
+    envoy
 }
 
 /// A refusal is decided from what a worker last learnt while the write count stands (issue 13):
