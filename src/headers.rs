@@ -35,6 +35,14 @@ impl RawHeaders {
             .and_then(|(_, v)| std::str::from_utf8(v).ok())
     }
 
+    /// The map without `name`'s pairs: what the host's map holds once `name` was removed from
+    /// it, without reading the map again.
+    pub fn without(&self, name: &str) -> RawHeaders {
+        let kept: Vec<(&[u8], &[u8])> =
+            self.iter().filter(|(k, _)| *k != name.as_bytes()).collect();
+        RawHeaders(encode(&kept))
+    }
+
     /// The pairs `keep` accepts, decoded (invalid UTF-8 replaced, as before).
     pub fn to_pairs(&self, keep: impl Fn(&str) -> bool) -> Vec<(String, String)> {
         self.iter()
@@ -47,7 +55,7 @@ impl RawHeaders {
 }
 
 /// Encodes pairs as the host expects a header map (the format above).
-pub fn encode<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> Vec<u8> {
+pub fn encode<K: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(K, V)]) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
     for (k, v) in pairs {
@@ -55,9 +63,9 @@ pub fn encode<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> Vec<u8> {
         out.extend_from_slice(&(v.as_ref().len() as u32).to_le_bytes());
     }
     for (k, v) in pairs {
-        out.extend_from_slice(k.as_ref().as_bytes());
+        out.extend_from_slice(k.as_ref());
         out.push(0);
-        out.extend_from_slice(v.as_ref().as_bytes());
+        out.extend_from_slice(v.as_ref());
         out.push(0);
     }
     out
@@ -136,6 +144,26 @@ mod tests {
                 ("x-a".to_string(), "second".to_string())
             ]
         );
+    }
+
+    #[test]
+    fn without_a_name_keeps_the_other_pairs_in_order() {
+        let headers = RawHeaders::new(encode(&[
+            (":path", "/topics/t"),
+            ("content-length", "12"),
+            ("x-a", "1"),
+            ("content-length", "13"),
+        ]));
+        let rest = headers.without("content-length");
+        assert_eq!(
+            rest.to_pairs(|_| true),
+            vec![
+                (":path".to_string(), "/topics/t".to_string()),
+                ("x-a".to_string(), "1".to_string())
+            ]
+        );
+        assert_eq!(rest.without("content-length").to_pairs(|_| true).len(), 2);
+        assert!(RawHeaders::default().without("x").is_empty());
     }
 
     #[test]

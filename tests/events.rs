@@ -605,3 +605,54 @@ fn a_batch_over_the_limit_once_stamped_gets_the_filters_413_and_is_not_counted()
         .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
 }
+
+/// A bridge cluster that is also guarded (a retry on `recorder`): the events step's read of the
+/// request headers is the one the guard keeps for a replay (issue 13: each read of the map is a
+/// buffer handed into the module). The replay carries the stamped body — the same event id —
+/// and no Content-Length of the unstamped body, nor the client's router headers.
+#[test]
+fn a_retried_produce_request_replays_the_stamped_body_with_the_headers_read_once() {
+    let recorder = harness::Upstream::start("recorder").unwrap();
+    let policy = json!({
+        "resilience4j": {"retry": {"instances": {"recorder": {"max-attempts": 2, "wait-duration": "0ms"}}}},
+        "events": modes_policy()
+    });
+    // The kafka-bridge cluster is not used here: any port.
+    let envoy = EventsEnvoy::start(recorder.port(), recorder.port(), &policy).unwrap();
+    recorder.push(harness::Action::status(503));
+    recorder.set_default(harness::Action::respond(200, "{}"));
+    let body = br#"{"records":[{"value":{"orderId":"o-9","note":"n"}}]}"#;
+    let r = harness::request(
+        envoy.port,
+        "POST",
+        "recorder",
+        "/topics/order.created",
+        &[
+            ("content-type", JSON),
+            ("x-envoy-max-retries", "5"),
+            // A POST is replayed only with an idempotency key (or retry-non-idempotent).
+            ("idempotency-key", "order-o-9"),
+        ],
+        body,
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = recorder.requests();
+    assert_eq!(got.len(), 2, "the first attempt and one replay");
+    let ids: Vec<Value> = got
+        .iter()
+        .map(|request| {
+            assert_eq!(request.header("x-envoy-max-retries"), None, "stripped");
+            if let Some(length) = request.header("content-length") {
+                assert_eq!(length, request.body.len().to_string());
+            }
+            let stamped: Value = serde_json::from_slice(&request.body).unwrap();
+            assert_eq!(stamped["records"][0]["value"]["source"], SOURCE);
+            assert_eq!(stamped["records"][0]["value"]["data"]["orderId"], "o-9");
+            stamped["records"][0]["value"]["id"].clone()
+        })
+        .collect();
+    assert!(ids[0].is_string());
+    assert_eq!(ids[0], ids[1], "the replay is the stamped body");
+    assert_ne!(got[0].body, body.to_vec());
+}

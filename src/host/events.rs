@@ -14,6 +14,7 @@ use std::cell::RefCell;
 use super::dispatch::Action;
 
 use crate::events::{self, EventsConfig, RejectReason, Rejection, StampInput, StampStats};
+use crate::headers::RawHeaders;
 
 use super::abi::{self, METRIC_COUNTER};
 use super::metrics::{self, add};
@@ -37,12 +38,14 @@ pub struct Publish {
 }
 
 pub enum HeadersStep {
-    /// Not a produce request to a bridge: the filter's other work goes on as usual.
-    NotOurs,
+    /// Not a produce request to a bridge: the filter's other work goes on as usual (with the
+    /// request headers, if they were read).
+    NotOurs(Option<RawHeaders>),
     /// Refused and answered locally; the stream stops here.
     Answered,
-    /// A produce request: its body is held until whole and stamped.
-    Publish(Publish),
+    /// A produce request: its body is held until whole and stamped. The request headers as
+    /// the host now holds them (no Content-Length), so a guard need not read them again.
+    Publish(Publish, RawHeaders),
 }
 
 pub enum BodyStep {
@@ -132,21 +135,21 @@ impl Events {
 /// refused before the body (content type, declared size, no body at all).
 pub fn request_headers(events: Option<&Events>, cluster: &str, end_of_stream: bool) -> HeadersStep {
     let Some(events) = events else {
-        return HeadersStep::NotOurs;
+        return HeadersStep::NotOurs(None);
     };
     if !events.config.is_bridge(cluster) {
-        return HeadersStep::NotOurs;
+        return HeadersStep::NotOurs(None);
     }
     // Raw: nothing decoded or allocated per header, only the few values read below.
     let Ok(headers) = abi::get_header_map_raw(abi::MAP_REQUEST_HEADERS) else {
-        return HeadersStep::NotOurs;
+        return HeadersStep::NotOurs(None);
     };
     let header = |name: &str| headers.get(name);
     let Some(target) = events::produce_target(
         header(":method").unwrap_or(""),
         header(":path").unwrap_or(""),
     ) else {
-        return HeadersStep::NotOurs;
+        return HeadersStep::NotOurs(Some(headers));
     };
     let topic = target.topic;
     let content_type = header("content-type").map(str::to_string);
@@ -189,10 +192,11 @@ pub fn request_headers(events: Option<&Events>, cluster: &str, end_of_stream: bo
                 events.reject(&publish.topic, &rejection);
                 HeadersStep::Answered
             }
-            Ok(_) => HeadersStep::NotOurs,
+            Ok(_) => HeadersStep::NotOurs(Some(headers)),
         };
     }
-    HeadersStep::Publish(publish)
+    let headers = headers.without("content-length");
+    HeadersStep::Publish(publish, headers)
 }
 
 /// Request body: buffer until whole, then stamp and swap it in (or refuse).

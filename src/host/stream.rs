@@ -6,6 +6,7 @@
 use std::cell::RefMut;
 use std::rc::Rc;
 
+use crate::headers::RawHeaders;
 use crate::outcome::{
     call_result_from_envoy, call_result_from_flag_bits, delay_injected, fault_injected,
     is_grpc_content_type, CallResult,
@@ -117,11 +118,13 @@ impl Stream {
         // Events first: a produce request is stamped before its first attempt, so a retry
         // replays the stamped body (same ids).
         match events::request_headers(runtime.events.as_ref(), &cluster, end_of_stream) {
-            HeadersStep::NotOurs => self.guard_request(&runtime, cluster, end_of_stream),
+            HeadersStep::NotOurs(headers) => {
+                self.guard_request(&runtime, cluster, headers, end_of_stream)
+            }
             HeadersStep::Answered => Action::Pause,
-            HeadersStep::Publish(publish) => {
+            HeadersStep::Publish(publish, headers) => {
                 self.publish = Some(publish);
-                self.guard_request(&runtime, cluster, end_of_stream)
+                self.guard_request(&runtime, cluster, Some(headers), end_of_stream)
             }
         }
     }
@@ -280,11 +283,13 @@ impl Stream {
     }
 
     /// Request headers to a guarded upstream: breaker permission, and what a retry needs.
-    /// `end_of_stream`: the request has no body.
+    /// `read`: the request headers, if the events step read them already (each read of the map
+    /// costs as much as the rest of this function). `end_of_stream`: the request has no body.
     fn guard_request(
         &mut self,
         runtime: &Rc<Runtime>,
         cluster: String,
+        read: Option<RawHeaders>,
         end_of_stream: bool,
     ) -> Action {
         let Some(instance) = runtime.instance_for_cluster(&cluster) else {
@@ -323,7 +328,10 @@ impl Stream {
         }
         // One read of the request headers, kept as the host serialized them: its names tell
         // what to strip, and a replay decodes it only if it goes out.
-        let headers = abi::get_header_map_raw(abi::MAP_REQUEST_HEADERS).unwrap_or_default();
+        let headers = match read {
+            Some(headers) => headers,
+            None => abi::get_header_map_raw(abi::MAP_REQUEST_HEADERS).unwrap_or_default(),
+        };
         for (name, _) in headers.iter() {
             if let Some(name) = std::str::from_utf8(name)
                 .ok()
