@@ -107,21 +107,13 @@ impl SharedBreaker {
                 return Acquired::Permitted;
             }
         }
-        match store::update_breaker(
-            &self.key,
-            &self.writes,
-            config,
-            self.fingerprint,
-            now,
-            read,
-            |cb| {
-                let (permission, transition) =
-                    cb.try_acquire_permission(config, now, super::abi::random01);
-                let snapshot = transition.as_ref().map(|_| cb.snapshot(config, now));
-                let refuses = cb.refuses_until();
-                (permission, transition, snapshot, refuses)
-            },
-        ) {
+        match self.update(now, read, |cb| {
+            let (permission, transition) =
+                cb.try_acquire_permission(config, now, super::abi::random01);
+            let snapshot = transition.as_ref().map(|_| cb.snapshot(config, now));
+            let refuses = cb.refuses_until();
+            (permission, transition, snapshot, refuses)
+        }) {
             Ok((permission, transition, snapshot, refuses)) => {
                 if let Some(snapshot) = snapshot {
                     self.after_update(transition, &snapshot);
@@ -180,20 +172,12 @@ impl SharedBreaker {
         }
         // Gauges follow on transitions here and on the tick otherwise: publishing them on
         // every call costs more host calls than the call's own bookkeeping.
-        match store::update_breaker(
-            &self.key,
-            &self.writes,
-            config,
-            self.fingerprint,
-            now,
-            read,
-            |cb| {
-                let (kind, transition) =
-                    cb.on_result(config, now, outcome, duration_ms, super::abi::random01);
-                let snapshot = transition.as_ref().map(|_| cb.snapshot(config, now));
-                (kind, transition, snapshot)
-            },
-        ) {
+        match self.update(now, read, |cb| {
+            let (kind, transition) =
+                cb.on_result(config, now, outcome, duration_ms, super::abi::random01);
+            let snapshot = transition.as_ref().map(|_| cb.snapshot(config, now));
+            (kind, transition, snapshot)
+        }) {
             Ok((kind, transition, snapshot)) => {
                 self.metrics.count_call(kind, duration_ms);
                 if let Some(snapshot) = snapshot {
@@ -212,15 +196,7 @@ impl SharedBreaker {
     /// replay it was for could not be sent).
     pub fn release(&self, now: u64) {
         let config = &self.config;
-        if let Err(e) = store::update_breaker(
-            &self.key,
-            &self.writes,
-            config,
-            self.fingerprint,
-            now,
-            None,
-            |cb| cb.release_permission(config),
-        ) {
+        if let Err(e) = self.update(now, None, |cb| cb.release_permission(config)) {
             self.report_store_error(e);
         }
     }
@@ -228,20 +204,12 @@ impl SharedBreaker {
     /// Scheduled transitions, and the gauges.
     pub fn tick(&self, now: u64) {
         let config = &self.config;
-        match store::update_breaker(
-            &self.key,
-            &self.writes,
-            config,
-            self.fingerprint,
-            now,
-            None,
-            |cb| {
-                (
-                    cb.on_tick(config, now, super::abi::random01),
-                    cb.snapshot(config, now),
-                )
-            },
-        ) {
+        match self.update(now, None, |cb| {
+            (
+                cb.on_tick(config, now, super::abi::random01),
+                cb.snapshot(config, now),
+            )
+        }) {
             Ok((transition, snapshot)) => self.after_update(transition, &snapshot),
             Err(e) => self.report_store_error(e),
         }
@@ -273,6 +241,25 @@ impl SharedBreaker {
             &self.instance,
             state.as_str(),
             retry_after_ms,
+        )
+    }
+
+    /// `op` on the instance's stored breaker (`store::update_breaker` with this handle's key,
+    /// write count, config and fingerprint). `read`: bytes just read, for the first attempt.
+    fn update<R>(
+        &self,
+        now: u64,
+        read: Option<store::Stored>,
+        op: impl FnMut(&mut CircuitBreaker) -> R,
+    ) -> Result<R, StoreError> {
+        store::update_breaker(
+            &self.key,
+            &self.writes,
+            &self.config,
+            self.fingerprint,
+            now,
+            read,
+            op,
         )
     }
 
