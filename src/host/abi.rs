@@ -461,8 +461,8 @@ pub fn dispatch_http_call(
     body: &[u8],
     timeout_ms: u64,
 ) -> Result<u32, HostError> {
-    let headers = serialize_map(headers);
-    let trailers = serialize_map(&[]);
+    let headers = crate::headers::encode(headers);
+    let trailers = crate::headers::encode::<&str, &str>(&[]);
     let mut token: u32 = 0;
     // SAFETY: the pointers are valid for the call.
     check(unsafe {
@@ -481,29 +481,6 @@ pub fn dispatch_http_call(
     })?;
     super::dispatch::register_callout(token);
     Ok(token)
-}
-
-/// proxy-wasm's header map encoding: the pair count, each name's and value's length (u32 LE),
-/// then each name and value followed by a NUL.
-fn serialize_map(pairs: &[(String, String)]) -> Vec<u8> {
-    let size = 4 + pairs
-        .iter()
-        .map(|(n, v)| n.len() + v.len() + 10)
-        .sum::<usize>();
-    let mut bytes = Vec::with_capacity(size);
-    let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
-    bytes.extend_from_slice(&len(pairs.len()));
-    for (name, value) in pairs {
-        bytes.extend_from_slice(&len(name.len()));
-        bytes.extend_from_slice(&len(value.len()));
-    }
-    for (name, value) in pairs {
-        bytes.extend_from_slice(name.as_bytes());
-        bytes.push(0);
-        bytes.extend_from_slice(value.as_bytes());
-        bytes.push(0);
-    }
-    bytes
 }
 
 /// The `log` crate's records go to Envoy's log (info and above), and so does a panic's message
