@@ -37,6 +37,13 @@ fn breaker_policy() -> Value {
     policy
 }
 
+/// [`breaker_policy`] with order-service's breaker replaced by `breaker`.
+fn with_order_service(breaker: Value) -> Value {
+    let mut policy = breaker_policy();
+    set_path(&mut policy, &format!("{CB}.order-service"), breaker);
+    policy
+}
+
 /// A calls counter of the instance once it reads `expected` (the filter flushes counters on
 /// its tick: `Envoy::counter`); the value last read.
 fn calls(envoy: &Envoy, instance: &str, kind: &str, expected: u64) -> u64 {
@@ -421,13 +428,9 @@ fn connections_per_worker(envoy: &Envoy) -> Vec<u64> {
 #[test]
 fn one_window_across_workers_records_exactly_what_the_upstream_received() {
     let services = Services::start().unwrap();
-    let mut policy = breaker_policy();
     // A window the load cannot trip: every call must be counted, none rejected.
-    set_path(
-        &mut policy,
-        &format!("{CB}.order-service"),
-        json!({"sliding-window-size": 1000, "failure-rate-threshold": 100}),
-    );
+    let policy =
+        with_order_service(json!({"sliding-window-size": 1000, "failure-rate-threshold": 100}));
     let envoy = Arc::new(Envoy::start(&services, &policy).unwrap());
     services.order.set_default(Action::status(200));
     for _ in 0..100 {
@@ -489,10 +492,7 @@ fn one_window_across_workers_records_exactly_what_the_upstream_received() {
 #[test]
 fn breaker_opens_after_exactly_the_policy_calls_whichever_worker_carried_them() {
     let services = Services::start().unwrap();
-    let mut policy = breaker_policy();
-    set_path(
-        &mut policy,
-        &format!("{CB}.order-service"),
+    let policy = with_order_service(
         json!({"sliding-window-size": 20, "minimum-number-of-calls": 20, "failure-rate-threshold": 50, "wait-duration-in-open-state": "60s"}),
     );
     let envoy = Envoy::start(&services, &policy).unwrap();
@@ -524,10 +524,7 @@ fn breaker_opens_after_exactly_the_policy_calls_whichever_worker_carried_them() 
 #[test]
 fn shortcuts_of_a_full_window_of_successes_keep_the_exact_window_across_workers() {
     let services = Services::start().unwrap();
-    let mut policy = breaker_policy();
-    set_path(
-        &mut policy,
-        &format!("{CB}.order-service"),
+    let policy = with_order_service(
         json!({"sliding-window-size": 10, "minimum-number-of-calls": 10, "failure-rate-threshold": 50, "wait-duration-in-open-state": "60s"}),
     );
     let envoy = Envoy::start(&services, &policy).unwrap();
@@ -643,10 +640,7 @@ fn without_the_write_count_gauge_every_call_reads_the_shared_state() {
 /// call, though it last saw the state CLOSED, is refused without reaching the upstream.
 fn transition_seen_on_the_next_call(options: &EnvoyOptions) -> Envoy {
     let services = Services::start().unwrap();
-    let mut policy = breaker_policy();
-    set_path(
-        &mut policy,
-        &format!("{CB}.order-service"),
+    let policy = with_order_service(
         json!({"sliding-window-size": 10, "minimum-number-of-calls": 10, "failure-rate-threshold": 50, "wait-duration-in-open-state": "60s"}),
     );
     let envoy = Envoy::start_with(&services, &policy, options).unwrap();
@@ -685,10 +679,7 @@ fn transition_seen_on_the_next_call(options: &EnvoyOptions) -> Envoy {
 #[test]
 fn refusals_across_workers_end_with_the_open_wait_and_admit_exactly_the_trials() {
     let services = Services::start().unwrap();
-    let mut policy = breaker_policy();
-    set_path(
-        &mut policy,
-        &format!("{CB}.order-service"),
+    let policy = with_order_service(
         json!({"sliding-window-size": 2, "minimum-number-of-calls": 2, "failure-rate-threshold": 50,
                "wait-duration-in-open-state": "1500ms", "permitted-number-of-calls-in-half-open-state": 2}),
     );
