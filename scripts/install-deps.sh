@@ -88,21 +88,23 @@ wasm_bindgen() {
 }
 
 # The bench's load generators: wrk (closed loop: throughput) and nghttp2-client's h2load
-# (--rps: a fixed request rate, for the latency row).
+# (--rps: a fixed request rate, for the latency row); valgrind's callgrind for
+# `--instructions` (callgrind_control, callgrind_annotate).
 wrk_bench() {
-    command -v wrk >/dev/null 2>&1 && command -v h2load >/dev/null 2>&1 && return
+    command -v wrk >/dev/null 2>&1 && command -v h2load >/dev/null 2>&1 \
+        && command -v callgrind_annotate >/dev/null 2>&1 && return
     local sudo=""
     if [ "$(id -u)" -ne 0 ]; then
         if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
             sudo="sudo"
         else
-            die "wrk or h2load is missing and this is not root; run: sudo apt-get install -y wrk nghttp2-client"
+            die "wrk, h2load or valgrind is missing and this is not root; run: sudo apt-get install -y wrk nghttp2-client valgrind"
         fi
     fi
-    command -v apt-get >/dev/null 2>&1 || die "wrk or h2load is missing and apt-get is not available; install wrk and nghttp2-client by hand"
-    say "installing wrk and nghttp2-client (h2load) with apt-get"
+    command -v apt-get >/dev/null 2>&1 || die "wrk, h2load or valgrind is missing and apt-get is not available; install wrk, nghttp2-client and valgrind by hand"
+    say "installing wrk, nghttp2-client (h2load) and valgrind with apt-get"
     $sudo apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends wrk nghttp2-client >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends wrk nghttp2-client valgrind >/dev/null
 }
 
 # wasm-opt shrinks the built filter (scripts/optimize-wasm.sh). Without root it is only a

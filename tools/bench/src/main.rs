@@ -84,7 +84,8 @@ rows: u a n b c c0 c5 d e f ev-b ev-a ev-f lat-a lat-n lat-c (lat-* need row a; 
 --instructions: each row's Envoy under valgrind callgrind, user-space instructions per request
         (Envoy, its allocator, the Wasm JIT; all threads) over 1000 requests on one connection:
         repeatable to 2-3 % however busy the machine is, unlike the timings (default rows
-        a,n,c,c0,d; ev-a and ev-f POST their record)
+        a,n,c,c0,d; ev-a and ev-f POST their record); then each row's count by the code that
+        ran it: Envoy and V8, the filter's compiled Wasm, libc and malloc (callgrind_annotate)
 --validate-only runs envoy --mode validate on envoy/bench/*.yaml and the bench's policies";
 
 impl Options {
@@ -1425,14 +1426,21 @@ impl InstructionCounts {
         wasm_bytes: u64,
     ) -> Result<()> {
         let mut counted: BTreeMap<&str, f64> = BTreeMap::new();
+        let mut splits: BTreeMap<&str, CodeSplit> = BTreeMap::new();
         for r in rows {
             let Some(pid) = pid_of(r) else { continue };
-            let per_request = self.count(r, pid)?;
+            let (per_request, dump) = self.count(r, pid)?;
             eprintln!(
                 "  row {:<7} {:>9.0} instructions/request",
                 r.id, per_request
             );
             counted.insert(r.id, per_request);
+            match CodeSplit::of(&dump) {
+                Ok(split) => {
+                    splits.insert(r.id, split.per_request(COUNTED_REQUESTS));
+                }
+                Err(e) => eprintln!("  row {}: no split by code ({e})", r.id),
+            }
         }
         let mut table = String::new();
         table.push_str(&format!(
@@ -1460,12 +1468,22 @@ impl InstructionCounts {
             }
         }
         table.push_str(&format!("filter .wasm           {wasm_bytes} bytes\n"));
+        table.push_str(&CodeSplit::table(rows, &splits));
         print!("{table}");
         let results = json!({
             "mode": "instructions (valgrind callgrind, user space, all Envoy threads)",
             "requests_per_row": COUNTED_REQUESTS,
             "instructions_per_request": counted,
             "extra_c_over_extra_n": extra_c_n,
+            "instructions_per_request_by_code": splits
+                .iter()
+                .map(|(id, s)| (*id, json!({
+                    "envoy_and_v8": s.envoy,
+                    "wasm_jit": s.jit,
+                    "system_libraries": s.system,
+                    "other": s.other,
+                })))
+                .collect::<BTreeMap<_, _>>(),
             "wasm_bytes": wasm_bytes,
         });
         if let Some(parent) = o.out.parent() {
@@ -1480,8 +1498,9 @@ impl InstructionCounts {
         Ok(())
     }
 
-    /// Instructions per request of row `r`, whose Envoy (under callgrind) is process `pid`.
-    fn count(&self, r: &Row, pid: u32) -> Result<f64> {
+    /// Instructions per request of row `r`, whose Envoy (under callgrind) is process `pid`, and
+    /// the dump they were read from.
+    fn count(&self, r: &Row, pid: u32) -> Result<(f64, PathBuf)> {
         let url = format!("http://127.0.0.1:{}{}", r.port, r.path);
         // h2load sends `-H host:` as a second Host header; `:authority` replaces its own.
         let host = format!(":authority: {}", r.host);
@@ -1540,12 +1559,12 @@ impl InstructionCounts {
         // The dump is written by Envoy's process asynchronously: wait for its totals line.
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let total = self
+            let dump = self
                 .latest_dump(pid)
                 .filter(|(n, _)| *n > before)
-                .and_then(|(_, path)| total_of(&path));
-            if let Some(total) = total {
-                return Ok(total as f64 / f64::from(COUNTED_REQUESTS));
+                .and_then(|(_, path)| Some((total_of(&path)?, path)));
+            if let Some((total, path)) = dump {
+                return Ok((total as f64 / f64::from(COUNTED_REQUESTS), path));
             }
             if Instant::now() > deadline {
                 return Err(format!("row {}: no callgrind dump for process {pid}", r.id));
@@ -1569,6 +1588,121 @@ impl InstructionCounts {
     }
 }
 
+/// Where a row's instructions ran, by the code that ran them (from `callgrind_annotate`'s
+/// per-function totals). Envoy is stripped and V8's compiled Wasm has no symbols, so this is by
+/// address, not by function: code in the `envoy` binary or in anonymous memory below 4 GiB
+/// (Envoy's own text, part of which it runs from an anonymous mapping; V8 is linked into it)
+/// is Envoy and V8; anonymous code above 4 GiB is V8's code space, i.e. the filter's compiled
+/// Wasm and V8's wrappers around it; libc, libm and valgrind's malloc stand-ins are the system.
+#[derive(Debug, Default, Clone, Copy)]
+struct CodeSplit {
+    envoy: f64,
+    jit: f64,
+    system: f64,
+    other: f64,
+}
+
+impl CodeSplit {
+    fn of(dump: &Path) -> Result<CodeSplit> {
+        let out = Command::new("callgrind_annotate")
+            .args(["--inclusive=no", "--threshold=100"])
+            .arg(dump)
+            .output()
+            .map_err(|e| format!("callgrind_annotate: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("callgrind_annotate: {}", out.status));
+        }
+        Ok(CodeSplit::from_annotation(&String::from_utf8_lossy(
+            &out.stdout,
+        )))
+    }
+
+    /// Sums lines such as `22,226,655 ( 8.93%)  ???:0x000000000628d840 [???]`.
+    fn from_annotation(text: &str) -> CodeSplit {
+        let mut split = CodeSplit::default();
+        for line in text.lines() {
+            let line = line.trim_start();
+            let Some((count, rest)) = line.split_once(' ') else {
+                continue;
+            };
+            let Ok(count) = count.replace(',', "").parse::<f64>() else {
+                continue;
+            };
+            let Some((_, function)) = rest.split_once(")  ") else {
+                continue;
+            };
+            if function.contains("PROGRAM TOTALS") {
+                continue;
+            }
+            let object = function
+                .rsplit_once(" [")
+                .and_then(|(_, o)| o.strip_suffix(']'))
+                .unwrap_or("");
+            let slot = if object.ends_with("/envoy") {
+                &mut split.envoy
+            } else if object == "???" {
+                let address = function
+                    .split_once(":0x")
+                    .and_then(|(_, a)| a.split([' ', '\'']).next())
+                    .and_then(|a| u64::from_str_radix(a, 16).ok());
+                match address {
+                    Some(a) if a >= 1 << 32 => &mut split.jit,
+                    Some(_) => &mut split.envoy,
+                    // A named function with no object: valgrind's malloc family.
+                    None => &mut split.system,
+                }
+            } else if object.contains("/libc")
+                || object.contains("/libm")
+                || object.contains("/ld-")
+                || object.contains("vgpreload")
+            {
+                &mut split.system
+            } else {
+                &mut split.other
+            };
+            *slot += count;
+        }
+        split
+    }
+
+    fn per_request(self, requests: u32) -> CodeSplit {
+        let n = f64::from(requests);
+        CodeSplit {
+            envoy: self.envoy / n,
+            jit: self.jit / n,
+            system: self.system / n,
+            other: self.other / n,
+        }
+    }
+
+    /// Each row's instructions per request by code, and what each row adds over row a.
+    fn table(rows: &[Row], splits: &BTreeMap<&str, CodeSplit>) -> String {
+        if splits.is_empty() {
+            return String::new();
+        }
+        let mut t = format!(
+            "\nby code (instr/request; extra over row a in brackets)\n{:<8} {:>20} {:>20} {:>18}\n",
+            "row", "Envoy and V8", "filter's Wasm (JIT)", "libc, malloc"
+        );
+        let a = splits.get("a").copied();
+        for r in rows {
+            let Some(s) = splits.get(r.id) else { continue };
+            let cell = |v: f64, base: Option<f64>| match base {
+                Some(b) if r.id != "a" => format!("{v:.0} ({:+.0})", v - b),
+                _ => format!("{v:.0}"),
+            };
+            t.push_str(&format!(
+                "{:<8} {:>20} {:>20} {:>18}\n",
+                r.id,
+                cell(s.envoy, a.map(|a| a.envoy)),
+                cell(s.jit, a.map(|a| a.jit)),
+                cell(s.system, a.map(|a| a.system)),
+            ));
+        }
+        t
+    }
+}
+
 /// A callgrind dump's `totals:` (None until the dump is written whole).
 fn total_of(path: &Path) -> Option<u64> {
     let text = std::fs::read_to_string(path).ok()?;
@@ -1581,6 +1715,28 @@ fn total_of(path: &Path) -> Option<u64> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn code_split_sorts_functions_by_the_code_that_ran_them() {
+        let text = "\
+--------------------------------------------------------------------------------
+248,843,565 (100.0%)  PROGRAM TOTALS
+--------------------------------------------------------------------------------
+Ir                   file:function
+--------------------------------------------------------------------------------
+22,226,655 ( 8.93%)  ???:0x000000000628d840 [???]
+ 8,581,052 ( 3.45%)  ./string/../sysdeps/x86_64/multiarch/memset-vec-unaligned-erms.S:__memset_avx2_unaligned_erms [/usr/lib/x86_64-linux-gnu/libc.so.6]
+ 3,604,100 ( 1.45%)  ???:0x0000000002fad8c0 [/work/.venv/lib/python3.11/site-packages/envoy/_bin/envoy]
+ 2,881,000 ( 1.16%)  ???:0x00000601dc3e7908 [???]
+   236,236 ( 0.73%)  ???:0x0000000000085f36'2 [???]
+       644 ( 0.00%)  ???:calloc [???]
+";
+        let split = CodeSplit::from_annotation(text).per_request(1);
+        assert_eq!(split.envoy, (22_226_655 + 3_604_100 + 236_236) as f64);
+        assert_eq!(split.jit, 2_881_000.0);
+        assert_eq!(split.system, (8_581_052 + 644) as f64);
+        assert_eq!(split.other, 0.0);
+    }
 
     const WRK: &str = "Running 6s test @ http://127.0.0.1:40000/
   2 threads and 32 connections
