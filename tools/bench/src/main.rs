@@ -1475,6 +1475,7 @@ impl InstructionCounts {
             "requests_per_row": COUNTED_REQUESTS,
             "instructions_per_request": counted,
             "extra_c_over_extra_n": extra_c_n,
+            "extra_c_over_extra_n_without_the_filters_code": CodeSplit::host_floor(&splits),
             "instructions_per_request_by_code": splits
                 .iter()
                 .map(|(id, s)| (*id, json!({
@@ -1699,7 +1700,25 @@ impl CodeSplit {
                 cell(s.system, a.map(|a| a.system)),
             ));
         }
+        if let Some(floor) = CodeSplit::host_floor(splits) {
+            t.push_str(&format!(
+                "(c-a)/(n-a) if the filter's own code took no instructions: {floor:.2}\n"
+            ));
+        }
         t
+    }
+
+    /// The host's share alone: (c−a)/(n−a) if the filter's own code took no instructions.
+    fn host_floor(splits: &BTreeMap<&str, CodeSplit>) -> Option<f64> {
+        let (a, n, c) = (splits.get("a")?, splits.get("n")?, splits.get("c")?);
+        ratio(
+            Some(c.total() - c.jit - a.total()),
+            Some(n.total() - a.total()),
+        )
+    }
+
+    fn total(&self) -> f64 {
+        self.envoy + self.jit + self.system + self.other
     }
 }
 
