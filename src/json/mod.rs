@@ -29,13 +29,10 @@ pub(crate) fn plain_run(bytes: &[u8]) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
-    let mut chunks = bytes.chunks_exact(8);
     let mut done = 0;
-    for chunk in &mut chunks {
-        let Ok(word) = <[u8; 8]>::try_from(chunk) else {
-            break;
-        };
-        let v = u64::from_le_bytes(word);
+    // An index loop: the filter is built for size, and a chunk iterator is then a call per word.
+    while let Some(&[b0, b1, b2, b3, b4, b5, b6, b7]) = bytes.get(done..done + 8) {
+        let v = u64::from_le_bytes([b0, b1, b2, b3, b4, b5, b6, b7]);
         // Bytes below 0x20, equal to '"', equal to '\\' (each test marks a byte's high bit).
         let special = (v.wrapping_sub(ONES * 0x20) & !v & HIGH)
             | has_zero(v ^ (ONES * u64::from(b'"')))
@@ -45,10 +42,13 @@ pub(crate) fn plain_run(bytes: &[u8]) -> usize {
         }
         done += 8;
     }
-    done + bytes[done..]
-        .iter()
-        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
-        .unwrap_or(bytes.len() - done)
+    while let Some(&b) = bytes.get(done) {
+        if b == b'"' || b == b'\\' || b < 0x20 {
+            break;
+        }
+        done += 1;
+    }
+    done
 }
 
 /// A JSON object: keys sorted.
