@@ -63,16 +63,19 @@ pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
 pub fn uuid_v4(mut bytes: [u8; 16]) -> String {
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let mut out = Vec::with_capacity(36);
+    // Filled in place: a push per digit is a call each in a module built for size.
+    let mut out = [b'-'; 36];
+    let mut at = 0;
     for (i, b) in bytes.iter().enumerate() {
         if matches!(i, 4 | 6 | 8 | 10) {
-            out.push(b'-');
+            at += 1;
         }
-        out.push(HEX[usize::from(b >> 4)]);
-        out.push(HEX[usize::from(b & 15)]);
+        out[at] = HEX[usize::from(b >> 4)];
+        out[at + 1] = HEX[usize::from(b & 15)];
+        at += 2;
     }
     // Hex digits and dashes: ASCII.
-    String::from_utf8(out).unwrap_or_default()
+    String::from_utf8(out.to_vec()).unwrap_or_default()
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -84,16 +87,15 @@ pub fn rfc3339_millis(unix_ms: u64) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
-    // Written digit by digit: `format!` costs more than the rest of a record's stamp.
-    fn digits(out: &mut Vec<u8>, value: u64, width: u32) {
-        for place in (0..width).rev() {
-            out.push(b'0' + (value / 10u64.pow(place) % 10) as u8);
+    // Written digit by digit into place: `format!` costs more than the rest of a record's stamp.
+    fn digits(out: &mut [u8], value: u64) {
+        let mut value = value;
+        for place in out.iter_mut().rev() {
+            *place = b'0' + (value % 10) as u8;
+            value /= 10;
         }
     }
-    let mut out = Vec::with_capacity(24);
-    if (0..=9999).contains(&y) {
-        digits(&mut out, y as u64, 4);
-    } else {
+    if !(0..=9999).contains(&y) {
         // Outside RFC 3339's four-digit years (a clock far off): as `{y:04}` writes it.
         return format!(
             "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
@@ -102,20 +104,15 @@ pub fn rfc3339_millis(unix_ms: u64) -> String {
             rem % 60
         );
     }
-    out.push(b'-');
-    digits(&mut out, u64::from(m), 2);
-    out.push(b'-');
-    digits(&mut out, u64::from(d), 2);
-    out.push(b'T');
-    digits(&mut out, rem / 3600, 2);
-    out.push(b':');
-    digits(&mut out, (rem % 3600) / 60, 2);
-    out.push(b':');
-    digits(&mut out, rem % 60, 2);
-    out.push(b'.');
-    digits(&mut out, millis, 3);
-    out.push(b'Z');
-    String::from_utf8(out).unwrap_or_default()
+    let mut out = *b"0000-00-00T00:00:00.000Z";
+    digits(&mut out[0..4], y as u64);
+    digits(&mut out[5..7], u64::from(m));
+    digits(&mut out[8..10], u64::from(d));
+    digits(&mut out[11..13], rem / 3600);
+    digits(&mut out[14..16], (rem % 3600) / 60);
+    digits(&mut out[17..19], rem % 60);
+    digits(&mut out[20..23], millis);
+    String::from_utf8(out.to_vec()).unwrap_or_default()
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
@@ -184,18 +181,27 @@ pub fn is_rfc3339(s: &str) -> bool {
 /// A W3C trace-context `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`, ids not all zero).
 /// Anything else is not propagated: a malformed header must not travel into every consumer.
 pub fn is_traceparent(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('-').collect();
-    let hex = |p: &str, n: usize| {
-        p.len() == n && p.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+    // version-traceid-parentid-flags: 2, 32, 16 and 2 lower-case hex digits (no allocation:
+    // checked on every produce request that carries one).
+    let b = s.as_bytes();
+    let hex = |range: std::ops::Range<usize>| {
+        b.get(range)
+            .is_some_and(|p| p.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')))
     };
-    parts.len() == 4
-        && hex(parts[0], 2)
-        && parts[0] != "ff"
-        && hex(parts[1], 32)
-        && hex(parts[2], 16)
-        && hex(parts[3], 2)
-        && parts[1].bytes().any(|c| c != b'0')
-        && parts[2].bytes().any(|c| c != b'0')
+    let not_zero = |range: std::ops::Range<usize>| {
+        b.get(range).is_some_and(|p| p.iter().any(|&c| c != b'0'))
+    };
+    b.len() == 55
+        && b[2] == b'-'
+        && b[35] == b'-'
+        && b[52] == b'-'
+        && hex(0..2)
+        && &b[0..2] != b"ff"
+        && hex(3..35)
+        && hex(36..52)
+        && hex(53..55)
+        && not_zero(3..35)
+        && not_zero(36..52)
 }
 
 #[cfg(test)]

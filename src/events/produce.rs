@@ -28,7 +28,8 @@ pub fn produce_target(method: &str, path: &str) -> Option<ProduceTarget> {
     if method != "POST" {
         return None;
     }
-    let path = path.split(['?', '#']).next().unwrap_or("");
+    let end = path.bytes().position(|b| b == b'?' || b == b'#');
+    let path = path.get(..end.unwrap_or(path.len())).unwrap_or("");
     let rest = path.strip_prefix("/topics/")?;
     let mut parts = rest.split('/');
     let topic = parts.next()?;
