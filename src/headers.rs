@@ -56,7 +56,12 @@ impl RawHeaders {
 
 /// Encodes pairs as the host expects a header map (the format above).
 pub fn encode<K: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(K, V)]) -> Vec<u8> {
-    let mut out = Vec::new();
+    // Sized up front: growing it is a reallocation and a copy each time.
+    let data: usize = pairs
+        .iter()
+        .map(|(k, v)| k.as_ref().len() + v.as_ref().len() + 2)
+        .sum();
+    let mut out = Vec::with_capacity(4 + 8 * pairs.len() + data);
     out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
     for (k, v) in pairs {
         out.extend_from_slice(&(k.as_ref().len() as u32).to_le_bytes());

@@ -68,17 +68,13 @@ pub const TEXT_V2: &str = "application/vnd.kafka.text.v2+json";
 
 /// Parses the Content-Type (parameters such as `charset` are ignored).
 pub fn format_of(content_type: Option<&str>) -> Result<Format, Rejection> {
-    let media = content_type
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    match media.as_str() {
-        JSON_V2 => Ok(Format::Json),
-        BINARY_V2 => Ok(Format::Binary),
-        TEXT_V2 => Ok(Format::Text),
+    let media = content_type.unwrap_or("");
+    let media = media.split(';').next().unwrap_or("").trim();
+    // Compared case-insensitively in place: no lower-cased copy per produce request.
+    match [JSON_V2, BINARY_V2, TEXT_V2].map(|known| media.eq_ignore_ascii_case(known)) {
+        [true, _, _] => Ok(Format::Json),
+        [_, true, _] => Ok(Format::Binary),
+        [_, _, true] => Ok(Format::Text),
         _ => Err(Rejection::new(
             RejectReason::UnsupportedMediaType,
             format!(
@@ -620,46 +616,52 @@ impl RecordContext<'_> {
             _ => 0,
         };
         let mut out = String::with_capacity(256 + size);
+        // `key` as written: quoted, with its colon (two appends a member).
         let member = |out: &mut String, key: &str| {
-            out.push(if out.is_empty() { '{' } else { ',' });
-            out.push('"');
+            out.push_str(if out.is_empty() { "{" } else { "," });
             out.push_str(key);
-            out.push_str("\":");
         };
         let (ct, encoding) = match data {
             Data::Bytes(b) => {
-                member(&mut out, if structured { "data_base64" } else { "data" });
+                member(
+                    &mut out,
+                    if structured {
+                        "\"data_base64\":"
+                    } else {
+                        "\"data\":"
+                    },
+                );
                 json::escape_into(&base64_encode(&b), &mut out);
                 (Some(ct), (!structured).then_some("base64"))
             }
             Data::Text(text) => {
-                member(&mut out, "data");
+                member(&mut out, "\"data\":");
                 json::escape_into(&text, &mut out);
                 (Some(ct), None)
             }
             Data::Json(v) => {
-                member(&mut out, "data");
+                member(&mut out, "\"data\":");
                 json::write_value(&v, &mut out);
                 (structured.then_some(ct), None)
             }
             Data::Null => {
-                member(&mut out, "data");
+                member(&mut out, "\"data\":");
                 out.push_str("null");
                 (None, None)
             }
         };
         let time = rfc3339_millis(self.input.now_ms);
         let tail = [
-            ("datacontenttype", ct),
-            ("dataencoding", encoding),
-            ("id", Some(id)),
-            ("source", Some(self.input.source)),
-            ("specversion", structured.then_some("1.0")),
-            ("time", structured.then_some(time.as_str())),
-            ("timestamp", (!structured).then_some(time.as_str())),
-            ("traceparent", self.traceparent),
-            ("type", Some(self.event_type())),
-            ("version", (!structured).then_some("1.0")),
+            ("\"datacontenttype\":", ct),
+            ("\"dataencoding\":", encoding),
+            ("\"id\":", Some(id)),
+            ("\"source\":", Some(self.input.source)),
+            ("\"specversion\":", structured.then_some("1.0")),
+            ("\"time\":", structured.then_some(time.as_str())),
+            ("\"timestamp\":", (!structured).then_some(time.as_str())),
+            ("\"traceparent\":", self.traceparent),
+            ("\"type\":", Some(self.event_type())),
+            ("\"version\":", (!structured).then_some("1.0")),
         ];
         for (key, value) in tail {
             if let Some(value) = value {

@@ -162,7 +162,7 @@ impl Value {
         for token in rest.split('/') {
             let token = unescape_token(token);
             at = match at {
-                Value::Object(m) => m.get(&token)?,
+                Value::Object(m) => m.get(&*token)?,
                 Value::Array(a) => {
                     if token.len() > 1 && token.starts_with('0') {
                         return None;
@@ -188,7 +188,11 @@ impl Value {
 
 /// RFC 6901's `~1` then `~0`, as two `replace`s would: by hand, which keeps core's substring
 /// searcher out of the `.wasm`.
-fn unescape_token(token: &str) -> String {
+fn unescape_token(token: &str) -> std::borrow::Cow<'_, str> {
+    // Most tokens have no escape: no copy for them.
+    if !token.bytes().any(|b| b == b'~') {
+        return std::borrow::Cow::Borrowed(token);
+    }
     let mut out = String::with_capacity(token.len());
     let mut chars = token.chars().peekable();
     while let Some(c) = chars.next() {
@@ -204,7 +208,7 @@ fn unescape_token(token: &str) -> String {
             _ => out.push(c),
         }
     }
-    out
+    std::borrow::Cow::Owned(out)
 }
 
 /// `Display` is the compact JSON text, so `value.to_string()` writes JSON.
