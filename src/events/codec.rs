@@ -188,9 +188,8 @@ pub fn is_traceparent(s: &str) -> bool {
         b.get(range)
             .is_some_and(|p| p.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')))
     };
-    let not_zero = |range: std::ops::Range<usize>| {
-        b.get(range).is_some_and(|p| p.iter().any(|&c| c != b'0'))
-    };
+    let not_zero =
+        |range: std::ops::Range<usize>| b.get(range).is_some_and(|p| p.iter().any(|&c| c != b'0'));
     b.len() == 55
         && b[2] == b'-'
         && b[35] == b'-'
