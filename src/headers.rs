@@ -35,6 +35,19 @@ impl RawHeaders {
             .and_then(|(_, v)| std::str::from_utf8(v).ok())
     }
 
+    /// The first value of each of `names` (as [`get`](Self::get)), in one pass over the map.
+    pub fn values<const N: usize>(&self, names: [&str; N]) -> [Option<&str>; N] {
+        let mut found = [None; N];
+        for (k, v) in self.iter() {
+            for (name, slot) in names.iter().zip(found.iter_mut()) {
+                if slot.is_none() && k == name.as_bytes() {
+                    *slot = Some(std::str::from_utf8(v).ok());
+                }
+            }
+        }
+        found.map(Option::flatten)
+    }
+
     /// The map without `name`'s pairs: what the host's map holds once `name` was removed from
     /// it, without reading the map again.
     pub fn without(&self, name: &str) -> RawHeaders {
@@ -126,6 +139,25 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::{encode, RawHeaders};
+
+    #[test]
+    fn values_are_the_first_of_each_name_in_one_pass() {
+        let map = RawHeaders::new(encode(&[
+            (":method", "POST"),
+            ("x-a", "1"),
+            ("x-a", "2"),
+            ("bad", "\u{fffd}"),
+        ]));
+        let bytes = encode(&[("bad".as_bytes(), &[0xff_u8][..])]);
+        assert_eq!(
+            map.values([":method", "x-a", "missing"]),
+            [Some("POST"), Some("1"), None]
+        );
+        assert_eq!(RawHeaders::new(bytes).values(["bad"]), [None]);
+        for name in [":method", "x-a", "missing"] {
+            assert_eq!(map.values([name]), [map.get(name)]);
+        }
+    }
 
     #[test]
     fn reads_pairs_in_order_and_looks_up_values() {

@@ -44,23 +44,27 @@ impl Replay {
         if config.max_attempts <= 1 || headers.is_empty() {
             return None;
         }
-        let header = |name: &str| headers.get(name);
+        let [content_type, method, idempotency_key, content_length] = headers.values([
+            "content-type",
+            ":method",
+            "idempotency-key",
+            "content-length",
+        ]);
         // A gRPC call is not replayed: the answer to a replay reaches the caller as a local
         // reply, which Envoy turns into a trailers-only gRPC response for a gRPC caller (the
         // body becomes grpc-message), so a replay's response messages would be lost.
-        if header("content-type").is_some_and(|v| is_grpc_content_type(v.as_bytes())) {
+        if content_type.is_some_and(|v| is_grpc_content_type(v.as_bytes())) {
             return None;
         }
-        let method = header(":method").unwrap_or("GET");
         if !may_replay(
-            method,
+            method.unwrap_or("GET"),
             options.retry_non_idempotent,
-            header("idempotency-key").is_some(),
+            idempotency_key.is_some(),
         ) {
             return None;
         }
         let limit = options.max_body_bytes as usize;
-        let too_large = header("content-length")
+        let too_large = content_length
             .and_then(|v| v.parse::<usize>().ok())
             .is_some_and(|len| len > limit);
         Some(Replay {

@@ -332,20 +332,24 @@ impl Stream {
             Some(headers) => headers,
             None => abi::get_header_map_raw(abi::MAP_REQUEST_HEADERS).unwrap_or_default(),
         };
-        for (name, _) in headers.iter() {
-            if let Some(name) = std::str::from_utf8(name)
+        // One pass: the caller's router headers go, and the content type is noted.
+        let mut content_type = None;
+        for (name, value) in headers.iter() {
+            if name == b"content-type" {
+                // The first one, as `RawHeaders::get` reads it.
+                content_type = content_type.or(Some(value));
+            } else if let Some(name) = std::str::from_utf8(name)
                 .ok()
                 .filter(|n| is_client_router_header(n))
             {
                 let _ = abi::remove_header(abi::MAP_REQUEST_HEADERS, name);
             }
         }
+        self.grpc_request =
+            content_type.is_some_and(|v| std::str::from_utf8(v).is_ok() && is_grpc_content_type(v));
         if let Some(limiter) = runtime.time_limiters.get(&*instance) {
             limiter.bound_first_attempt();
         }
-        self.grpc_request = headers
-            .get("content-type")
-            .is_some_and(|v| is_grpc_content_type(v.as_bytes()));
         let Some(now) = now else {
             return Action::Continue;
         };
