@@ -367,18 +367,18 @@ impl RecordContext<'_> {
         // The partition key reads the payload only when configured and the record has no key.
         let wants_data =
             self.topic.partition_key.is_some() && record.get("key").is_none_or(Value::is_null);
-        let (value, data_json) = match self.topic.mode {
+        let (value, key_value) = match self.topic.mode {
             Mode::CloudEventsBinary => {
-                let data_json = if wants_data {
-                    data_as_json(&data)
+                let key_value = if wants_data {
+                    self.partition_value(&data)
                 } else {
                     None
                 };
                 self.stamp_headers(&mut headers, &data, random, stats, i)?;
-                (self.encode_value(data), data_json)
+                (self.encode_value(data), key_value)
             }
             Mode::Envelope | Mode::CloudEventsStructured => {
-                let (event, data_json) =
+                let (event, key_value) =
                     self.stamp_structured(data, &headers, random, stats, i, wants_data)?;
                 if self.topic.mode == Mode::CloudEventsStructured {
                     set_header(
@@ -387,21 +387,12 @@ impl RecordContext<'_> {
                         b"application/cloudevents+json".to_vec(),
                     );
                 }
-                (self.encode_value(Data::Json(event)), data_json)
+                (self.encode_value(Data::Json(event)), key_value)
             }
         };
         record.insert("value".into(), value);
-        if let (Some(pointer), true) = (
-            &self.topic.partition_key,
-            record.get("key").is_none_or(Value::is_null),
-        ) {
-            if let Some(key) = data_json
-                .as_ref()
-                .and_then(|d| pointed(d, pointer))
-                .and_then(|k| self.encode_key(&k))
-            {
-                record.insert("key".into(), key);
-            }
+        if let Some(key) = key_value.and_then(|k| self.encode_key(&k)) {
+            record.insert("key".into(), key);
         }
         if !headers.is_empty() {
             let list = headers
@@ -513,6 +504,7 @@ impl RecordContext<'_> {
         i: usize,
         wants_data: bool,
     ) -> Result<(Value, Option<Value>), Rejection> {
+        // Returns the event and, when `wants_data`, the value its partition key is made of.
         let structured = self.topic.mode == Mode::CloudEventsStructured;
         let (id_key, time_key) = if structured {
             ("id", "time")
@@ -560,14 +552,14 @@ impl RecordContext<'_> {
             }
             None => {
                 // Written straight out: no map, no key strings, the payload copied once.
-                let data_json = if wants_data {
-                    data_as_json(&data)
+                let key_value = if wants_data {
+                    self.partition_value(&data)
                 } else {
                     None
                 };
                 let id = self.new_id(random)?;
                 let event = self.new_event(data, &id, headers, structured);
-                return Ok((Value::Raw(event), data_json));
+                return Ok((Value::Raw(event), key_value));
             }
         };
         event.insert("source".into(), Value::String(source.to_string()));
@@ -596,7 +588,19 @@ impl RecordContext<'_> {
                 .and_then(base64_decode)
                 .and_then(|b| crate::json::from_slice(&b).ok()),
         };
-        Ok((Value::Object(event), data_json))
+        let pointer = self.topic.partition_key.as_deref();
+        let key_value = data_json.and_then(|d| pointed(&d, pointer?));
+        Ok((Value::Object(event), key_value))
+    }
+
+    /// The value at the topic's partition-key pointer in a record's data: a kept payload is
+    /// scanned to it, a tree is pointed into; neither is copied whole.
+    fn partition_value(&self, data: &Data) -> Option<Value> {
+        let pointer = self.topic.partition_key.as_deref()?;
+        match data {
+            Data::Json(v) => pointed(v, pointer),
+            other => pointed(&data_as_json(other)?, pointer),
+        }
     }
 
     /// A new event's text, exactly as `write_value` writes the map: members in key order
