@@ -70,8 +70,10 @@ pub const TEXT_V2: &str = "application/vnd.kafka.text.v2+json";
 pub fn format_of(content_type: Option<&str>) -> Result<Format, Rejection> {
     let media = content_type.unwrap_or("");
     let media = media.split(';').next().unwrap_or("").trim();
-    // Compared case-insensitively in place: no lower-cased copy per produce request.
-    match [JSON_V2, BINARY_V2, TEXT_V2].map(|known| media.eq_ignore_ascii_case(known)) {
+    // Compared in place, exactly first (producers send these lower case), then ignoring case:
+    // no lower-cased copy per produce request.
+    let is = |known: &str| media == known || media.eq_ignore_ascii_case(known);
+    match [JSON_V2, BINARY_V2, TEXT_V2].map(is) {
         [true, _, _] => Ok(Format::Json),
         [_, true, _] => Ok(Format::Binary),
         [_, _, true] => Ok(Format::Text),

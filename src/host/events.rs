@@ -44,7 +44,8 @@ pub enum HeadersStep {
     /// Refused and answered locally; the stream stops here.
     Answered,
     /// A produce request: its body is held until whole and stamped. The request headers as
-    /// the host now holds them (no Content-Length), so a guard need not read them again.
+    /// read, before Content-Length was removed from the host's map (`RawHeaders::without`
+    /// gives the map as the host now holds it), so a guard need not read them again.
     Publish(Publish, RawHeaders),
 }
 
@@ -195,7 +196,6 @@ pub fn request_headers(events: Option<&Events>, cluster: &str, end_of_stream: bo
             Ok(_) => HeadersStep::NotOurs(Some(headers)),
         };
     }
-    let headers = headers.without("content-length");
     HeadersStep::Publish(publish, headers)
 }
 

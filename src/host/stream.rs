@@ -124,7 +124,11 @@ impl Stream {
             HeadersStep::Answered => Action::Pause,
             HeadersStep::Publish(publish, headers) => {
                 self.publish = Some(publish);
-                self.guard_request(&runtime, cluster, Some(headers), end_of_stream)
+                // Only a guarded bridge needs the map, as the host now holds it.
+                let headers = runtime
+                    .instance_for_cluster(&cluster)
+                    .map(|_| headers.without("content-length"));
+                self.guard_request(&runtime, cluster, headers, end_of_stream)
             }
         }
     }
