@@ -130,10 +130,14 @@ impl<'a> Parser<'a> {
         self.error_at(self.at, message)
     }
 
+    // Always inlined: the parser asks for every byte, and the module is built for size, where
+    // a call is not inlined on its own.
+    #[inline(always)]
     fn peek(&self) -> Option<u8> {
         self.input.get(self.at).copied()
     }
 
+    #[inline(always)]
     fn skip_whitespace(&mut self) {
         while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
             self.at += 1;
