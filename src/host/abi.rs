@@ -86,7 +86,8 @@ unsafe fn take_host_buffer(data: *mut u8, size: usize) -> Option<Vec<u8>> {
 
 /// Reads an Envoy attribute (`["xds", "cluster_name"]`). Ok(None): not set.
 pub fn get_property(path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
-    let mut serialized = Vec::new();
+    // Sized once: growing it part by part reallocates on every request's cluster read.
+    let mut serialized = Vec::with_capacity(path.iter().map(|p| p.len() + 1).sum());
     for part in path {
         serialized.extend_from_slice(part.as_bytes());
         serialized.push(0);

@@ -145,20 +145,24 @@ pub fn request_headers(events: Option<&Events>, cluster: &str, end_of_stream: bo
     let Ok(headers) = abi::get_header_map_raw(abi::MAP_REQUEST_HEADERS) else {
         return HeadersStep::NotOurs(None);
     };
-    let header = |name: &str| headers.get(name);
-    let Some(target) = events::produce_target(
-        header(":method").unwrap_or(""),
-        header(":path").unwrap_or(""),
-    ) else {
+    // One pass over the map for every value this step reads.
+    let [method, path, content_type, content_length, traceparent] = headers.values([
+        ":method",
+        ":path",
+        "content-type",
+        "content-length",
+        "traceparent",
+    ]);
+    let Some(target) = events::produce_target(method.unwrap_or(""), path.unwrap_or("")) else {
         return HeadersStep::NotOurs(Some(headers));
     };
     let topic = target.topic;
-    let content_type = header("content-type").map(str::to_string);
+    let content_type = content_type.map(str::to_string);
     if let Err(rejection) = events::format_of(content_type.as_deref()) {
         events.reject(&topic, &rejection);
         return HeadersStep::Answered;
     }
-    let declared = header("content-length").and_then(|v| v.trim().parse::<usize>().ok());
+    let declared = content_length.and_then(|v| v.trim().parse::<usize>().ok());
     if let Some(len) = declared.filter(|len| *len > events.config.max_body_bytes) {
         events.reject(
             &topic,
@@ -169,7 +173,7 @@ pub fn request_headers(events: Option<&Events>, cluster: &str, end_of_stream: bo
     let publish = Publish {
         topic,
         content_type,
-        traceparent: header("traceparent").map(str::to_string),
+        traceparent: traceparent.map(str::to_string),
     };
     if !end_of_stream {
         // Envoy delivers no body to a filter whose headers are paused (it turns the pause into
