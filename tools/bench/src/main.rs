@@ -6,6 +6,8 @@
 //!   a   Envoy, no filter                                    (plain.yaml)
 //!   n   a proxy-wasm filter that does nothing (tools/noop-filter): the floor of any Wasm filter
 //!       (filter.yaml with noop_filter.wasm)
+//!   h   the same do-nothing filter making exactly row c's host calls and nothing else: what
+//!       row c would cost if the filter's own code took no time (noop_filter.wasm, configured)
 //!   b   Envoy, outlier detection + circuit-breaker thresholds (native.yaml)
 //!   c   the filter, seed policy (envoy/policy.json), circuit closed        (filter.yaml)
 //!   c0  the same Envoy as c, a cluster no instance guards: Wasm overhead without shared data
@@ -18,6 +20,8 @@
 //!   ev-b / ev-a / ev-f  1 KB event records POSTed straight to the Kafka bridge / through
 //!       Envoy without the filter (events-plain.yaml) / through the filter, which stamps the
 //!       envelope (events.yaml; Tansu + kafka-bridge as in the tests)
+//!   ev-h  the do-nothing filter making exactly ev-f's host calls (events.yaml): the ceiling
+//!       ev-f could reach if the filter's own code took no time
 //!   lat-a / lat-n / lat-c  rows a, n and c at a fixed rate (30 % of row a's throughput, h2load
 //!       --rps): p50 / p99 / p99.9 latency at moderate load
 //! For each: requests/s, p50/p99 latency (wrk --latency) and Envoy CPU µs per request
@@ -78,13 +82,13 @@ const USAGE: &str = "usage: bench [--duration SECS] [--warmup SECS] [--rounds N]
              [--out FILE] [--validate-only] [--latency-load FRACTION] [--instructions]
 defaults: --duration 6 --warmup 1 --rounds 2 --threads 2 --connections 32
           --latency-load 0.3 --out target/bench/results.json
-rows: u a n b c c0 c5 d e f ev-b ev-a ev-f lat-a lat-n lat-c (lat-* need row a; lat-n row n)
+rows: u a n h b c c0 c5 d e f ev-b ev-a ev-h ev-f lat-a lat-n lat-c (lat-* need row a; lat-n row n)
 --profile adds rows c-cb (breaker only) and c-retry (retry only) to split row c's cost
 --alt-wasm adds row c-alt: row c with another build of the filter, side by side
 --instructions: each row's Envoy under valgrind callgrind, user-space instructions per request
         (Envoy, its allocator, the Wasm JIT; all threads) over 1000 requests on one connection:
         repeatable to 2-3 % however busy the machine is, unlike the timings (default rows
-        a,n,c,c0,d; ev-a and ev-f POST their record); then each row's count by the code that
+        a,n,h,c,c0,d; ev-a, ev-h and ev-f POST their record); then each row's count by the code that
         ran it: Envoy and V8, the filter's compiled Wasm, libc and malloc (callgrind_annotate)
 --validate-only runs envoy --mode validate on envoy/bench/*.yaml and the bench's policies";
 
@@ -791,20 +795,32 @@ fn run() -> Result<()> {
     } else {
         None
     };
-    // Row n: the do-nothing filter, its policy ignored.
+    // Rows n, h and ev-h: tools/noop-filter, doing nothing (n) or only row c's (h) or row
+    // ev-f's (ev-h) host calls, chosen by its configuration.
     let noop_wasm = wasm.with_file_name("noop_filter.wasm");
+    if wants(&["n", "lat-n", "h", "ev-h"]) && !noop_wasm.exists() {
+        return Err(format!(
+            "{} missing: `make bench` builds it (cargo build -p noop-filter --target wasm32-wasip1 --release)",
+            noop_wasm.display()
+        ));
+    }
     let noop = if wants(&["n", "lat-n"]) {
-        if !noop_wasm.exists() {
-            return Err(format!(
-                "{} missing: `make bench` builds it (cargo build -p noop-filter --target wasm32-wasip1 --release)",
-                noop_wasm.display()
-            ));
-        }
         Some(start_with(
             "n",
             "filter.yaml",
             ok.port,
             Some(&json!({})),
+            &noop_wasm,
+        )?)
+    } else {
+        None
+    };
+    let host_floor = if wants(&["h"]) {
+        Some(start_with(
+            "h",
+            "filter.yaml",
+            ok.port,
+            Some(&json!({"host-calls": "guarded"})),
             &noop_wasm,
         )?)
     } else {
@@ -822,8 +838,8 @@ fn run() -> Result<()> {
     };
     // Events/s, 1 KB records through the filter vs. straight to the bridge.
     let mut events_note: Option<String> = None;
-    let mut events: Option<(EventsStack, usize, usize)> = None;
-    if wants(&["ev-b", "ev-a", "ev-f"]) {
+    let mut events: Option<(EventsStack, usize, usize, Option<usize>)> = None;
+    if wants(&["ev-b", "ev-a", "ev-f", "ev-h"]) {
         match EventsStack::start() {
             Ok(stack) => {
                 let policy = json!({"events": {"bridges": ["kafka-bridge"]}});
@@ -836,7 +852,18 @@ fn run() -> Result<()> {
                 )?;
                 let plain =
                     start_with("ev-a", "events-plain.yaml", stack.bridge_port, None, &wasm)?;
-                events = Some((stack, envoy, plain));
+                let floor = if wants(&["ev-h"]) {
+                    Some(start_with(
+                        "ev-h",
+                        "events.yaml",
+                        stack.bridge_port,
+                        Some(&json!({"host-calls": "events"})),
+                        &noop_wasm,
+                    )?)
+                } else {
+                    None
+                };
+                events = Some((stack, envoy, plain, floor));
             }
             Err(e) => events_note = Some(format!("events rows skipped: {e}")),
         }
@@ -854,6 +881,12 @@ fn run() -> Result<()> {
             "b",
             "Envoy, outlier detection + circuit-breaker thresholds",
             native,
+            user,
+        ),
+        (
+            "h",
+            "row c's host calls only (the floor under row c)",
+            host_floor,
             user,
         ),
         ("c", "filter, seed policy, circuit closed", filter, user),
@@ -900,7 +933,7 @@ fn run() -> Result<()> {
             row(id, what, envoy, port_of(envoy), host);
         }
     }
-    if let Some((stack, envoy, plain)) = &events {
+    if let Some((stack, envoy, plain, floor)) = &events {
         for (id, what, envoy, port) in [
             (
                 "ev-b",
@@ -915,12 +948,21 @@ fn run() -> Result<()> {
                 port_of(Some(*plain)),
             ),
             (
+                "ev-h",
+                "events: ev-f's host calls only (the floor under ev-f)",
+                *floor,
+                port_of(*floor),
+            ),
+            (
                 "ev-f",
                 "events: 1 KB records through the filter (stamped)",
                 Some(*envoy),
                 port_of(Some(*envoy)),
             ),
         ] {
+            if id == "ev-h" && floor.is_none() {
+                continue;
+            }
             if o.wants(id) {
                 rows.push(Row {
                     id,
@@ -1144,6 +1186,9 @@ fn report(
     let extra = |id: &str| cpu(id).zip(cpu("a")).map(|(x, a)| x - a);
     let extra_c_n = ratio(extra("c"), extra("n"));
     let events_ratio = ratio(rps("ev-f"), rps("ev-a"));
+    // The floors (rows h, ev-h): the same ratios if the filter's own code took no time.
+    let extra_h_n = ratio(extra("h"), extra("n"));
+    let events_floor = ratio(rps("ev-h"), rps("ev-a"));
     let wasm_kib = wasm_bytes as f64 / 1024.0;
     let checks: Vec<(&str, Option<f64>, &str, Option<bool>)> = vec![
         (
@@ -1152,12 +1197,14 @@ fn report(
             "<= 2.0",
             extra_c_n.map(|r| r <= 2.0),
         ),
+        ("  floor (h-a)/(n-a)", extra_h_n, "", None),
         (
             "throughput c/a",
             ratio(rps("c"), rps("a")),
             ">= 0.75",
             ratio(rps("c"), rps("a")).map(|r| r >= 0.75),
         ),
+        ("  ceiling h/a", ratio(rps("h"), rps("a")), "", None),
         (
             "throughput d/a",
             ratio(rps("d"), rps("a")),
@@ -1170,6 +1217,7 @@ fn report(
             ">= 0.85",
             events_ratio.map(|r| r >= 0.85),
         ),
+        ("  ceiling ev-h/ev-a", events_floor, "", None),
         (
             "filter .wasm KiB",
             Some(wasm_kib),
@@ -1240,6 +1288,15 @@ fn report(
                 .collect(),
         ),
         (
+            "(h-a)/(n-a)",
+            (0..o.rounds)
+                .filter_map(|i| {
+                    let (h, n, a) = (round("h", i)?.1?, round("n", i)?.1?, round("a", i)?.1?);
+                    (n > a).then(|| (h - a) / (n - a))
+                })
+                .collect(),
+        ),
+        (
             "c/a",
             (0..o.rounds)
                 .filter_map(|i| Some(round("c", i)?.0 / round("a", i)?.0))
@@ -1249,6 +1306,12 @@ fn report(
             "ev-f/ev-a",
             (0..o.rounds)
                 .filter_map(|i| Some(round("ev-f", i)?.0 / round("ev-a", i)?.0))
+                .collect(),
+        ),
+        (
+            "ev-h/ev-a",
+            (0..o.rounds)
+                .filter_map(|i| Some(round("ev-h", i)?.0 / round("ev-a", i)?.0))
                 .collect(),
         ),
     ];
@@ -1265,7 +1328,9 @@ fn report(
             );
         }
     }
-    for id in ["n", "b", "c", "c0", "c5", "d", "c-cb", "c-retry", "c-alt"] {
+    for id in [
+        "n", "h", "b", "c", "c0", "c5", "d", "c-cb", "c-retry", "c-alt",
+    ] {
         if let Some(d) = extra(id) {
             line(&mut table, format!("cpu/req {id} - a       {d:>+6.1} us"));
         }
@@ -1378,7 +1443,7 @@ fn report(
 // Instructions (`--instructions`)
 
 /// The rows `--instructions` measures unless `--rows` names others.
-const INSTRUCTION_ROWS: [&str; 5] = ["a", "n", "c", "c0", "d"];
+const INSTRUCTION_ROWS: [&str; 6] = ["a", "n", "h", "c", "c0", "d"];
 
 /// Requests per row counted, after as many again to warm up (the JIT, the connection).
 const COUNTED_REQUESTS: u32 = 1000;
@@ -1462,7 +1527,18 @@ impl InstructionCounts {
                 "instr extra (c-a)/(n-a) {r:>7.3}   target <= 2.0: {verdict}\n"
             ));
         }
-        for id in ["n", "c", "c0", "c5", "d", "c-alt"] {
+        let extra_h_n = ratio(extra("h"), extra("n"));
+        if let Some(r) = extra_h_n {
+            table.push_str(&format!("  floor (h-a)/(n-a)     {r:>7.3}\n"));
+        }
+        let events_ceiling = ratio(get("ev-a"), get("ev-h"));
+        if let Some(r) = ratio(get("ev-a"), get("ev-f")) {
+            table.push_str(&format!("instr ev-a/ev-f        {r:>7.3}\n"));
+        }
+        if let Some(r) = events_ceiling {
+            table.push_str(&format!("  ceiling ev-a/ev-h    {r:>7.3}\n"));
+        }
+        for id in ["n", "h", "c", "c0", "c5", "d", "c-alt", "ev-h", "ev-f"] {
             if let Some(d) = extra(id) {
                 table.push_str(&format!("instr/req {id} - a      {d:>+9.0}\n"));
             }
@@ -1475,6 +1551,8 @@ impl InstructionCounts {
             "requests_per_row": COUNTED_REQUESTS,
             "instructions_per_request": counted,
             "extra_c_over_extra_n": extra_c_n,
+            "extra_h_over_extra_n": extra_h_n,
+            "ev_a_over_ev_h": events_ceiling,
             "extra_c_over_extra_n_without_the_filters_code": CodeSplit::host_floor(&splits),
             "instructions_per_request_by_code": splits
                 .iter()
