@@ -451,3 +451,115 @@ fn a_breaker_opened_by_the_first_attempt_refuses_an_immediate_retry() {
     );
     envoy.filter_crashes().unwrap();
 }
+
+/// Envoy's `wasm:trace` lines after `mark`: (milliseconds of the day, thread, the call).
+fn traced(envoy: &Envoy, mark: usize) -> Vec<(u64, String, String)> {
+    envoy
+        .log_since(mark)
+        .lines()
+        .filter_map(|line| {
+            // [2026-12-01 15:52:23.774][9675][trace][wasm] [source...] [host->vm] proxy_on_tick(1)
+            let mut fields = line.split(']');
+            let time = fields.next()?.rsplit(' ').next()?;
+            let thread = fields.next()?.trim_start_matches('[').to_string();
+            let call = line.rsplit("] ").next()?.to_string();
+            let mut hms = time.split([':', '.']).map(|n| n.parse::<u64>().ok());
+            let (h, m, s, ms) = (hms.next()??, hms.next()??, hms.next()??, hms.next()??);
+            Some((((h * 60 + m) * 60 + s) * 1000 + ms, thread, call))
+        })
+        .collect()
+}
+
+/// `proxy_on_tick` calls traced after `mark`, by thread (the main thread's root, each worker's).
+fn ticks_by_thread(envoy: &Envoy, mark: usize) -> std::collections::BTreeMap<String, usize> {
+    let mut ticks = std::collections::BTreeMap::new();
+    for (_, thread, call) in traced(envoy, mark) {
+        if call.starts_with("proxy_on_tick(") {
+            *ticks.entry(thread).or_insert(0) += 1;
+        }
+    }
+    ticks
+}
+
+/// How long after the first attempt's response reached the filter (the wait begins) its
+/// worker's next tick came.
+fn first_tick_after_the_response(envoy: &Envoy, mark: usize) -> u64 {
+    let trace = traced(envoy, mark);
+    let (at, thread) = trace
+        .iter()
+        .find(|(_, _, call)| call.starts_with("proxy_on_response_headers("))
+        .map(|(at, thread, _)| (*at, thread.clone()))
+        .expect("the first response traced");
+    let tick = trace
+        .iter()
+        .find(|(t, th, call)| *t >= at && *th == thread && call.starts_with("proxy_on_tick("))
+        .map(|(t, _, _)| *t)
+        .expect("a tick on that worker");
+    tick - at
+}
+
+#[test]
+fn an_idle_worker_ticks_slowly_and_a_retry_wait_speeds_its_tick_up() {
+    let services = Services::start().unwrap();
+    let mut policy = retry_policy();
+    // Three calls that fail once each must not open user-service's breaker.
+    set_path(
+        &mut policy,
+        &format!("{CB}.user-service.minimum-number-of-calls"),
+        json!(100),
+    );
+    let envoy = Envoy::start(&services, &policy).unwrap();
+    envoy.admin_post("/logging?wasm=trace").unwrap();
+    // Idle: every root ticks at the idle period (100 ms), not every 10 ms.
+    let mark = envoy.log_mark();
+    std::thread::sleep(Duration::from_secs(1));
+    let idle = ticks_by_thread(&envoy, mark);
+    assert_eq!(
+        idle.len(),
+        3,
+        "the main thread and both workers tick: {idle:?}"
+    );
+    assert!(
+        idle.values().all(|&n| (3..=20).contains(&n)),
+        "about 10 ticks a second each, idle: {idle:?}"
+    );
+
+    // A retry wait (200 ms) begins on an idle worker: its tick comes within about 10 ms, not
+    // up to the idle period later, and keeps coming every 10 ms until the replay. Three calls:
+    // an idle tick would come that soon 4 times in 10 by chance.
+    let user = &services.user;
+    for call in 0..3 {
+        std::thread::sleep(Duration::from_millis(300));
+        user.push(Action::respond(503, "attempt 1"));
+        user.push(Action::respond(200, "attempt 2"));
+        let mark = envoy.log_mark();
+        let response = envoy.get(USER, "/users/7").unwrap();
+        assert_eq!(response.status, 200);
+        assert_eq!(user.count(), 2 * (call + 1));
+        assert_waited_about(gaps(user)[2 * call], 200);
+        let first = first_tick_after_the_response(&envoy, mark);
+        assert!(
+            first <= 40,
+            "call {call}: the worker's next tick came {first} ms after the wait began"
+        );
+        let busiest = ticks_by_thread(&envoy, mark)
+            .into_values()
+            .max()
+            .unwrap_or(0);
+        assert!(
+            busiest >= 8,
+            "call {call}: {busiest} ticks during a 200 ms wait"
+        );
+    }
+
+    // Nothing waits any more: back to the idle period.
+    std::thread::sleep(Duration::from_millis(300));
+    let mark = envoy.log_mark();
+    std::thread::sleep(Duration::from_secs(1));
+    let after = ticks_by_thread(&envoy, mark);
+    assert!(
+        after.values().all(|&n| n <= 20),
+        "idle again after the calls: {after:?}"
+    );
+    envoy.filter_crashes().unwrap();
+}

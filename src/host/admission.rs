@@ -157,16 +157,6 @@ pub struct InstanceAdmission {
     fallback: Option<Fallback>,
 }
 
-impl InstanceAdmission {
-    /// Whether a call of this instance may wait (the worker then needs a fast tick).
-    pub fn may_wait(&self) -> bool {
-        self.rate_limiter
-            .as_ref()
-            .is_some_and(|r| r.config.timeout_duration_ms > 0)
-            || self.bulkheads.iter().any(|b| b.limits.queue_capacity > 0)
-    }
-}
-
 pub fn bulkhead_key(plugin_name: &str, instance: &str, thread_pool: bool) -> String {
     let module = if thread_pool { "tpb" } else { "bh" };
     format!("{plugin_name}/{module}/{instance}")
@@ -511,6 +501,15 @@ fn give_back(mut entry: StreamAdmission, worker: u32, now: u64) {
         }
     }
     release_held(admission, &mut entry, worker, now);
+}
+
+/// Whether a call of this worker waits for a permit or a slot (the tick resumes it).
+pub fn any_waiting(admissions: &SharedAdmissions) -> bool {
+    admissions
+        .borrow()
+        .by_stream
+        .values()
+        .any(|e| !matches!(e.step, Step::Admitted))
 }
 
 /// The tick: resumes the waiting calls whose permit is due or whose slot is free (dispatches

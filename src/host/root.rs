@@ -20,8 +20,6 @@ use super::timelimiter::TimeLimiterInstance;
 
 /// Plugin name when the host does not tell (shared-data keys and logs carry it).
 const DEFAULT_PLUGIN_NAME: &str = crate::FILTER_NAME;
-/// Retry waits are served by the tick: 10 ms keeps a 300 ms wait within a few percent.
-const RETRY_TICK_MS: u32 = 10;
 /// Breaker housekeeping (automatic OPEN -> HALF_OPEN, half-open max wait, gauges).
 const FAST_BREAKER_TICK_MS: u64 = 100;
 const GAUGE_TICK_MS: u64 = 1000;
@@ -131,13 +129,9 @@ impl Runtime {
         admission::create_missing_state(&self.admission, now);
     }
 
-    fn tick_period_ms(&self) -> u32 {
-        // Retry waits and calls waiting for a permit or a slot are served by the tick.
-        if self.retries.is_empty() && !self.admission.values().any(|a| a.may_wait()) {
-            (self.breaker_tick_ms as u32).min(COUNTER_FLUSH_MS)
-        } else {
-            RETRY_TICK_MS
-        }
+    /// The tick's period while no call waits for it (see `retry::WAIT_TICK_MS`).
+    fn idle_tick_ms(&self) -> u32 {
+        (self.breaker_tick_ms as u32).min(COUNTER_FLUSH_MS)
     }
 }
 
@@ -241,7 +235,7 @@ impl FilterRoot {
         }
         let runtime = Runtime::new(policy, &plugin_name);
         runtime.prepare_shared_state(abi::now_ms().unwrap_or(0));
-        if let Err(e) = abi::set_tick_period_ms(runtime.tick_period_ms()) {
+        if let Err(e) = self.settle_tick(&runtime, true) {
             log::warn!(
                 "tick unavailable (host status {}): retries and automatic transitions stop",
                 e.0
@@ -249,6 +243,24 @@ impl FilterRoot {
         }
         self.runtime = Some(Rc::new(runtime));
         true
+    }
+
+    /// The tick's period for what waits now: fast while a call of this worker waits for the
+    /// tick, else the idle period. `always`: set it even if it looks unchanged.
+    fn settle_tick(&self, runtime: &Runtime, always: bool) -> Result<(), abi::HostError> {
+        let waiting =
+            self.calls.borrow().wait_for_tick() || admission::any_waiting(&self.admissions);
+        if !always && waiting == self.calls.borrow().fast_tick {
+            return Ok(());
+        }
+        let period = if waiting {
+            retry::WAIT_TICK_MS
+        } else {
+            runtime.idle_tick_ms()
+        };
+        abi::set_tick_period_ms(period)?;
+        self.calls.borrow_mut().fast_tick = waiting;
+        Ok(())
     }
 
     /// Runs on every worker and the main thread. Retries are per worker; breaker
@@ -270,6 +282,8 @@ impl FilterRoot {
         }
         retry::on_tick(&runtime, &self.calls, &self.admissions, now);
         admission::on_tick(&self.admissions, &self.calls, Some(&runtime), now);
+        // Back to the idle period once no call waits (a failure leaves it as it was).
+        let _ = self.settle_tick(&runtime, false);
     }
 
     pub fn create_http_context(&self, context_id: u32) -> Stream {

@@ -374,7 +374,10 @@ impl Stream {
         match admit {
             Admit::Go => Action::Continue,
             // The tick resumes it (or refuses it at its deadline).
-            Admit::Wait => Action::Pause,
+            Admit::Wait => {
+                retry::tick_needed(&self.calls);
+                Action::Pause
+            }
             Admit::Refused(response) => {
                 // Not a call: the breaker's permission goes back unrecorded, nothing retries.
                 admission::forget_call(runtime, &self.calls, self.id, now);

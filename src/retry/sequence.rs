@@ -218,6 +218,12 @@ impl<R> Sequence<R> {
     }
 
     /// The tick has work here: a wait is over, or a refusal waits to be served.
+    /// Whether only the tick moves this call on (a wait, or a refusal the tick serves): while
+    /// one does, the worker's tick runs fast.
+    pub fn waits_for_tick(&self) -> bool {
+        matches!(self.stage, Stage::Waiting { .. } | Stage::Refused(_))
+    }
+
     pub fn is_due(&self, now_ms: u64) -> bool {
         match self.stage {
             Stage::Waiting { due_ms } => due_ms <= now_ms,

@@ -365,10 +365,26 @@ impl Envoy {
         self.admin_get_timeout(path, Duration::from_secs(5))
     }
 
+    /// POST on the admin interface (e.g. `/logging?wasm=trace`), as [`Envoy::admin_get`].
+    pub fn admin_post(&self, path: &str) -> Result<String, String> {
+        self.admin_call("POST", path, Duration::from_secs(5))
+    }
+
     fn admin_get_timeout(&self, path: &str, timeout: Duration) -> Result<String, String> {
-        let response =
-            request_with_timeout(self.admin_port, "GET", "127.0.0.1", path, &[], b"", timeout)
-                .map_err(|e| format!("admin: {e}"))?;
+        self.admin_call("GET", path, timeout)
+    }
+
+    fn admin_call(&self, method: &str, path: &str, timeout: Duration) -> Result<String, String> {
+        let response = request_with_timeout(
+            self.admin_port,
+            method,
+            "127.0.0.1",
+            path,
+            &[],
+            b"",
+            timeout,
+        )
+        .map_err(|e| format!("admin: {e}"))?;
         if response.status != 200 {
             return Err(format!(
                 "admin {path}: {} {}",

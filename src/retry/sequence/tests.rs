@@ -189,10 +189,12 @@ fn a_retryable_failure_waits_then_the_tick_starts_the_replay() {
         }
     );
     assert_eq!(host.asked(), (1, 1));
+    assert!(s.waits_for_tick(), "the wait needs the worker's fast tick");
     assert!(!s.is_due(T0 + 509));
     assert_eq!(s.tick(T0 + 509), None);
     assert!(s.is_due(T0 + 510));
     assert_eq!(s.tick(T0 + 510), Some(Step::Replay));
+    assert!(!s.waits_for_tick(), "the replay is the host's to start");
     // Asked once: a second tick before the replay went out does nothing.
     assert!(!s.is_due(T0 + 520));
     assert_eq!(s.tick(T0 + 520), None);
@@ -318,10 +320,16 @@ fn a_wait_of_zero_replays_at_once() {
     c.wait_duration_ms = 0;
     let host = Host::with_budget(10);
     let mut s = Sequence::<Reply>::start(T0, true);
+    assert!(!s.waits_for_tick(), "the first attempt is the router's");
     let ended = s.first_response(T0 + 5, UNAVAILABLE, rules(&c, &host));
     assert_eq!(ended.step, Step::Replay);
     assert!(!s.is_due(T0 + 5), "the host starts it, not the tick");
+    assert!(!s.waits_for_tick());
     s.replay_sent(T0 + 5, true);
+    assert!(
+        !s.waits_for_tick(),
+        "a replay in flight waits for its answer"
+    );
     // And again after a replay's answer.
     let ended = s.replay_answered(T0 + 8, UNAVAILABLE, Some("503"), rules(&c, &host));
     assert_eq!(ended.step, Step::Replay);
@@ -336,6 +344,7 @@ fn a_refusal_inside_the_response_callback_is_served_by_the_next_tick() {
     s.first_response(T0 + 5, UNAVAILABLE, rules(&c, &host));
     assert_eq!(s.replay_refused(State::Open, Some(60_000)), Step::Defer);
     assert!(s.is_due(T0 + 5));
+    assert!(s.waits_for_tick());
     assert_eq!(
         s.tick(T0 + 15),
         Some(finish(
