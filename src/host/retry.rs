@@ -221,7 +221,7 @@ pub struct Calls {
 
 impl Calls {
     /// Whether a call waits for the tick to move on (a retry wait, a refusal it serves).
-    pub fn wait_for_tick(&self) -> bool {
+    pub fn any_waiting(&self) -> bool {
         self.by_stream.values().any(|c| c.sequence.waits_for_tick())
     }
 }

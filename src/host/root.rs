@@ -248,8 +248,7 @@ impl FilterRoot {
     /// The tick's period for what waits now: fast while a call of this worker waits for the
     /// tick, else the idle period. `always`: set it even if it looks unchanged.
     fn settle_tick(&self, runtime: &Runtime, always: bool) -> Result<(), abi::HostError> {
-        let waiting =
-            self.calls.borrow().wait_for_tick() || admission::any_waiting(&self.admissions);
+        let waiting = self.calls.borrow().any_waiting() || admission::any_waiting(&self.admissions);
         if !always && waiting == self.calls.borrow().fast_tick {
             return Ok(());
         }

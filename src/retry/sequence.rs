@@ -217,13 +217,13 @@ impl<R> Sequence<R> {
         self.stage == Stage::FirstAttempt
     }
 
-    /// The tick has work here: a wait is over, or a refusal waits to be served.
     /// Whether only the tick moves this call on (a wait, or a refusal the tick serves): while
     /// one does, the worker's tick runs fast.
     pub fn waits_for_tick(&self) -> bool {
         matches!(self.stage, Stage::Waiting { .. } | Stage::Refused(_))
     }
 
+    /// The tick has work here: a wait is over, or a refusal waits to be served.
     pub fn is_due(&self, now_ms: u64) -> bool {
         match self.stage {
             Stage::Waiting { due_ms } => due_ms <= now_ms,
