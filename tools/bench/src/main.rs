@@ -24,6 +24,9 @@
 //!       ev-f could reach if the filter's own code took no time
 //!   lat-a / lat-n / lat-c  rows a, n and c at a fixed rate (30 % of row a's throughput, h2load
 //!       --rps): p50 / p99 / p99.9 latency at moderate load
+//!   idle-a / idle-n / idle-c  rows a, n and c's Envoys with no load, side by side for twice
+//!       --duration: CPU ms per second (an idle sidecar's cost: the filter's tick); with
+//!       --alt-wasm also idle-c-alt
 //! For each: requests/s, p50/p99 latency (wrk --latency) and Envoy CPU µs per request
 //! (utime+stime of the Envoy process from /proc, before/after, over the requests). Rows run in
 //! interleaved rounds (odd rounds reversed) so a noisy neighbour hits every row alike; the
@@ -82,7 +85,8 @@ const USAGE: &str = "usage: bench [--duration SECS] [--warmup SECS] [--rounds N]
              [--out FILE] [--validate-only] [--latency-load FRACTION] [--instructions]
 defaults: --duration 6 --warmup 1 --rounds 2 --threads 2 --connections 32
           --latency-load 0.3 --out target/bench/results.json
-rows: u a n h b c c0 c5 d e f ev-b ev-a ev-h ev-f lat-a lat-n lat-c (lat-* need row a; lat-n row n)
+rows: u a n h b c c0 c5 d e f ev-b ev-a ev-h ev-f lat-a lat-n lat-c idle-a idle-n idle-c
+      (lat-* need row a; idle-x needs row x's Envoy: rows a, n, c, c-alt)
 --profile adds rows c-cb (breaker only) and c-retry (retry only) to split row c's cost
 --alt-wasm adds row c-alt: row c with another build of the filter, side by side
 --instructions: each row's Envoy under valgrind callgrind, user-space instructions per request
@@ -1054,6 +1058,37 @@ fn run() -> Result<()> {
         latency.push((id, of, run));
     }
 
+    // Idle: rows a, n and c's Envoys with no load, side by side over the same seconds: CPU
+    // per second of each (all the filter runs then is its tick).
+    let mut idle: Vec<(&str, f64)> = Vec::new();
+    let idle_pids: Vec<(&str, u32)> = [
+        ("idle-a", plain),
+        ("idle-n", noop),
+        ("idle-c", filter),
+        ("idle-c-alt", alt),
+    ]
+    .into_iter()
+    .filter(|(id, _)| o.wants(id))
+    .filter_map(|(id, e)| Some((id, envoys.get(e?)?.1.pid()?)))
+    .collect();
+    if !idle_pids.is_empty() {
+        // The last load's connections close and its calls end first.
+        thread::sleep(Duration::from_secs(1));
+        let before: Vec<u64> = idle_pids
+            .iter()
+            .map(|(_, pid)| cpu_us(*pid))
+            .collect::<Result<_>>()?;
+        // Twice a row's duration: /proc counts CPU in 10 ms ticks.
+        let seconds = 2 * o.duration_s;
+        thread::sleep(Duration::from_secs(seconds));
+        for ((id, pid), b) in idle_pids.iter().zip(before) {
+            let used_ms = cpu_us(*pid)?.saturating_sub(b) as f64 / 1000.0;
+            let per_s = used_ms / seconds as f64;
+            eprintln!("  idle row {id:<7} {per_s:.1} ms CPU per second");
+            idle.push((id, per_s));
+        }
+    }
+
     // What each Envoy's own counters say happened (sanity: the filter did its work).
     let mut stats = serde_json::Map::new();
     for (name, e) in &envoys {
@@ -1072,6 +1107,7 @@ fn run() -> Result<()> {
         started,
         events_note.as_deref(),
         &latency,
+        &idle,
     );
     println!("{}", results.1);
     if let Some(dir) = o.out.parent() {
@@ -1147,6 +1183,7 @@ fn report(
     started: Instant,
     events_note: Option<&str>,
     latency: &[(&str, &str, LatencyRun)],
+    idle: &[(&str, f64)],
 ) -> (Value, String) {
     let summaries: BTreeMap<&str, Summary> = rows.iter().map(|r| (r.id, r.summary())).collect();
     let get = |id: &str| summaries.get(id).copied();
@@ -1360,6 +1397,20 @@ fn report(
             );
         }
     }
+    if !idle.is_empty() {
+        let list: Vec<String> = idle
+            .iter()
+            .map(|(id, ms)| format!("{} {ms:.1}", id.trim_start_matches("idle-")))
+            .collect();
+        line(
+            &mut table,
+            format!(
+                "\nidle CPU ms/s          {} (no load, {} s side by side)",
+                list.join(", "),
+                2 * o.duration_s
+            ),
+        );
+    }
     // One record per request: events/s = requests/s of the events rows.
     let events = match (rps("ev-f"), rps("ev-a")) {
         (Some(filter), Some(envoy)) => {
@@ -1431,6 +1482,7 @@ fn report(
         "upstream_requests": {"ok": ok.requests(), "flaky": flaky.requests()},
         "envoy_stats": stats,
         "events": events,
+        "idle_cpu_ms_per_s": idle.iter().map(|(id, ms)| (id.to_string(), json!(ms))).collect::<serde_json::Map<String, Value>>(),
         "latency": latency.iter().map(|(id, of, r)| json!({
             "row": id, "of_row": of, "fixed_requests_per_s": r.rate, "requests": r.requests,
             "non_2xx": r.non_2xx, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "p999_ms": r.p999_ms,
